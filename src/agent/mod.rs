@@ -1,0 +1,63 @@
+//! The knowledge agent: plain async code that turns a conversation into a stream of
+//! answer text. It knows neither actors nor queues, so it can be tested alone, run
+//! inside a worker, or served over A2A.
+
+pub mod knowledge;
+pub mod llm;
+pub mod mock_llm;
+
+use futures_util::stream::BoxStream;
+
+use crate::conversation::{ChatMessage, ErrorCode, FinishReason};
+
+/// One question to the agent: the conversation so far and the new user text.
+#[derive(Clone, Debug)]
+pub struct AgentRequest {
+    /// The conversation this turn belongs to (the session id, or an A2A `contextId`).
+    pub context_id: String,
+    /// Earlier turns, oldest first, without the new user text.
+    pub history: Vec<ChatMessage>,
+    /// The new user message.
+    pub text: String,
+}
+
+/// What an answer stream yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentEvent {
+    /// The next piece of answer text (never empty).
+    Text(String),
+    /// The answer is complete; always the last item of a successful stream.
+    Finished(FinishReason),
+}
+
+/// Why an answer could not be produced.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AgentError {
+    #[error("the model failed: {0}")]
+    Upstream(String),
+    #[error("the model timed out: {0}")]
+    Timeout(String),
+    #[error("the agent is unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl AgentError {
+    /// The wire error code this failure is reported with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            AgentError::Upstream(_) => ErrorCode::Upstream,
+            AgentError::Timeout(_) => ErrorCode::Timeout,
+            AgentError::Unavailable(_) => ErrorCode::Unavailable,
+        }
+    }
+}
+
+/// A stream of answer events. Dropping it cancels the answer, including the
+/// model's HTTP request.
+pub type AgentStream = BoxStream<'static, Result<AgentEvent, AgentError>>;
+
+/// Anything that can answer a turn: the in-process knowledge agent, or (later) a
+/// remote A2A agent.
+pub trait Agent: Send + Sync + 'static {
+    fn answer(&self, request: AgentRequest) -> AgentStream;
+}
