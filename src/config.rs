@@ -275,16 +275,21 @@ impl Config {
     /// Checks values that parse but cannot work, naming the key at fault.
     pub fn validate(&self) -> Result<(), ConfigError> {
         fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
-            ConfigError::Invalid { key, problem: problem.into() }
+            ConfigError::Invalid {
+                key,
+                problem: problem.into(),
+            }
         }
         check_address("http.bind", &self.http.bind)?;
         check_address("agent.bind", &self.agent.bind)?;
         if !(1..=16 * 1024 * 1024).contains(&self.http.max_message_bytes) {
-            return Err(invalid("http.max_message_bytes", "must be between 1 and 16777216"));
+            return Err(invalid(
+                "http.max_message_bytes",
+                "must be between 1 and 16777216",
+            ));
         }
         for origin in &self.http.cors_origins {
-            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://"))
-            {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(invalid(
                     "http.cors_origins",
                     format!("{origin:?} is neither \"*\" nor an http(s) origin"),
@@ -293,7 +298,10 @@ impl Config {
         }
         let url = &self.broker.url;
         if !url.is_empty() && !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-            return Err(invalid("broker.url", "must be empty or an amqp:// / amqps:// URL"));
+            return Err(invalid(
+                "broker.url",
+                "must be empty or an amqp:// / amqps:// URL",
+            ));
         }
         let queue = &self.broker.question_queue;
         if queue.is_empty() || queue.len() > 200 || queue.chars().any(char::is_whitespace) {
@@ -315,11 +323,17 @@ impl Config {
         }
         let positive = [
             ("llm.connect_timeout_ms", self.llm.connect_timeout_ms),
-            ("llm.first_token_timeout_ms", self.llm.first_token_timeout_ms),
+            (
+                "llm.first_token_timeout_ms",
+                self.llm.first_token_timeout_ms,
+            ),
             ("llm.idle_timeout_ms", self.llm.idle_timeout_ms),
             ("session.idle_timeout_s", self.session.idle_timeout_s),
             ("session.turn_timeout_s", self.session.turn_timeout_s),
-            ("session.heartbeat_interval_s", self.session.heartbeat_interval_s),
+            (
+                "session.heartbeat_interval_s",
+                self.session.heartbeat_interval_s,
+            ),
             ("session.client_timeout_s", self.session.client_timeout_s),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, value)| *value == 0) {
@@ -338,7 +352,10 @@ impl Config {
 fn check_address(key: &'static str, address: &str) -> Result<(), ConfigError> {
     match address.rsplit_once(':') {
         Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(ConfigError::Invalid { key, problem: format!("{address:?} is not HOST:PORT") }),
+        _ => Err(ConfigError::Invalid {
+            key,
+            problem: format!("{address:?} is not HOST:PORT"),
+        }),
     }
 }
 
@@ -346,7 +363,10 @@ fn check_http_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
     if url.is_empty() || url.starts_with("http://") || url.starts_with("https://") {
         Ok(())
     } else {
-        Err(ConfigError::Invalid { key, problem: "must be empty or an http(s):// URL".into() })
+        Err(ConfigError::Invalid {
+            key,
+            problem: "must be empty or an http(s):// URL".into(),
+        })
     }
 }
 
@@ -381,7 +401,11 @@ fn describe_figment_error(error: figment::Error) -> ConfigError {
 mod tests {
     use super::*;
 
-    fn load_from(toml: &str, env: &[(&str, &str)], overrides: Overrides) -> Result<Config, ConfigError> {
+    fn load_from(
+        toml: &str,
+        env: &[(&str, &str)],
+        overrides: Overrides,
+    ) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
         std::fs::write(&path, toml).unwrap();
@@ -408,7 +432,8 @@ mod tests {
 
     #[test]
     fn layers_apply_in_order_file_env_flags() {
-        let toml = "[http]\nbind = \"127.0.0.1:1000\"\nmax_message_bytes = 100\n[workers]\ncount = 3\n";
+        let toml =
+            "[http]\nbind = \"127.0.0.1:1000\"\nmax_message_bytes = 100\n[workers]\ncount = 3\n";
         let env = [("HTTP__MAX_MESSAGE_BYTES", "200"), ("WORKERS__COUNT", "5")];
         let flags = Overrides::default().set("workers.count", Some(7));
         let config = load_from(toml, &env, flags).unwrap();
@@ -423,8 +448,8 @@ mod tests {
         assert!(error.to_string().contains("http.bnd"), "{error}");
         let error = load_from("[htp]\n", &[], Overrides::default()).unwrap_err();
         assert!(error.to_string().contains("htp"), "{error}");
-        let error = load_from("", &[("BROKER__URLL", "amqp://x")], Overrides::default())
-            .unwrap_err();
+        let error =
+            load_from("", &[("BROKER__URLL", "amqp://x")], Overrides::default()).unwrap_err();
         assert!(error.to_string().contains("broker.urll"), "{error}");
     }
 
@@ -435,15 +460,18 @@ mod tests {
         let error =
             load_from("[broker]\nurl = \"redis://x\"\n", &[], Overrides::default()).unwrap_err();
         assert!(error.to_string().contains("broker.url"), "{error}");
-        let error = load_from("[http]\nbind = \"nowhere\"\n", &[], Overrides::default())
-            .unwrap_err();
+        let error =
+            load_from("[http]\nbind = \"nowhere\"\n", &[], Overrides::default()).unwrap_err();
         assert!(error.to_string().contains("http.bind"), "{error}");
     }
 
     #[test]
     fn explicit_missing_file_is_an_error() {
-        let error = Config::load(Some(Path::new("/nonexistent/parlor.toml")), Overrides::default())
-            .unwrap_err();
+        let error = Config::load(
+            Some(Path::new("/nonexistent/parlor.toml")),
+            Overrides::default(),
+        )
+        .unwrap_err();
         assert!(matches!(error, ConfigError::MissingFile(_)));
     }
 }

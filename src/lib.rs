@@ -4,6 +4,14 @@
 //! `actors` (sessions, registry, broker actor, agent pool) → `broker` (the queue
 //! engines) and `agent` (knowledge agent, LLM client, mock model).
 
+pub mod actors;
 pub mod agent;
+pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod conversation;
+pub mod counters;
+pub mod http;
+pub mod protocol;
+pub mod startup;
+pub mod telemetry;

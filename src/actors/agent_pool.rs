@@ -1,0 +1,254 @@
+//! `AgentPool`: consumes questions and hands each to an idle
+//! [`AgentWorker`]. It takes a question only when a worker is free, so the
+//! broker's queue — not this process's memory — absorbs bursts. It supervises its
+//! workers: one that dies is replaced, and the turn it held ends with an `error`.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use uuid::Uuid;
+
+use super::agent_worker::{AgentWorker, CancelTurn, RunTurn, TurnOutcome};
+use super::stats::{ActorDirectory, ActorStats, Tracked};
+use crate::agent::Agent;
+use crate::broker::{Answer, AnswerBody, Broker, Delivery};
+use crate::conversation::ErrorCode;
+use crate::counters::{Counters, bump};
+
+/// Cancellations remembered for questions not yet taken from the queue.
+const REMEMBERED_CANCELS: usize = 4096;
+
+pub struct AgentPool {
+    agent: Arc<dyn Agent>,
+    broker: Arc<dyn Broker>,
+    workers: Vec<WorkerSlot>,
+    /// One permit per idle worker: a question is pulled only with a permit in hand.
+    idle_workers: Arc<Semaphore>,
+    cancelled_early: VecDeque<Uuid>,
+    cancelled_early_set: HashSet<Uuid>,
+    stats: Arc<ActorStats>,
+    counters: Arc<Counters>,
+    directory: ActorDirectory,
+}
+
+struct WorkerSlot {
+    worker: Tracked<AgentWorker>,
+    turn: Option<Uuid>,
+}
+
+impl AgentPool {
+    pub fn new(
+        size: usize,
+        agent: Arc<dyn Agent>,
+        broker: Arc<dyn Broker>,
+        counters: Arc<Counters>,
+        directory: ActorDirectory,
+    ) -> Self {
+        let stats = ActorStats::new("agent_pool", "0");
+        directory.register(&stats);
+        let mut pool = Self {
+            agent,
+            broker,
+            workers: Vec::with_capacity(size),
+            idle_workers: Arc::new(Semaphore::new(size)),
+            cancelled_early: VecDeque::new(),
+            cancelled_early_set: HashSet::new(),
+            stats,
+            counters,
+            directory,
+        };
+        for index in 0..size {
+            let worker = pool.start_worker(index);
+            pool.workers.push(WorkerSlot { worker, turn: None });
+        }
+        pool
+    }
+
+    fn start_worker(&self, index: usize) -> Tracked<AgentWorker> {
+        let stats = ActorStats::new("agent_worker", index.to_string());
+        self.directory.register(&stats);
+        let worker = AgentWorker::new(self.agent.clone(), self.broker.clone(), stats.clone());
+        Tracked::new(worker.start(), stats)
+    }
+
+    fn remember_early_cancel(&mut self, turn_id: Uuid) {
+        if self.cancelled_early.len() == REMEMBERED_CANCELS
+            && let Some(oldest) = self.cancelled_early.pop_front()
+        {
+            self.cancelled_early_set.remove(&oldest);
+        }
+        self.cancelled_early.push_back(turn_id);
+        self.cancelled_early_set.insert(turn_id);
+    }
+
+    /// The worker at `index` died holding a turn: replace it and end the turn.
+    fn replace_dead_worker(&mut self, index: usize, turn: &TurnAddress, ctx: &mut Context<Self>) {
+        tracing::error!(worker = index, turn_id = %turn.turn_id, "agent worker died; restarting it");
+        bump(&self.counters.worker_restarts);
+        self.workers[index].worker = self.start_worker(index);
+        let failure = Answer {
+            session_id: turn.session_id,
+            turn_id: turn.turn_id,
+            attempt: turn.attempt,
+            body: AnswerBody::Error {
+                code: ErrorCode::Unavailable,
+                message: "the worker answering this turn failed".into(),
+            },
+        };
+        let publish = self.broker.publish_answer(&turn.reply_to, failure);
+        ctx.spawn(publish.into_actor(self).map(|result, _, _| {
+            if let Err(error) = result {
+                tracing::warn!(%error, "could not report a failed turn");
+            }
+        }));
+    }
+}
+
+/// Where a turn's answers go, kept by the pool in case its worker dies.
+struct TurnAddress {
+    session_id: Uuid,
+    turn_id: Uuid,
+    attempt: u32,
+    reply_to: String,
+}
+
+impl Actor for AgentPool {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let broker = self.broker.clone();
+        let idle_workers = self.idle_workers.clone();
+        ctx.wait(
+            async move {
+                let questions = broker.consume_questions().await;
+                let cancels = broker.subscribe_cancels().await;
+                (questions, cancels)
+            }
+            .into_actor(self)
+            .map(
+                move |(questions, cancels), _, ctx| match (questions, cancels) {
+                    (Ok(questions), Ok(cancels)) => {
+                        ctx.add_stream(when_a_worker_is_idle(questions, idle_workers));
+                        ctx.add_stream(cancels.map(CancelRequested));
+                    }
+                    (Err(error), _) | (_, Err(error)) => {
+                        tracing::error!(%error, "the worker pool cannot consume questions");
+                        ctx.stop();
+                    }
+                },
+            ),
+        );
+    }
+}
+
+/// A question together with the idle worker's permit it was pulled with.
+struct Dispatch {
+    delivery: Delivery,
+    permit: OwnedSemaphorePermit,
+}
+
+/// Yields questions only while a worker is idle, so no question waits in this
+/// process that another worker process could have taken.
+fn when_a_worker_is_idle(
+    questions: BoxStream<'static, Delivery>,
+    idle_workers: Arc<Semaphore>,
+) -> impl Stream<Item = Dispatch> {
+    futures_util::stream::unfold(
+        (questions, idle_workers),
+        |(mut questions, idle)| async move {
+            let permit = idle.clone().acquire_owned().await.ok()?;
+            let delivery = questions.next().await?;
+            Some((Dispatch { delivery, permit }, (questions, idle)))
+        },
+    )
+}
+
+struct CancelRequested(Uuid);
+
+impl StreamHandler<Dispatch> for AgentPool {
+    fn handle(&mut self, Dispatch { delivery, permit }: Dispatch, ctx: &mut Self::Context) {
+        self.stats.handled_event();
+        bump(&self.counters.questions_consumed);
+        let question = &delivery.question;
+        if self.cancelled_early_set.remove(&question.turn_id) {
+            // Cancelled while it waited in the queue: the session already ended it.
+            ctx.spawn(delivery.ack().into_actor(self).map(|_, _, _| ()));
+            return;
+        }
+        let index = self
+            .workers
+            .iter()
+            .position(|slot| slot.turn.is_none())
+            .expect("a permit is held only while a worker is idle");
+        let address = TurnAddress {
+            session_id: question.session_id,
+            turn_id: question.turn_id,
+            attempt: delivery.attempt,
+            reply_to: question.reply_to.clone(),
+        };
+        let slot = &mut self.workers[index];
+        slot.turn = Some(address.turn_id);
+        let run = slot.worker.send(RunTurn { delivery });
+        ctx.spawn(run.into_actor(self).map(move |result, pool, ctx| {
+            pool.workers[index].turn = None;
+            match result {
+                Ok(TurnOutcome::Failed) => {
+                    tracing::debug!(turn_id = %address.turn_id, "turn failed")
+                }
+                Ok(_) => {}
+                Err(_) => pool.replace_dead_worker(index, &address, ctx),
+            }
+            drop(permit);
+        }));
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {
+        tracing::warn!("the question stream ended; this pool takes no more questions");
+    }
+}
+
+impl StreamHandler<CancelRequested> for AgentPool {
+    fn handle(&mut self, CancelRequested(turn_id): CancelRequested, _: &mut Self::Context) {
+        self.stats.handled_event();
+        match self.workers.iter().find(|slot| slot.turn == Some(turn_id)) {
+            // Cancels are rare and tiny; the worker handles them between chunks.
+            Some(slot) => slot.worker.do_send(CancelTurn { turn_id }),
+            None => self.remember_early_cancel(turn_id),
+        }
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {}
+}
+
+/// The pool's size and load, for `/admin/stats` and readiness.
+#[derive(Message)]
+#[rtype(result = "PoolStatus")]
+pub struct GetPoolStatus;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PoolStatus {
+    pub size: usize,
+    pub busy: usize,
+}
+
+impl Handler<GetPoolStatus> for AgentPool {
+    type Result = MessageResult<GetPoolStatus>;
+
+    fn handle(&mut self, _: GetPoolStatus, _: &mut Self::Context) -> Self::Result {
+        self.stats.took_message();
+        let busy = self
+            .workers
+            .iter()
+            .filter(|slot| slot.turn.is_some())
+            .count();
+        MessageResult(PoolStatus {
+            size: self.workers.len(),
+            busy,
+        })
+    }
+}

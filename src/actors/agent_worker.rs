@@ -1,0 +1,177 @@
+//! `AgentWorker`: runs one turn at a time through the agent and publishes its
+//! answer, chunk by chunk, to the gateway that asked. Stateless between turns; the
+//! [`AgentPool`](super::agent_pool::AgentPool) supervises it.
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::stats::ActorStats;
+use crate::agent::{Agent, AgentEvent, AgentRequest};
+use crate::broker::{Answer, AnswerBody, Broker, Delivery};
+use crate::conversation::{ErrorCode, FinishReason};
+
+pub struct AgentWorker {
+    agent: Arc<dyn Agent>,
+    broker: Arc<dyn Broker>,
+    stats: Arc<ActorStats>,
+    /// The running turn and the token that stops it.
+    current: Option<(Uuid, CancellationToken)>,
+}
+
+impl AgentWorker {
+    pub fn new(agent: Arc<dyn Agent>, broker: Arc<dyn Broker>, stats: Arc<ActorStats>) -> Self {
+        Self {
+            agent,
+            broker,
+            stats,
+            current: None,
+        }
+    }
+}
+
+impl Actor for AgentWorker {
+    type Context = Context<Self>;
+}
+
+/// How a turn ended, as the pool counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TurnOutcome {
+    Completed,
+    Cancelled,
+    Failed,
+    /// The gateway that asked is gone; nobody was there to answer.
+    NobodyListening,
+}
+
+/// Answer this question; resolves when the turn has ended and was acknowledged.
+#[derive(Message)]
+#[rtype(result = "TurnOutcome")]
+pub struct RunTurn {
+    pub delivery: Delivery,
+}
+
+/// Stop the turn if it is the running one: the model's request is dropped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CancelTurn {
+    pub turn_id: Uuid,
+}
+
+impl Handler<RunTurn> for AgentWorker {
+    type Result = ResponseActFuture<Self, TurnOutcome>;
+
+    fn handle(&mut self, message: RunTurn, _: &mut Self::Context) -> Self::Result {
+        self.stats.took_message();
+        let cancel = CancellationToken::new();
+        self.current = Some((message.delivery.question.turn_id, cancel.clone()));
+        let turn = answer_question(
+            self.agent.clone(),
+            self.broker.clone(),
+            message.delivery,
+            cancel,
+        );
+        Box::pin(turn.into_actor(self).map(|outcome, worker, _| {
+            worker.current = None;
+            outcome
+        }))
+    }
+}
+
+impl Handler<CancelTurn> for AgentWorker {
+    type Result = ();
+
+    fn handle(&mut self, message: CancelTurn, _: &mut Self::Context) {
+        self.stats.took_message();
+        if let Some((turn_id, cancel)) = &self.current
+            && *turn_id == message.turn_id
+        {
+            cancel.cancel();
+        }
+    }
+}
+
+/// Runs one turn: streams the agent's answer to `question.reply_to`, ends it with
+/// exactly one `done` or `error`, then acknowledges the delivery.
+async fn answer_question(
+    agent: Arc<dyn Agent>,
+    broker: Arc<dyn Broker>,
+    delivery: Delivery,
+    cancel: CancellationToken,
+) -> TurnOutcome {
+    let question = &delivery.question;
+    let answer = |body| Answer {
+        session_id: question.session_id,
+        turn_id: question.turn_id,
+        attempt: delivery.attempt,
+        body,
+    };
+    let mut events = agent.answer(AgentRequest {
+        context_id: question.session_id.to_string(),
+        history: question.history.clone(),
+        text: question.text.clone(),
+    });
+    let mut seq = 0;
+    let last = loop {
+        let event = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break AnswerBody::Done { finish_reason: FinishReason::Cancelled },
+            event = events.next() => event,
+        };
+        match event {
+            Some(Ok(AgentEvent::Text(text))) => {
+                let chunk = answer(AnswerBody::Chunk { seq, text });
+                if let Err(error) = broker.publish_answer(&question.reply_to, chunk).await {
+                    tracing::info!(turn_id = %question.turn_id, %error, "stopping a turn nobody receives");
+                    drop(events);
+                    settle(delivery).await;
+                    return TurnOutcome::NobodyListening;
+                }
+                seq += 1;
+            }
+            Some(Ok(AgentEvent::Finished(finish_reason))) => {
+                break AnswerBody::Done { finish_reason };
+            }
+            Some(Err(error)) => {
+                break AnswerBody::Error {
+                    code: error.code(),
+                    message: error.to_string(),
+                };
+            }
+            None => {
+                let message = "the agent's answer ended before it finished".to_owned();
+                break AnswerBody::Error {
+                    code: ErrorCode::Upstream,
+                    message,
+                };
+            }
+        }
+    };
+    // Stop the model before reporting the end, so a cancel really ends its stream.
+    drop(events);
+    let outcome = match &last {
+        AnswerBody::Done {
+            finish_reason: FinishReason::Cancelled,
+        } => TurnOutcome::Cancelled,
+        AnswerBody::Done { .. } => TurnOutcome::Completed,
+        _ => TurnOutcome::Failed,
+    };
+    if let Err(error) = broker
+        .publish_answer(&question.reply_to, answer(last))
+        .await
+    {
+        tracing::info!(turn_id = %question.turn_id, %error, "could not deliver the end of a turn");
+    }
+    settle(delivery).await;
+    outcome
+}
+
+async fn settle(delivery: Delivery) {
+    let turn_id = delivery.question.turn_id;
+    if let Err(error) = delivery.ack().await {
+        tracing::warn!(%turn_id, %error, "could not acknowledge a question");
+    }
+}

@@ -1,0 +1,140 @@
+//! `BrokerActor`: the gateway's link to the broker. It publishes the questions of
+//! this gateway's sessions and routes each answer from the reply queue to the
+//! session whose turn it belongs to.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use super::session::TurnUpdate;
+use super::stats::ActorStats;
+use crate::broker::{Answer, Broker, BrokerError, Question, ReplyQueue};
+use crate::counters::{Counters, bump};
+
+pub struct BrokerActor {
+    broker: Arc<dyn Broker>,
+    reply_to: String,
+    /// Answers expected, by turn: registered *before* the question is published so
+    /// that no early chunk can arrive unrouted.
+    routes: HashMap<Uuid, Recipient<TurnUpdate>>,
+    answers: Option<futures_util::stream::BoxStream<'static, Answer>>,
+    stats: Arc<ActorStats>,
+    counters: Arc<Counters>,
+}
+
+impl BrokerActor {
+    pub fn new(
+        broker: Arc<dyn Broker>,
+        reply_queue: ReplyQueue,
+        stats: Arc<ActorStats>,
+        counters: Arc<Counters>,
+    ) -> Self {
+        Self {
+            broker,
+            reply_to: reply_queue.address,
+            routes: HashMap::new(),
+            answers: Some(reply_queue.answers),
+            stats,
+            counters,
+        }
+    }
+}
+
+impl Actor for BrokerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Every session publishes through this one actor; waiting senders queue here.
+        ctx.set_mailbox_capacity(4096);
+        if let Some(answers) = self.answers.take() {
+            ctx.add_stream(answers);
+        }
+    }
+}
+
+/// Publish a session's question and route its answers to `route`.
+#[derive(Message)]
+#[rtype(result = "Result<(), BrokerError>")]
+pub struct AskQuestion {
+    /// `reply_to` is filled in by the broker actor.
+    pub question: Question,
+    pub route: Recipient<TurnUpdate>,
+}
+
+/// The session no longer wants answers for this turn; with `cancel`, the worker
+/// running it is told to stop.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ForgetTurn {
+    pub turn_id: Uuid,
+    pub cancel: bool,
+}
+
+impl Handler<AskQuestion> for BrokerActor {
+    type Result = ResponseActFuture<Self, Result<(), BrokerError>>;
+
+    fn handle(&mut self, message: AskQuestion, _: &mut Self::Context) -> Self::Result {
+        self.stats.took_message();
+        let AskQuestion {
+            mut question,
+            route,
+        } = message;
+        question.reply_to.clone_from(&self.reply_to);
+        let turn_id = question.turn_id;
+        self.routes.insert(turn_id, route);
+        let publish = self.broker.publish_question(question);
+        Box::pin(publish.into_actor(self).map(move |result, actor, _| {
+            match &result {
+                Ok(()) => bump(&actor.counters.questions_published),
+                Err(_) => {
+                    actor.routes.remove(&turn_id);
+                }
+            }
+            result
+        }))
+    }
+}
+
+impl Handler<ForgetTurn> for BrokerActor {
+    type Result = ();
+
+    fn handle(&mut self, message: ForgetTurn, ctx: &mut Self::Context) {
+        self.stats.took_message();
+        self.routes.remove(&message.turn_id);
+        if message.cancel {
+            let turn_id = message.turn_id;
+            let publish = self.broker.publish_cancel(turn_id);
+            ctx.spawn(publish.into_actor(self).map(move |result, _, _| {
+                if let Err(error) = result {
+                    tracing::warn!(%turn_id, %error, "could not publish a cancellation");
+                }
+            }));
+        }
+    }
+}
+
+impl StreamHandler<Answer> for BrokerActor {
+    fn handle(&mut self, answer: Answer, _: &mut Self::Context) {
+        self.stats.handled_event();
+        let turn_id = answer.turn_id;
+        let route = if answer.body.ends_turn() {
+            self.routes.remove(&turn_id)
+        } else {
+            self.routes.get(&turn_id).cloned()
+        };
+        match route {
+            // A session's mailbox holds at most the chunks of its running turn, which
+            // arrive at the model's pace; the reply queue upstream is bounded.
+            Some(session) => session.do_send(TurnUpdate(answer)),
+            None => tracing::debug!(%turn_id, "answer for a turn nobody waits for; dropped"),
+        }
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {
+        // Keep routing nothing rather than stopping: sessions still hold our address
+        // and get `unavailable` from the broker's readiness instead.
+        tracing::error!("the reply queue closed; no more answers can arrive");
+    }
+}

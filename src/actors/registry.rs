@@ -1,0 +1,102 @@
+//! `SessionRegistry`: which session id lives at which address. Nothing more — each
+//! session owns its own state and registers itself when it starts and leaves when
+//! it stops.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use super::session::SessionActor;
+use super::stats::ActorStats;
+
+pub struct SessionRegistry {
+    sessions: HashMap<Uuid, Addr<SessionActor>>,
+    stats: Arc<ActorStats>,
+}
+
+impl SessionRegistry {
+    pub fn new(stats: Arc<ActorStats>) -> Self {
+        Self {
+            sessions: HashMap::new(),
+            stats,
+        }
+    }
+}
+
+impl Actor for SessionRegistry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Sessions register and leave at the rate users connect; a large mailbox
+        // keeps a connection burst from blocking handlers.
+        ctx.set_mailbox_capacity(65_536);
+    }
+}
+
+/// A session started and can be found under its id.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Register {
+    pub session_id: Uuid,
+    pub session: Addr<SessionActor>,
+}
+
+/// A session stopped.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unregister {
+    pub session_id: Uuid,
+}
+
+/// Where the session with this id lives, if it is alive.
+#[derive(Message)]
+#[rtype(result = "Option<Addr<SessionActor>>")]
+pub struct Lookup {
+    pub session_id: Uuid,
+}
+
+/// How many sessions are alive.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct CountSessions;
+
+impl Handler<Register> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, message: Register, _: &mut Self::Context) {
+        self.stats.took_message();
+        self.sessions.insert(message.session_id, message.session);
+    }
+}
+
+impl Handler<Unregister> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, message: Unregister, _: &mut Self::Context) {
+        self.stats.took_message();
+        self.sessions.remove(&message.session_id);
+    }
+}
+
+impl Handler<Lookup> for SessionRegistry {
+    type Result = Option<Addr<SessionActor>>;
+
+    fn handle(&mut self, message: Lookup, _: &mut Self::Context) -> Self::Result {
+        self.stats.took_message();
+        self.sessions
+            .get(&message.session_id)
+            .filter(|addr| addr.connected())
+            .cloned()
+    }
+}
+
+impl Handler<CountSessions> for SessionRegistry {
+    type Result = usize;
+
+    fn handle(&mut self, _: CountSessions, _: &mut Self::Context) -> usize {
+        self.stats.took_message();
+        self.sessions.len()
+    }
+}

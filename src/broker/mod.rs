@@ -1,0 +1,150 @@
+//! Moving questions to workers and answers back to the gateway that asked.
+//!
+//! [`Broker`] is the one interface; [`embedded::EmbeddedBroker`] (tokio channels,
+//! one process) is its first engine. The broker knows neither routes nor agents:
+//! it carries [`Question`]s, [`Answer`]s and cancellations, tagged with the session
+//! and turn they belong to.
+
+pub mod embedded;
+
+use futures_util::future::BoxFuture;
+use futures_util::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::conversation::{ChatMessage, ErrorCode, FinishReason};
+
+/// A user's message on its way to a worker, with what the agent needs to answer it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Question {
+    pub session_id: Uuid,
+    pub turn_id: Uuid,
+    /// The reply address of the gateway that asked (its reply queue).
+    pub reply_to: String,
+    /// The session's earlier turns, oldest first.
+    pub history: Vec<ChatMessage>,
+    pub text: String,
+}
+
+/// One piece of a turn's outcome, on its way back to the gateway.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Answer {
+    pub session_id: Uuid,
+    pub turn_id: Uuid,
+    /// Which delivery of the question produced this answer (1 for the first). A
+    /// higher number means the turn restarted elsewhere and earlier chunks are void.
+    pub attempt: u32,
+    pub body: AnswerBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AnswerBody {
+    /// Answer text; `seq` counts the chunks of one attempt from 0.
+    Chunk {
+        seq: u64,
+        text: String,
+    },
+    Done {
+        finish_reason: FinishReason,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl AnswerBody {
+    /// Whether this is the last answer of its turn.
+    pub fn ends_turn(&self) -> bool {
+        !matches!(self, AnswerBody::Chunk { .. })
+    }
+}
+
+/// A question handed to a worker. Settle it with [`Delivery::ack`] once the turn has
+/// ended; dropping it unsettled gives it back to the broker where the engine can.
+pub struct Delivery {
+    pub question: Question,
+    /// 1 on first delivery, higher when the broker redelivers it.
+    pub attempt: u32,
+    settle: Box<dyn Settle>,
+}
+
+impl Delivery {
+    pub fn new(question: Question, attempt: u32, settle: Box<dyn Settle>) -> Self {
+        Self {
+            question,
+            attempt,
+            settle,
+        }
+    }
+
+    /// The turn ended (whatever its outcome): the question is done with.
+    pub fn ack(self) -> BoxFuture<'static, Result<(), BrokerError>> {
+        self.settle.ack()
+    }
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("turn_id", &self.question.turn_id)
+            .field("attempt", &self.attempt)
+            .finish()
+    }
+}
+
+/// How an engine settles one delivery.
+pub trait Settle: Send {
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), BrokerError>>;
+}
+
+/// The gateway's end of its reply queue: where answers for its sessions arrive.
+pub struct ReplyQueue {
+    /// Put in [`Question::reply_to`] so workers know where to answer.
+    pub address: String,
+    pub answers: BoxStream<'static, Answer>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker cannot be reached or refused the operation.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+    /// The work queue is full: the system is overloaded.
+    #[error("the question queue is full")]
+    Full,
+    /// The reply address is unknown (the gateway that asked has gone).
+    #[error("no reply queue named {0}")]
+    NoSuchReplyQueue(String),
+}
+
+/// One broker interface, several engines. A gateway uses the question/cancel/reply
+/// half, a worker the delivery/answer half; `parlor serve` uses both.
+pub trait Broker: Send + Sync + 'static {
+    /// `"embedded"` or `"rabbitmq"`.
+    fn kind(&self) -> &'static str;
+    fn is_connected(&self) -> bool;
+
+    /// Opens this gateway's reply queue. Call once per gateway process.
+    fn open_reply_queue(&self) -> BoxFuture<'static, Result<ReplyQueue, BrokerError>>;
+    fn publish_question(&self, question: Question) -> BoxFuture<'static, Result<(), BrokerError>>;
+    /// Tells every worker to stop the turn, wherever it runs.
+    fn publish_cancel(&self, turn_id: Uuid) -> BoxFuture<'static, Result<(), BrokerError>>;
+
+    /// Starts consuming questions. Nothing is delivered beyond what the stream's
+    /// reader pulls, so a worker pool bounds its prefetch by pulling only when it
+    /// has an idle worker.
+    fn consume_questions(
+        &self,
+    ) -> BoxFuture<'static, Result<BoxStream<'static, Delivery>, BrokerError>>;
+    /// Turn ids whose cancellation any gateway published.
+    fn subscribe_cancels(
+        &self,
+    ) -> BoxFuture<'static, Result<BoxStream<'static, Uuid>, BrokerError>>;
+    fn publish_answer(
+        &self,
+        reply_to: &str,
+        answer: Answer,
+    ) -> BoxFuture<'static, Result<(), BrokerError>>;
+}

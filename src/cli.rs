@@ -1,0 +1,66 @@
+//! The command line: `parlor <command> [--config PATH]` (SPEC §1).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, Overrides};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "parlor",
+    version,
+    about = "Streaming LLM chat backend built as an actor system"
+)]
+pub struct Cli {
+    /// Configuration file [default: ./config.toml if present]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Everything in one process: gateway, worker pool and knowledge agent
+    Serve(ServeArgs),
+    /// An OpenAI-compatible mock model server, for development and tests
+    MockLlm(MockLlmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Gateway listen address (overrides http.bind)
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// AgentWorker actors in the pool (overrides workers.count)
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// OpenAI-compatible /v1 base URL of the model (overrides llm.base_url)
+    #[arg(long, value_name = "URL")]
+    pub llm_base_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MockLlmArgs {
+    /// Listen address
+    #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
+    pub bind: String,
+    /// Milliseconds before the first token
+    #[arg(long, default_value_t = 0, value_name = "T")]
+    pub ttft_ms: u64,
+    /// Milliseconds between tokens
+    #[arg(long, default_value_t = 0, value_name = "D")]
+    pub token_ms: u64,
+}
+
+impl ServeArgs {
+    pub fn load_config(&self, file: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+        let overrides = Overrides::default()
+            .set("http.bind", self.bind.clone())
+            .set("workers.count", self.workers)
+            .set("llm.base_url", self.llm_base_url.clone());
+        Config::load(file, overrides)
+    }
+}

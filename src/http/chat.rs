@@ -1,0 +1,238 @@
+//! `POST /chat`: the original design's SSE chat API (SPEC §3), wire-compatible so
+//! its web frontend works unchanged.
+
+use actix_cors::Cors;
+use actix_web::http::StatusCode;
+use actix_web::web::Bytes;
+use actix_web::{HttpResponse, web};
+use futures_util::{Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use uuid::Uuid;
+
+use super::AppState;
+use super::health::not_ready_because;
+use crate::actors::registry::Lookup;
+use crate::actors::session::{SessionActor, StartTurn};
+use crate::conversation::{ChatMessage, ErrorCode};
+use crate::protocol::ServerFrame;
+
+/// The seed protocol's `functionId` and `type` of an answer-text event.
+const FUNCTION_ID: u32 = 8;
+const ANSWER_TEXT_TYPE: u32 = 4;
+/// A request carries the conversation so far, so it may be this many times larger
+/// than one message.
+const BODY_LIMIT_FACTOR: usize = 64;
+
+pub fn routes(config: &mut web::ServiceConfig, state: &AppState) {
+    let body_limit = state
+        .config
+        .http
+        .max_message_bytes
+        .saturating_mul(BODY_LIMIT_FACTOR);
+    config.service(
+        web::resource("/chat")
+            .app_data(web::PayloadConfig::new(body_limit))
+            .wrap(cors(&state.config.http.cors_origins))
+            .route(web::post().to(chat)),
+    );
+}
+
+/// CORS for the browser-facing routes, per `http.cors_origins`.
+pub fn cors(origins: &[String]) -> Cors {
+    let cors = Cors::default()
+        .allowed_methods(["GET", "POST", "OPTIONS"])
+        .allow_any_header()
+        .max_age(3600);
+    if origins.iter().any(|origin| origin == "*") {
+        cors.allow_any_origin()
+    } else {
+        origins
+            .iter()
+            .fold(cors, |cors, origin| cors.allowed_origin(origin))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ChatRequest {
+    user_id: Option<String>,
+    messages: Vec<SeedMessage>,
+    session_id: Option<String>,
+    // `attachment` and other fields of the seed protocol are accepted and unused.
+}
+
+#[derive(Deserialize)]
+struct SeedMessage {
+    role: String,
+    content: String,
+}
+
+fn refuse(status: StatusCode, detail: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "detail": detail.into() }))
+}
+
+fn status_for(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::Busy => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::BadRequest | ErrorCode::NotFound => StatusCode::BAD_REQUEST,
+        ErrorCode::Unavailable | ErrorCode::Upstream | ErrorCode::Timeout => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}
+
+/// Splits the seed's message list into the earlier conversation and the new user
+/// message, or says what is wrong with it.
+fn split_conversation(
+    messages: Vec<SeedMessage>,
+) -> Result<(Vec<ChatMessage>, String), (StatusCode, String)> {
+    let mut conversation = Vec::with_capacity(messages.len());
+    for message in messages {
+        conversation.push(match message.role.as_str() {
+            "user" => ChatMessage::user(message.content),
+            "ai" | "assistant" => ChatMessage::assistant(message.content),
+            "system" => ChatMessage::system(message.content),
+            other => {
+                let problem = format!("unknown role {other:?} (expected user, ai or assistant)");
+                return Err((StatusCode::BAD_REQUEST, problem));
+            }
+        });
+    }
+    match conversation.pop() {
+        None => Err((
+            StatusCode::BAD_REQUEST,
+            "Messages list cannot be empty.".into(),
+        )),
+        Some(last) if last.role != crate::conversation::Role::User => Err((
+            StatusCode::BAD_REQUEST,
+            "the last message must be the user's".into(),
+        )),
+        Some(last) if last.content.trim().is_empty() => Err((
+            StatusCode::BAD_REQUEST,
+            "the last user message is empty".into(),
+        )),
+        Some(last) => Ok((conversation, last.content)),
+    }
+}
+
+async fn chat(body: Bytes, state: web::Data<AppState>) -> HttpResponse {
+    let request: ChatRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("Invalid JSON payload: {error}"),
+            );
+        }
+    };
+    let user_id = request.user_id.unwrap_or_else(|| "anonymous".into());
+    let (history, text) = match split_conversation(request.messages) {
+        Ok(split) => split,
+        Err((status, detail)) => return refuse(status, detail),
+    };
+    let limit = state.config.http.max_message_bytes;
+    if text.len() > limit {
+        let detail = format!(
+            "message of {} bytes exceeds the limit of {limit}",
+            text.len()
+        );
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, detail);
+    }
+    if let Some(reason) = not_ready_because(&state) {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, reason);
+    }
+
+    // A live session remembers the conversation; otherwise the request carries it.
+    let live = match request.session_id.as_deref().map(Uuid::parse_str) {
+        Some(Ok(session_id)) => state
+            .sessions
+            .registry
+            .send(Lookup { session_id })
+            .await
+            .ok()
+            .flatten()
+            .map(|session| (session_id, session)),
+        _ => None,
+    };
+    let (session_id, session) =
+        live.unwrap_or_else(|| SessionActor::start(state.sessions.clone(), history));
+
+    let (listener, frames) = tokio::sync::mpsc::unbounded_channel();
+    match session.send(StartTurn { text, listener }).await {
+        Ok(Ok(_)) => {}
+        Ok(Err((code, message))) => return refuse(status_for(code), message),
+        Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "the session ended"),
+    }
+    let mut frames = UnboundedReceiverStream::new(frames);
+    // Wait until the question is published, so overload and outages are still
+    // answered with a status code rather than inside the stream.
+    let first = match frames.next().await {
+        Some(ServerFrame::Error { code, message, .. })
+            if matches!(code, ErrorCode::Busy | ErrorCode::Unavailable) =>
+        {
+            return refuse(status_for(code), message);
+        }
+        Some(ServerFrame::Accepted { .. }) | None => None,
+        Some(frame) => Some(frame),
+    };
+    let frames = futures_util::stream::iter(first).chain(frames);
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(seed_events(frames, session_id, user_id))
+}
+
+/// Turns a turn's frames into the seed protocol's SSE events, ending after the
+/// turn's `done` or `error`.
+fn seed_events(
+    frames: impl Stream<Item = ServerFrame> + Unpin + 'static,
+    session_id: Uuid,
+    user_id: String,
+) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
+    let text_event = move |text: &str| {
+        let data = json!({
+            "sessionId": session_id,
+            "userId": user_id,
+            "functionId": FUNCTION_ID,
+            "message": text,
+            "reasoningMessage": "",
+            "type": ANSWER_TEXT_TYPE,
+        });
+        format!("data: {data}\n\n")
+    };
+    let end_event = format!(
+        "event: end\ndata: {}\n\n",
+        json!({ "sessionId": session_id })
+    );
+    futures_util::stream::unfold(Some(frames), move |frames| {
+        let text_event = text_event.clone();
+        let end_event = end_event.clone();
+        async move {
+            let mut frames = frames?;
+            loop {
+                let event = match frames.next().await {
+                    Some(ServerFrame::Chunk { text, .. }) => text_event(&text),
+                    Some(ServerFrame::Reset { reason, .. }) => {
+                        text_event(&format!("[reset] {reason}\n"))
+                    }
+                    Some(ServerFrame::Done { .. }) => end_event.clone(),
+                    Some(ServerFrame::Error { message, .. }) => {
+                        text_event(&format!("[error] {message}")) + &end_event
+                    }
+                    Some(_) => continue,
+                    None => {
+                        let message = "[error] the answer stream ended unexpectedly";
+                        text_event(message) + &end_event
+                    }
+                };
+                let ended = event.ends_with(&end_event);
+                let next = (!ended).then_some(frames);
+                return Some((Ok(Bytes::from(event)), next));
+            }
+        }
+    })
+}

@@ -1,0 +1,39 @@
+//! HTTP routes, one file per group. Handlers hold no state of their own: they
+//! translate requests into messages for the actors in [`AppState`].
+
+pub mod chat;
+pub mod data_source;
+pub mod health;
+pub mod ws;
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::web;
+
+use crate::actors::agent_pool::AgentPool;
+use crate::actors::session::SessionDeps;
+use crate::agent::knowledge::DataSource;
+use crate::broker::Broker;
+use crate::config::Config;
+
+/// What the routes reach: the actors and the few facts they answer from.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub sessions: SessionDeps,
+    pub broker: Arc<dyn Broker>,
+    /// The in-process worker pool, when this process runs one.
+    pub pool: Option<Addr<AgentPool>>,
+    pub data_sources: Arc<Vec<DataSource>>,
+}
+
+/// Registers every route.
+pub fn routes(config: &mut web::ServiceConfig, state: &AppState) {
+    config
+        .app_data(web::Data::new(state.clone()))
+        .configure(health::routes)
+        .configure(ws::routes)
+        .configure(|c| chat::routes(c, state))
+        .configure(|c| data_source::routes(c, state));
+}

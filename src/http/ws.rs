@@ -1,0 +1,101 @@
+//! `GET /ws`: the WebSocket chat (SPEC §2). A connection is one session;
+//! `?session_id=` re-attaches to a live one.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use actix::Addr;
+use actix_web::{Error, HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::AppState;
+use crate::actors::registry::Lookup;
+use crate::actors::session::{Attach, SessionActor, SocketInput};
+
+/// Frames above `http.max_message_bytes` get a `too_large` error and the connection
+/// stays; only frames beyond this many times the limit (or 1 MiB, if larger) break
+/// the WebSocket framing and close it with 1009.
+const HARD_FRAME_LIMIT_FACTOR: usize = 4;
+const MIN_HARD_FRAME_LIMIT: usize = 1024 * 1024;
+
+/// Tells one connection's frames from another's within a session.
+static NEXT_CONNECTION_ID: AtomicU64 = AtomicU64::new(1);
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config.route("/ws", web::get().to(chat_socket));
+}
+
+#[derive(Deserialize)]
+struct SocketQuery {
+    session_id: Option<String>,
+}
+
+async fn chat_socket(
+    request: HttpRequest,
+    body: web::Payload,
+    query: web::Query<SocketQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Error> {
+    let (response, socket, frames) = actix_ws::handle(&request, body)?;
+    let hard_limit =
+        (state.config.http.max_message_bytes * HARD_FRAME_LIMIT_FACTOR).max(MIN_HARD_FRAME_LIMIT);
+    let frames = frames
+        .max_frame_size(hard_limit)
+        .aggregate_continuations()
+        .max_continuation_size(hard_limit);
+
+    let asked = query.into_inner().session_id;
+    let live = match asked.as_deref().map(Uuid::parse_str) {
+        Some(Ok(session_id)) => state
+            .sessions
+            .registry
+            .send(Lookup { session_id })
+            .await
+            .ok()
+            .flatten(),
+        _ => None,
+    };
+    let (session, unknown_id) = match live {
+        Some(session) => (session, None),
+        None => (
+            SessionActor::start(state.sessions.clone(), Vec::new()).1,
+            asked,
+        ),
+    };
+    let connection_id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
+    // The session's mailbox is all but empty: a new session has just started, and
+    // a re-attached one handles only its own client's frames and answers.
+    session.do_send(Attach {
+        socket,
+        connection_id,
+        unknown_id,
+    });
+    actix_web::rt::spawn(pass_frames_on(frames, session, connection_id));
+    Ok(response)
+}
+
+/// Reads the client's frames and hands them to the session one at a time, waiting
+/// for each to be handled: a client that floods frames is slowed down by TCP
+/// rather than filling the session's mailbox.
+async fn pass_frames_on(
+    mut frames: actix_ws::AggregatedMessageStream,
+    session: Addr<SessionActor>,
+    connection_id: u64,
+) {
+    while let Some(item) = frames.next().await {
+        let broken = item.is_err();
+        if session
+            .send(SocketInput::Frame {
+                connection_id,
+                item,
+            })
+            .await
+            .is_err()
+            || broken
+        {
+            break;
+        }
+    }
+    let _ = session.send(SocketInput::Closed { connection_id }).await;
+}
