@@ -252,3 +252,92 @@ impl Handler<GetPoolStatus> for AgentPool {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::agent::{AgentEvent, AgentRequest, AgentStream};
+    use crate::broker::Question;
+    use crate::broker::embedded::EmbeddedBroker;
+    use crate::conversation::FinishReason;
+
+    /// Answers "ok", except that it panics on the text "panic".
+    struct FragileAgent;
+
+    impl Agent for FragileAgent {
+        fn answer(&self, request: AgentRequest) -> AgentStream {
+            Box::pin(
+                futures_util::stream::once(async move {
+                    assert_ne!(request.text, "panic", "the agent broke");
+                    Ok(AgentEvent::Text("ok".into()))
+                })
+                .chain(futures_util::stream::iter([Ok(AgentEvent::Finished(
+                    FinishReason::Stop,
+                ))])),
+            )
+        }
+    }
+
+    #[actix::test]
+    async fn a_worker_that_dies_is_replaced_and_its_turn_ends_with_an_error() {
+        let broker: Arc<dyn Broker> = Arc::new(EmbeddedBroker::new(8));
+        let counters = Arc::new(Counters::default());
+        let directory = ActorDirectory::default();
+        let mut replies = broker.open_reply_queue().await.unwrap();
+        let pool = AgentPool::new(
+            1,
+            Arc::new(FragileAgent),
+            broker.clone(),
+            counters.clone(),
+            directory,
+        )
+        .start();
+        let ask = |text: &str| Question {
+            session_id: Uuid::new_v4(),
+            turn_id: Uuid::new_v4(),
+            reply_to: replies.address.clone(),
+            history: vec![],
+            text: text.into(),
+        };
+        let mut next_answer = async || {
+            tokio::time::timeout(Duration::from_secs(10), replies.answers.next())
+                .await
+                .expect("an answer within the wait")
+                .expect("the reply queue is open")
+        };
+
+        broker.publish_question(ask("panic")).await.unwrap();
+        match next_answer().await.body {
+            AnswerBody::Error { code, .. } => assert_eq!(code, ErrorCode::Unavailable),
+            other => panic!("expected an error, got {other:?}"),
+        }
+        assert_eq!(counters.worker_restarts.load(Ordering::Relaxed), 1);
+
+        // The replacement worker answers the next question.
+        broker.publish_question(ask("fine")).await.unwrap();
+        assert_eq!(
+            next_answer().await.body,
+            AnswerBody::Chunk {
+                seq: 0,
+                text: "ok".into()
+            }
+        );
+        let done = AnswerBody::Done {
+            finish_reason: FinishReason::Stop,
+        };
+        assert_eq!(next_answer().await.body, done);
+        // The worker is handed back once it has acknowledged the question.
+        let idle = async {
+            while pool.send(GetPoolStatus).await.unwrap().busy > 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), idle)
+            .await
+            .expect("the worker is idle");
+        assert_eq!(pool.send(GetPoolStatus).await.unwrap().size, 1);
+    }
+}

@@ -1,0 +1,74 @@
+//! The command line and configuration layering (SPEC §1), from outside the process.
+
+mod common;
+
+use std::process::Command;
+
+use common::{Client, Process, expected_answer};
+
+/// `parlor` in an empty working directory (so no `config.toml` is read).
+fn parlor(workdir: &tempfile::TempDir) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_parlor"));
+    command.current_dir(workdir.path()).env("RUST_LOG", "error");
+    command
+}
+
+#[test]
+fn an_unknown_config_key_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("parlor.toml");
+    std::fs::write(
+        &path,
+        "[http]\nbind = \"127.0.0.1:0\"\nmax_mesage_bytes = 10\n",
+    )
+    .unwrap();
+
+    let output = parlor(&dir)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("http.max_mesage_bytes"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_environment_key_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = parlor(&dir)
+        .arg("serve")
+        .env("PARLOR_WORKERS__COUNTT", "3")
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("workers.countt"), "{stderr}");
+}
+
+#[test]
+fn an_invalid_value_is_an_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = parlor(&dir)
+        .args(["serve", "--workers", "0"])
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("workers.count"), "{stderr}");
+}
+
+#[tokio::test]
+async fn serve_answers_out_of_the_box_with_the_demo_model() {
+    // No config file, no model URL: the built-in demo model answers.
+    let server = Process::start(&["serve", "--bind", "127.0.0.1:0"], &[]);
+    let mut client = Client::connect(&server).await;
+
+    let turn = client.chat("hello demo").await;
+
+    assert_eq!(turn.ending, "stop");
+    assert_eq!(turn.answer, expected_answer("hello demo", 1));
+}

@@ -1,0 +1,310 @@
+//! Shared helpers for the integration tests: start real `parlor` processes on port
+//! 0 and talk to them over real sockets. Every wait is bounded.
+
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use parlor::protocol::ServerFrame;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
+
+/// How long any single expected event may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// A `parlor` child process, killed when dropped.
+pub struct Process {
+    child: Child,
+    /// An empty working directory, so no stray `config.toml` is read.
+    _workdir: tempfile::TempDir,
+    /// `host:port` it listens on.
+    pub addr: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    /// Starts `parlor <args>` in an empty working directory with `env` set, and
+    /// waits until it logs the address it listens on.
+    pub fn start(args: &[&str], env: &[(&str, String)]) -> Process {
+        let workdir = tempfile::tempdir().expect("a working directory");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_parlor"));
+        command
+            .args(args)
+            .current_dir(workdir.path())
+            .env("RUST_LOG", "info")
+            .env_remove("PARLOR_LOG_FORMAT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start parlor");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            // Keep reading so the child never blocks on a full pipe.
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("listening on http://").nth(1) {
+                    let _ = addr_tx.send(addr.trim().to_owned());
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        match addr_rx.recv_timeout(WAIT) {
+            Ok(addr) => Process {
+                child,
+                _workdir: workdir,
+                addr,
+                log,
+            },
+            Err(_) => {
+                let _ = child.kill();
+                let log = log.lock().unwrap().join("\n");
+                panic!("parlor {args:?} did not start; its log:\n{log}");
+            }
+        }
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self, query: &str) -> String {
+        format!("ws://{}/ws{query}", self.addr)
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `parlor mock-llm` with the given pacing.
+pub fn mock_llm(ttft_ms: u64, token_ms: u64) -> Process {
+    let (ttft, token) = (ttft_ms.to_string(), token_ms.to_string());
+    let args = [
+        "mock-llm",
+        "--bind",
+        "127.0.0.1:0",
+        "--ttft-ms",
+        &ttft,
+        "--token-ms",
+        &token,
+    ];
+    Process::start(&args, &[])
+}
+
+/// Starts `parlor serve` against `model` with extra `PARLOR_...` settings.
+pub fn serve(model: &Process, settings: &[(&str, &str)]) -> Process {
+    let mut env = vec![
+        ("PARLOR_HTTP__BIND", "127.0.0.1:0".to_owned()),
+        ("PARLOR_LLM__BASE_URL", model.http("/v1")),
+    ];
+    env.extend(
+        settings
+            .iter()
+            .map(|(key, value)| (*key, (*value).to_owned())),
+    );
+    Process::start(&["serve"], &env)
+}
+
+/// The mock model's counters (`GET /stats`).
+pub async fn mock_stats(model: &Process) -> Value {
+    reqwest::get(model.http("/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Polls the mock's stats until `check` holds, failing after [`WAIT`].
+pub async fn wait_for_mock(model: &Process, what: &str, check: impl Fn(&Value) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = mock_stats(model).await;
+        if check(&stats) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mock never showed {what}: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The answer the mock model gives to `text` as the conversation's `turn`th message.
+pub fn expected_answer(text: &str, turn: usize) -> String {
+    format!("You said: \"{text}\" (turn {turn})")
+}
+
+/// A WebSocket chat client.
+pub struct Client {
+    socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub session_id: Uuid,
+}
+
+/// One finished turn as the client saw it.
+#[derive(Debug)]
+pub struct Turn {
+    pub turn_id: Uuid,
+    pub answer: String,
+    pub chunks: usize,
+    /// The `done` frame's finish reason, or the `error` frame's code.
+    pub ending: String,
+}
+
+impl Client {
+    /// Connects and reads the `session` frame.
+    pub async fn connect(server: &Process) -> Client {
+        Self::connect_url(&server.ws_url("")).await
+    }
+
+    pub async fn connect_url(url: &str) -> Client {
+        let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("connect timed out")
+            .expect("connect");
+        let mut client = Client {
+            socket,
+            session_id: Uuid::nil(),
+        };
+        match client.next_frame().await {
+            ServerFrame::Session { session_id } => client.session_id = session_id,
+            other => panic!("first frame must be `session`, got {other:?}"),
+        }
+        client
+    }
+
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        self.socket
+            .send(Message::text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    pub async fn send_json(&mut self, value: Value) {
+        self.send_text(value.to_string()).await;
+    }
+
+    pub async fn send_message(&mut self, text: &str) {
+        self.send_json(serde_json::json!({ "type": "message", "text": text }))
+            .await;
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.socket.send(message).await.expect("send");
+    }
+
+    /// The next JSON frame (WebSocket control frames are skipped).
+    pub async fn next_frame(&mut self) -> ServerFrame {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.socket.next())
+                .await
+                .expect("no frame within the wait")
+                .expect("the connection closed")
+                .expect("a WebSocket error");
+            match message {
+                Message::Text(text) => {
+                    return serde_json::from_str(&text)
+                        .unwrap_or_else(|e| panic!("not a server frame: {text}: {e}"));
+                }
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected message {other:?}"),
+            }
+        }
+    }
+
+    /// Whether the server closed the connection (within the wait).
+    pub async fn closed_by_server(&mut self) -> bool {
+        loop {
+            match tokio::time::timeout(WAIT, self.socket.next()).await {
+                Ok(None) | Ok(Some(Err(_))) | Ok(Some(Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.socket.close(None).await;
+    }
+
+    /// Sends `text` and reads its turn to the end, checking `accepted` comes first.
+    pub async fn chat(&mut self, text: &str) -> Turn {
+        self.send_message(text).await;
+        let turn_id = self.expect_accepted().await;
+        self.read_turn(turn_id).await
+    }
+
+    pub async fn expect_accepted(&mut self) -> Uuid {
+        match self.next_frame().await {
+            ServerFrame::Accepted { turn_id } => turn_id,
+            other => panic!("expected `accepted`, got {other:?}"),
+        }
+    }
+
+    /// Reads the frames of `turn_id` until its `done` or `error`, checking that
+    /// chunk numbers start at 0 and have no gaps.
+    pub async fn read_turn(&mut self, turn_id: Uuid) -> Turn {
+        let mut answer = String::new();
+        let mut chunks = 0;
+        loop {
+            match self.next_frame().await {
+                ServerFrame::Chunk {
+                    turn_id: id,
+                    seq,
+                    text,
+                } => {
+                    assert_eq!(id, turn_id, "a chunk of another turn");
+                    assert_eq!(seq, chunks as u64, "chunk numbers must have no gaps");
+                    answer.push_str(&text);
+                    chunks += 1;
+                }
+                ServerFrame::Done {
+                    turn_id: id,
+                    finish_reason,
+                } => {
+                    assert_eq!(id, turn_id);
+                    let ending = serde_json::to_value(finish_reason).unwrap();
+                    let ending = ending.as_str().unwrap().to_owned();
+                    return Turn {
+                        turn_id,
+                        answer,
+                        chunks,
+                        ending,
+                    };
+                }
+                ServerFrame::Error {
+                    turn_id: id, code, ..
+                } => {
+                    assert_eq!(id, Some(turn_id));
+                    return Turn {
+                        turn_id,
+                        answer,
+                        chunks,
+                        ending: code.to_string(),
+                    };
+                }
+                other => panic!("unexpected frame in a turn: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The WebSocket chat of SPEC §2 against a real `parlor serve` and a real mock model.
+
+mod common;
+
+use common::{Client, expected_answer, mock_llm, serve, wait_for_mock};
+use parlor::protocol::ServerFrame;
+use serde_json::json;
+
+#[tokio::test]
+async fn one_turn_streams_the_models_answer() {
+    let model = mock_llm(0, 0);
+    let server = serve(&model, &[]);
+    let mut client = Client::connect(&server).await;
+
+    let turn = client.chat("hello there").await;
+
+    assert_eq!(turn.ending, "stop");
+    assert_eq!(turn.answer, expected_answer("hello there", 1));
+    assert_eq!(turn.chunks, 6, "one chunk per word");
+}
+
+#[tokio::test]
+async fn the_agent_remembers_earlier_turns() {
+    let model = mock_llm(0, 0);
+    let server = serve(&model, &[]);
+    let mut client = Client::connect(&server).await;
+
+    for (turn, text) in ["first", "second", "third"].iter().enumerate() {
+        let answer = client.chat(text).await.answer;
+        assert_eq!(answer, expected_answer(text, turn + 1));
+    }
+}
+
+#[tokio::test]
+async fn concurrent_sessions_get_only_their_own_answers() {
+    let model = mock_llm(5, 2);
+    let server = serve(&model, &[]);
+    let sessions = (0..50).map(|i| {
+        let url = server.ws_url("");
+        tokio::spawn(async move {
+            let mut client = Client::connect_url(&url).await;
+            let token = format!("session-{i}-{}", client.session_id);
+            for turn in 1..=2 {
+                let text = format!("{token} turn {turn}");
+                // `chat` fails on any frame of another turn; the text proves whose it is.
+                let answer = client.chat(&text).await.answer;
+                assert_eq!(answer, expected_answer(&text, turn));
+            }
+        })
+    });
+    for session in futures_util::future::join_all(sessions).await {
+        session.expect("a session failed");
+    }
+}
+
+#[tokio::test]
+async fn messages_sent_during_a_turn_are_answered_in_order() {
+    let model = mock_llm(20, 5);
+    let server = serve(&model, &[]);
+    let mut client = Client::connect(&server).await;
+
+    for text in ["one", "two", "three"] {
+        client.send_message(text).await;
+    }
+    let mut turn_ids = Vec::new();
+    for _ in 0..3 {
+        turn_ids.push(client.expect_accepted().await);
+    }
+    for (index, text) in ["one", "two", "three"].iter().enumerate() {
+        let turn = client.read_turn(turn_ids[index]).await;
+        assert_eq!(turn.answer, expected_answer(text, index + 1));
+    }
+}
+
+#[tokio::test]
+async fn too_many_queued_messages_get_busy() {
+    let model = mock_llm(200, 50);
+    let server = serve(&model, &[("PARLOR_SESSION__MAX_QUEUED_TURNS", "1")]);
+    let mut client = Client::connect(&server).await;
+
+    client.send_message("running").await;
+    let running = client.expect_accepted().await;
+    client.send_message("queued").await;
+    let queued = client.expect_accepted().await;
+    client.send_message("one too many").await;
+    match client.next_frame().await {
+        ServerFrame::Error {
+            code,
+            turn_id: None,
+            ..
+        } => assert_eq!(code.to_string(), "busy"),
+        other => panic!("expected busy, got {other:?}"),
+    }
+    assert_eq!(
+        client.read_turn(running).await.answer,
+        expected_answer("running", 1)
+    );
+    assert_eq!(
+        client.read_turn(queued).await.answer,
+        expected_answer("queued", 2)
+    );
+}
+
+#[tokio::test]
+async fn cancel_stops_the_model_and_ends_the_turn() {
+    let model = mock_llm(0, 100);
+    let server = serve(&model, &[]);
+    let mut client = Client::connect(&server).await;
+
+    let long_text = "word ".repeat(100);
+    client.send_message(long_text.trim()).await;
+    let turn_id = client.expect_accepted().await;
+    assert!(matches!(
+        client.next_frame().await,
+        ServerFrame::Chunk { seq: 0, .. }
+    ));
+    client.send_json(json!({ "type": "cancel" })).await;
+    loop {
+        match client.next_frame().await {
+            ServerFrame::Chunk { .. } => continue, // already on its way
+            ServerFrame::Done {
+                turn_id: id,
+                finish_reason,
+            } => {
+                assert_eq!(id, turn_id);
+                assert_eq!(finish_reason, parlor::conversation::FinishReason::Cancelled);
+                break;
+            }
+            other => panic!("expected done/cancelled, got {other:?}"),
+        }
+    }
+    wait_for_mock(&model, "the stream cut off", |stats| {
+        stats["streams_cancelled"] == 1
+    })
+    .await;
+    assert_eq!(model_stats_completed(&model).await, 0);
+
+    // The session goes on: the cancelled turn is part of the conversation.
+    let next = client.chat("after").await;
+    assert_eq!(next.answer, expected_answer("after", 2));
+}
+
+#[tokio::test]
+async fn a_closed_socket_stops_the_model() {
+    let model = mock_llm(0, 100);
+    let server = serve(&model, &[]);
+    let mut client = Client::connect(&server).await;
+
+    client.send_message(&"word ".repeat(100)).await;
+    client.expect_accepted().await;
+    assert!(matches!(
+        client.next_frame().await,
+        ServerFrame::Chunk { .. }
+    ));
+    client.close().await;
+
+    wait_for_mock(&model, "the stream cut off", |stats| {
+        stats["streams_cancelled"] == 1
+    })
+    .await;
+}
+
+async fn model_stats_completed(model: &common::Process) -> u64 {
+    common::mock_stats(model).await["streams_completed"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_session_can_be_reattached_with_its_memory() {
+    let model = mock_llm(0, 0);
+    let server = serve(&model, &[]);
+    let mut first = Client::connect(&server).await;
+    let session_id = first.session_id;
+    assert_eq!(
+        first.chat("remember me").await.answer,
+        expected_answer("remember me", 1)
+    );
+    first.close().await;
+
+    let mut again = Client::connect_url(&server.ws_url(&format!("?session_id={session_id}"))).await;
+    assert_eq!(again.session_id, session_id);
+    assert_eq!(
+        again.chat("still there?").await.answer,
+        expected_answer("still there?", 2)
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_session_id_gets_a_new_session_and_not_found() {
+    let model = mock_llm(0, 0);
+    let server = serve(&model, &[]);
+    let unknown = uuid::Uuid::new_v4();
+    let mut client = Client::connect_url(&server.ws_url(&format!("?session_id={unknown}"))).await;
+
+    assert_ne!(client.session_id, unknown);
+    match client.next_frame().await {
+        ServerFrame::Error { code, .. } => assert_eq!(code.to_string(), "not_found"),
+        other => panic!("expected not_found, got {other:?}"),
+    }
+    assert_eq!(client.chat("hi").await.answer, expected_answer("hi", 1));
+}
+
+#[tokio::test]
+async fn ping_frames_get_pong() {
+    let model = mock_llm(0, 0);
+    let server = serve(&model, &[]);
+    let mut client = Client::connect(&server).await;
+
+    client.send_json(json!({ "type": "ping" })).await;
+    assert_eq!(client.next_frame().await, ServerFrame::Pong);
+}
