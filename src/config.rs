@@ -250,15 +250,17 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let file = match explicit_file {
             Some(path) if !path.is_file() => return Err(ConfigError::MissingFile(path.into())),
-            Some(path) => path.to_path_buf(),
-            None => PathBuf::from(DEFAULT_CONFIG_FILE),
+            Some(path) => Some(path.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|path| path.is_file()),
         };
         // Only `SECTION__KEY` variables are configuration; others under the prefix
         // (such as PARLOR_LOG_FORMAT) belong to other parts of the program.
         let env = env.filter(|key| key.as_str().contains("__")).split("__");
-        let mut figment = Figment::from(Serialized::defaults(Config::default()))
-            .merge(Toml::file_exact(file))
-            .merge(env);
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(env);
         for (key, value) in overrides.0 {
             figment = figment.merge(Serialized::default(key, value));
         }
@@ -297,7 +299,7 @@ impl Config {
             }
         }
         let url = &self.broker.url;
-        if !url.is_empty() && !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
+        if !(url.is_empty() || url.starts_with("amqp://") || url.starts_with("amqps://")) {
             return Err(invalid(
                 "broker.url",
                 "must be empty or an amqp:// / amqps:// URL",

@@ -96,7 +96,7 @@ async fn chat_streams_in_the_seed_format() {
         answer_of(&events, &session_id, "johnson"),
         expected_answer("hello", 1)
     );
-    assert_eq!(events.len(), 4, "one event per word, then `end`");
+    assert_eq!(events.len(), 6, "one event per word (5), then `end`");
 }
 
 #[tokio::test]

@@ -54,8 +54,10 @@ impl Process {
         std::thread::spawn(move || {
             // Keep reading so the child never blocks on a full pipe.
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on http://").nth(1) {
-                    let _ = addr_tx.send(addr.trim().to_owned());
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let addr_chars = |c: char| c.is_ascii_alphanumeric() || ".:[]-".contains(c);
+                    let addr: String = rest.chars().take_while(|&c| addr_chars(c)).collect();
+                    let _ = addr_tx.send(addr);
                 }
                 lines.lock().unwrap().push(line);
             }
