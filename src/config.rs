@@ -55,6 +55,11 @@ pub struct BrokerConfig {
     pub question_queue: String,
     /// Questions that may wait for a worker before new ones are refused with `busy`.
     pub max_queued_questions: usize,
+    /// Deliveries of one question before it counts as poison: dead-lettered, and its
+    /// session gets an `error` (RabbitMQ only; the embedded broker never redelivers).
+    pub max_deliveries: u32,
+    /// Longest wait for RabbitMQ to confirm a publish.
+    pub publish_timeout_ms: u64,
 }
 
 impl Default for BrokerConfig {
@@ -63,6 +68,8 @@ impl Default for BrokerConfig {
             url: String::new(),
             question_queue: "question_queue".into(),
             max_queued_questions: 10_000,
+            max_deliveries: 3,
+            publish_timeout_ms: 5_000,
         }
     }
 }
@@ -142,6 +149,12 @@ impl Default for LlmConfig {
             demo_ttft_ms: 150,
             demo_token_ms: 40,
         }
+    }
+}
+
+impl BrokerConfig {
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
     }
 }
 
@@ -315,6 +328,9 @@ impl Config {
         if self.broker.max_queued_questions == 0 {
             return Err(invalid("broker.max_queued_questions", "must be at least 1"));
         }
+        if self.broker.max_deliveries == 0 {
+            return Err(invalid("broker.max_deliveries", "must be at least 1"));
+        }
         if !(1..=4096).contains(&self.workers.count) {
             return Err(invalid("workers.count", "must be between 1 and 4096"));
         }
@@ -324,6 +340,7 @@ impl Config {
             return Err(invalid("agent.max_history_messages", "must be at least 1"));
         }
         let positive = [
+            ("broker.publish_timeout_ms", self.broker.publish_timeout_ms),
             ("llm.connect_timeout_ms", self.llm.connect_timeout_ms),
             (
                 "llm.first_token_timeout_ms",

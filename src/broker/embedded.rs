@@ -41,10 +41,20 @@ impl EmbeddedBroker {
     }
 }
 
+/// Nothing is kept for redelivery in one process, so settling changes nothing:
+/// requeueing at shutdown would hand the question to the process that is stopping.
 struct NothingToSettle;
 
 impl Settle for NothingToSettle {
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), BrokerError>> {
+        futures_util::future::ready(Ok(())).boxed()
+    }
+
+    fn requeue(self: Box<Self>) -> BoxFuture<'static, Result<(), BrokerError>> {
+        futures_util::future::ready(Ok(())).boxed()
+    }
+
+    fn reject(self: Box<Self>) -> BoxFuture<'static, Result<(), BrokerError>> {
         futures_util::future::ready(Ok(())).boxed()
     }
 }

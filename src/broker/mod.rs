@@ -61,8 +61,11 @@ impl AnswerBody {
     }
 }
 
-/// A question handed to a worker. Settle it with [`Delivery::ack`] once the turn has
-/// ended; dropping it unsettled gives it back to the broker where the engine can.
+/// A question handed to a worker. Settle it once: [`Delivery::ack`] when its turn
+/// has ended (whatever the outcome), [`Delivery::requeue`] to give it to another
+/// worker (at shutdown), [`Delivery::reject`] to refuse it for good (a poison
+/// question; the broker dead-letters it). Dropping it unsettled — its worker died —
+/// rejects it where the engine can.
 pub struct Delivery {
     pub question: Question,
     /// 1 on first delivery, higher when the broker redelivers it.
@@ -79,9 +82,16 @@ impl Delivery {
         }
     }
 
-    /// The turn ended (whatever its outcome): the question is done with.
     pub fn ack(self) -> BoxFuture<'static, Result<(), BrokerError>> {
         self.settle.ack()
+    }
+
+    pub fn requeue(self) -> BoxFuture<'static, Result<(), BrokerError>> {
+        self.settle.requeue()
+    }
+
+    pub fn reject(self) -> BoxFuture<'static, Result<(), BrokerError>> {
+        self.settle.reject()
     }
 }
 
@@ -94,9 +104,11 @@ impl std::fmt::Debug for Delivery {
     }
 }
 
-/// How an engine settles one delivery.
+/// How an engine settles one delivery (see [`Delivery`]).
 pub trait Settle: Send {
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), BrokerError>>;
+    fn requeue(self: Box<Self>) -> BoxFuture<'static, Result<(), BrokerError>>;
+    fn reject(self: Box<Self>) -> BoxFuture<'static, Result<(), BrokerError>>;
 }
 
 /// The gateway's end of its reply queue: where answers for its sessions arrive.
