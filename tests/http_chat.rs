@@ -254,3 +254,25 @@ async fn health_readiness_and_data_sources() {
     let sources: Value = sources.json().await.unwrap();
     assert!(sources.is_array());
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_stops_the_model() {
+    let model = mock_llm(0, 100);
+    let server = serve(&model, &[]);
+
+    let body = json!({ "messages": [{ "role": "user", "content": "word ".repeat(100) }] });
+    let response = reqwest::Client::new()
+        .post(server.http("/chat"))
+        .json(&body)
+        .send();
+    let response = tokio::time::timeout(WAIT, response).await.unwrap().unwrap();
+    let mut events = response.bytes_stream();
+    let first = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut events)).await;
+    assert!(first.unwrap().unwrap().is_ok(), "the first event arrives");
+    drop(events);
+
+    common::wait_for_mock(&model, "the stream cut off", |stats| {
+        stats["streams_cancelled"] == 1
+    })
+    .await;
+}

@@ -210,3 +210,38 @@ async fn ping_frames_get_pong() {
     client.send_json(json!({ "type": "ping" })).await;
     assert_eq!(client.next_frame().await, ServerFrame::Pong);
 }
+
+#[tokio::test]
+async fn an_idle_session_ends_after_its_timeout() {
+    let model = mock_llm(0, 0);
+    let server = serve(&model, &[("PARLOR_SESSION__IDLE_TIMEOUT_S", "1")]);
+    let mut first = Client::connect(&server).await;
+    let session_id = first.session_id;
+    first.chat("hello").await;
+    first.close().await;
+
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let mut again = Client::connect_url(&server.ws_url(&format!("?session_id={session_id}"))).await;
+    assert_ne!(again.session_id, session_id);
+    match again.next_frame().await {
+        ServerFrame::Error { code, .. } => assert_eq!(code.to_string(), "not_found"),
+        other => panic!("expected not_found, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_turn_that_outlives_its_deadline_ends_with_timeout() {
+    let model = mock_llm(0, 0);
+    let server = serve(&model, &[("PARLOR_SESSION__TURN_TIMEOUT_S", "1")]);
+    let mut client = Client::connect(&server).await;
+
+    // The model accepts the request and then never answers.
+    let turn = client.chat("[mock:hang]").await;
+
+    assert_eq!(turn.ending, "timeout");
+    wait_for_mock(&model, "the stream cut off", |stats| {
+        stats["streams_cancelled"] == 1
+    })
+    .await;
+    assert_eq!(client.chat("next").await.answer, expected_answer("next", 1));
+}

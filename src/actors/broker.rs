@@ -119,16 +119,16 @@ impl StreamHandler<Answer> for BrokerActor {
     fn handle(&mut self, answer: Answer, _: &mut Self::Context) {
         self.stats.handled_event();
         let turn_id = answer.turn_id;
-        let route = if answer.body.ends_turn() {
-            self.routes.remove(&turn_id)
-        } else {
-            self.routes.get(&turn_id).cloned()
+        let Some(session) = self.routes.get(&turn_id) else {
+            tracing::debug!(%turn_id, "answer for a turn nobody waits for; dropped");
+            return;
         };
-        match route {
-            // A session's mailbox holds at most the chunks of its running turn, which
-            // arrive at the model's pace; the reply queue upstream is bounded.
-            Some(session) => session.do_send(TurnUpdate(answer)),
-            None => tracing::debug!(%turn_id, "answer for a turn nobody waits for; dropped"),
+        let ends_turn = answer.body.ends_turn();
+        // A session's mailbox holds at most the chunks of its running turn, which
+        // arrive at the model's pace; the reply queue upstream is bounded.
+        session.do_send(TurnUpdate(answer));
+        if ends_turn {
+            self.routes.remove(&turn_id);
         }
     }
 

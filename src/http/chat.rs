@@ -186,53 +186,72 @@ async fn chat(body: Bytes, state: web::Data<AppState>) -> HttpResponse {
         .streaming(seed_events(frames, session_id, user_id))
 }
 
-/// Turns a turn's frames into the seed protocol's SSE events, ending after the
-/// turn's `done` or `error`.
+/// Turns a turn's frames into the seed protocol's SSE events, ending right after
+/// the turn's `done` or `error` (the frame channel itself may stay open).
 fn seed_events(
     frames: impl Stream<Item = ServerFrame> + Unpin + 'static,
     session_id: Uuid,
     user_id: String,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
-    let text_event = move |text: &str| {
+    let encoder = SeedEncoder {
+        session_id,
+        user_id,
+    };
+    futures_util::stream::unfold(Some((frames, encoder)), |state| async move {
+        let (mut frames, encoder) = state?;
+        loop {
+            let (event, last) = encoder.encode(frames.next().await);
+            if let Some(event) = event {
+                let rest = (!last).then_some((frames, encoder));
+                return Some((Ok(Bytes::from(event)), rest));
+            }
+        }
+    })
+}
+
+/// Writes the seed protocol's events for one session and user.
+struct SeedEncoder {
+    session_id: Uuid,
+    user_id: String,
+}
+
+impl SeedEncoder {
+    fn text(&self, text: &str) -> String {
         let data = json!({
-            "sessionId": session_id,
-            "userId": user_id,
+            "sessionId": self.session_id,
+            "userId": self.user_id,
             "functionId": FUNCTION_ID,
             "message": text,
             "reasoningMessage": "",
             "type": ANSWER_TEXT_TYPE,
         });
         format!("data: {data}\n\n")
-    };
-    let end_event = format!(
-        "event: end\ndata: {}\n\n",
-        json!({ "sessionId": session_id })
-    );
-    futures_util::stream::unfold(Some(frames), move |frames| {
-        let text_event = text_event.clone();
-        let end_event = end_event.clone();
-        async move {
-            let mut frames = frames?;
-            loop {
-                let event = match frames.next().await {
-                    Some(ServerFrame::Chunk { text, .. }) => text_event(&text),
-                    Some(ServerFrame::Reset { reason, .. }) => {
-                        text_event(&format!("[reset] {reason}\n"))
-                    }
-                    Some(ServerFrame::Done { .. }) => end_event.clone(),
-                    Some(ServerFrame::Error { message, .. }) => {
-                        text_event(&format!("[error] {message}")) + &end_event
-                    }
-                    Some(_) => continue,
-                    None => {
-                        let message = "[error] the answer stream ended unexpectedly";
-                        text_event(message) + &end_event
-                    }
-                };
-                let ended = event.ends_with(&end_event);
-                let next = (!ended).then_some(frames);
-                return Some((Ok(Bytes::from(event)), next));
+    }
+
+    fn end(&self) -> String {
+        format!(
+            "event: end\ndata: {}\n\n",
+            json!({ "sessionId": self.session_id })
+        )
+    }
+
+    /// The event text for one frame (if it has one), and whether the stream ends.
+    fn encode(&self, frame: Option<ServerFrame>) -> (Option<String>, bool) {
+        match frame {
+            Some(ServerFrame::Chunk { text, .. }) => (Some(self.text(&text)), false),
+            Some(ServerFrame::Reset { reason, .. }) => {
+                (Some(self.text(&format!("[reset] {reason}\n"))), false)
+            }
+            Some(ServerFrame::Done { .. }) => (Some(self.end()), true),
+            Some(ServerFrame::Error { message, .. }) => (
+                Some(self.text(&format!("[error] {message}")) + &self.end()),
+                true,
+            ),
+            Some(_) => (None, false),
+            None => {
+                let message = "[error] the answer stream ended unexpectedly";
+                (Some(self.text(message) + &self.end()), true)
             }
         }
-    })
+    }
 }
