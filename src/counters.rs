@@ -15,11 +15,17 @@ pub struct Counters {
     pub worker_restarts: AtomicU64,
     pub questions_published: AtomicU64,
     pub questions_consumed: AtomicU64,
+    pub questions_redelivered: AtomicU64,
 }
 
 /// Adds one to a counter.
 pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Reads a counter.
+pub fn read(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -33,10 +39,10 @@ pub struct TurnTotals {
 impl Counters {
     pub fn turns(&self) -> TurnTotals {
         TurnTotals {
-            started_total: self.turns_started.load(Ordering::Relaxed),
-            completed_total: self.turns_completed.load(Ordering::Relaxed),
-            failed_total: self.turns_failed.load(Ordering::Relaxed),
-            cancelled_total: self.turns_cancelled.load(Ordering::Relaxed),
+            started_total: read(&self.turns_started),
+            completed_total: read(&self.turns_completed),
+            failed_total: read(&self.turns_failed),
+            cancelled_total: read(&self.turns_cancelled),
         }
     }
 }

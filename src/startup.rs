@@ -64,7 +64,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         counters.clone(),
         directory.clone(),
     )
-    .start();
+    .start_tracked();
     let state = gateway_state(&config, broker, Some(pool), &agent, counters, &directory).await?;
     let (server, address) = gateway_server(state, listener)?;
     tracing::info!("listening on http://{address}");
@@ -99,7 +99,7 @@ async fn knowledge_agent(
 async fn gateway_state(
     config: &Config,
     broker: Arc<dyn Broker>,
-    pool: Option<Addr<AgentPool>>,
+    pool: Option<Tracked<AgentPool>>,
     agent: &KnowledgeAgent,
     counters: Arc<Counters>,
     directory: &ActorDirectory,
@@ -134,7 +134,20 @@ async fn gateway_state(
         broker,
         pool,
         data_sources: Arc::new(agent.data_sources()),
+        actors: directory.clone(),
+        metrics: crate::telemetry::install_metrics()?,
+        admin_token: admin_token(config).into(),
     })
+}
+
+/// `admin.token`, or a random one (logged once, so an operator can use it).
+fn admin_token(config: &Config) -> String {
+    if !config.admin.token.is_empty() {
+        return config.admin.token.clone();
+    }
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    tracing::warn!(%token, "admin.token is not set; /admin/* takes this generated bearer token");
+    token
 }
 
 fn gateway_server(

@@ -1,8 +1,9 @@
-//! Logging: `tracing`, human-readable by default, JSON with `PARLOR_LOG_FORMAT=json`,
+//! Logs and metrics. Logging: `tracing`, human-readable by default, JSON with `PARLOR_LOG_FORMAT=json`,
 //! level from `RUST_LOG` (default `info`). Logs go to stderr.
 
 use std::io::IsTerminal;
 
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 pub fn init() {
@@ -18,4 +19,16 @@ pub fn init() {
     } else {
         builder.try_init()
     };
+}
+
+/// Latency buckets, in seconds, for the turn histograms of `/metrics`.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Installs the process-wide metrics recorder that `/metrics` renders.
+pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    Ok(PrometheusBuilder::new()
+        .set_buckets(LATENCY_BUCKETS)?
+        .install_recorder()?)
 }

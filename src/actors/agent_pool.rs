@@ -69,6 +69,12 @@ impl AgentPool {
         pool
     }
 
+    /// Starts the pool; its address counts what is sent to it.
+    pub fn start_tracked(self) -> Tracked<Self> {
+        let stats = self.stats.clone();
+        Tracked::new(self.start(), stats)
+    }
+
     fn start_worker(&self, index: usize) -> Tracked<AgentWorker> {
         let stats = ActorStats::new("agent_worker", index.to_string());
         self.directory.register(&stats);
@@ -174,6 +180,9 @@ impl StreamHandler<Dispatch> for AgentPool {
     fn handle(&mut self, Dispatch { delivery, permit }: Dispatch, ctx: &mut Self::Context) {
         self.stats.handled_event();
         bump(&self.counters.questions_consumed);
+        if delivery.attempt > 1 {
+            bump(&self.counters.questions_redelivered);
+        }
         let question = &delivery.question;
         if self.cancelled_early_set.remove(&question.turn_id) {
             // Cancelled while it waited in the queue: the session already ended it.
@@ -230,7 +239,7 @@ impl StreamHandler<CancelRequested> for AgentPool {
 #[rtype(result = "PoolStatus")]
 pub struct GetPoolStatus;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PoolStatus {
     pub size: usize,
     pub busy: usize,
@@ -294,7 +303,7 @@ mod tests {
             counters.clone(),
             directory,
         )
-        .start();
+        .start_tracked();
         let ask = |text: &str| Question {
             session_id: Uuid::new_v4(),
             turn_id: Uuid::new_v4(),

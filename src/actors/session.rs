@@ -94,6 +94,7 @@ struct RunningTurn {
     next_seq: u64,
     listener: Option<TurnListener>,
     deadline: SpawnHandle,
+    started: Instant,
 }
 
 /// How a turn ended.
@@ -231,6 +232,7 @@ impl SessionActor {
             next_seq: 0,
             listener,
             deadline,
+            started: Instant::now(),
         });
         let ask = AskQuestion {
             question,
@@ -299,6 +301,7 @@ impl SessionActor {
         self.send_turn_frame(frame);
         let turn = self.running.take().expect("checked above");
         ctx.cancel_future(turn.deadline);
+        metrics::histogram!("parlor_turn_duration_seconds").record(turn.started.elapsed());
         // A finished turn (cancelled ones too: the user saw what was said) joins the
         // history; a failed one does not, so a retry starts clean.
         if finished {
@@ -389,6 +392,9 @@ impl SessionActor {
             let message = "parts of the answer were lost on the way; please ask again";
             self.end_turn(TurnEnd::Failed(ErrorCode::Unavailable, message.into()), ctx);
             return;
+        }
+        if seq == 0 {
+            metrics::histogram!("parlor_turn_first_chunk_seconds").record(turn.started.elapsed());
         }
         turn.next_seq += 1;
         turn.answer.push_str(&text);

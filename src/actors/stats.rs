@@ -88,6 +88,11 @@ impl<A: Actor> Tracked<A> {
         &self.stats
     }
 
+    /// Whether the actor is still running.
+    pub fn connected(&self) -> bool {
+        self.addr.connected()
+    }
+
     /// Sends without waiting for the result. Like [`Addr::do_send`] this ignores the
     /// mailbox bound; callers say why an unbounded queue is harmless there.
     pub fn do_send<M>(&self, message: M)

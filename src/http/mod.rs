@@ -1,18 +1,21 @@
 //! HTTP routes, one file per group. Handlers hold no state of their own: they
 //! translate requests into messages for the actors in [`AppState`].
 
+pub mod admin;
 pub mod chat;
 pub mod data_source;
 pub mod health;
+pub mod metrics;
 pub mod ws;
 
 use std::sync::Arc;
 
-use actix::Addr;
 use actix_web::web;
+use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::actors::agent_pool::AgentPool;
 use crate::actors::session::SessionDeps;
+use crate::actors::stats::{ActorDirectory, Tracked};
 use crate::agent::knowledge::DataSource;
 use crate::broker::Broker;
 use crate::config::Config;
@@ -24,8 +27,14 @@ pub struct AppState {
     pub sessions: SessionDeps,
     pub broker: Arc<dyn Broker>,
     /// The in-process worker pool, when this process runs one.
-    pub pool: Option<Addr<AgentPool>>,
+    pub pool: Option<Tracked<AgentPool>>,
     pub data_sources: Arc<Vec<DataSource>>,
+    /// Every tracked actor, for `/admin/stats`.
+    pub actors: ActorDirectory,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// The bearer token `/admin/*` requires.
+    pub admin_token: Arc<str>,
 }
 
 /// Registers every route.
@@ -33,6 +42,8 @@ pub fn routes(config: &mut web::ServiceConfig, state: &AppState) {
     config
         .app_data(web::Data::new(state.clone()))
         .configure(health::routes)
+        .configure(admin::routes)
+        .configure(metrics::routes)
         .configure(ws::routes)
         .configure(|c| chat::routes(c, state))
         .configure(|c| data_source::routes(c, state));

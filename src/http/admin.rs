@@ -1,0 +1,120 @@
+//! `GET /admin/stats`: what the process is doing, for operators. Requires
+//! `Authorization: Bearer <admin.token>`; never reachable cross-origin (no CORS).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
+use serde_json::json;
+
+use super::AppState;
+use crate::actors::agent_pool::{GetPoolStatus, PoolStatus};
+use crate::actors::registry::CountSessions;
+use crate::actors::stats::ActorSnapshot;
+use crate::counters::{TurnTotals, read};
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config.route("/admin/stats", web::get().to(admin_stats));
+}
+
+/// The body of `/admin/stats` (SPEC §4); `/metrics` reports the same numbers.
+#[derive(Clone, Debug, Serialize)]
+pub struct Stats {
+    pub sessions: SessionTotals,
+    pub turns: TurnTotals,
+    pub workers: WorkerTotals,
+    pub broker: BrokerTotals,
+    pub actors: Vec<ActorSnapshot>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionTotals {
+    pub active: u64,
+    pub created_total: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerTotals {
+    pub size: u64,
+    pub busy: u64,
+    pub restarts_total: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BrokerTotals {
+    pub kind: &'static str,
+    pub connected: bool,
+    pub published_total: u64,
+    pub consumed_total: u64,
+    pub redelivered_total: u64,
+}
+
+/// Gathers the numbers from the counters and, by message, from the actors.
+pub async fn collect(state: &AppState) -> Stats {
+    let counters = &state.sessions.counters;
+    let active = state
+        .sessions
+        .registry
+        .send(CountSessions)
+        .await
+        .unwrap_or(0);
+    let pool = match &state.pool {
+        Some(pool) => pool.send(GetPoolStatus).await.unwrap_or_default(),
+        None => PoolStatus::default(),
+    };
+    Stats {
+        sessions: SessionTotals {
+            active: active as u64,
+            created_total: read(&counters.sessions_created),
+        },
+        turns: counters.turns(),
+        workers: WorkerTotals {
+            size: pool.size as u64,
+            busy: pool.busy as u64,
+            restarts_total: read(&counters.worker_restarts),
+        },
+        broker: BrokerTotals {
+            kind: state.broker.kind(),
+            connected: state.broker.is_connected(),
+            published_total: read(&counters.questions_published),
+            consumed_total: read(&counters.questions_consumed),
+            redelivered_total: read(&counters.questions_redelivered),
+        },
+        actors: state.actors.snapshot(),
+    }
+}
+
+async fn admin_stats(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if !is_authorized(&request, &state.admin_token) {
+        return HttpResponse::Unauthorized()
+            .insert_header(("WWW-Authenticate", "Bearer"))
+            .json(json!({ "detail": "a valid admin bearer token is required" }));
+    }
+    HttpResponse::Ok().json(collect(&state).await)
+}
+
+fn is_authorized(request: &HttpRequest, token: &str) -> bool {
+    let presented = request
+        .headers()
+        .get("Authorization")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    presented.is_some_and(|presented| constant_time_eq(presented.as_bytes(), token.as_bytes()))
+}
+
+/// Compares without stopping at the first difference, so timing tells nothing
+/// about how much of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+}
