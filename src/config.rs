@@ -34,6 +34,8 @@ pub struct HttpConfig {
     pub max_message_bytes: usize,
     /// Origins allowed to call `POST /chat` from a browser; `"*"` allows any.
     pub cors_origins: Vec<String>,
+    /// On SIGTERM/SIGINT, how long running turns may take to finish, in seconds.
+    pub shutdown_grace_s: u64,
 }
 
 impl Default for HttpConfig {
@@ -42,6 +44,7 @@ impl Default for HttpConfig {
             bind: "127.0.0.1:8080".into(),
             max_message_bytes: 65_536,
             cors_origins: vec!["*".into()],
+            shutdown_grace_s: 30,
         }
     }
 }
@@ -149,6 +152,12 @@ impl Default for LlmConfig {
             demo_ttft_ms: 150,
             demo_token_ms: 40,
         }
+    }
+}
+
+impl HttpConfig {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_s)
     }
 }
 

@@ -37,6 +37,13 @@ pub struct TurnTotals {
 }
 
 impl Counters {
+    /// Turns started and not yet ended.
+    pub fn turns_in_flight(&self) -> u64 {
+        let turns = self.turns();
+        let ended = turns.completed_total + turns.failed_total + turns.cancelled_total;
+        turns.started_total.saturating_sub(ended)
+    }
+
     pub fn turns(&self) -> TurnTotals {
         TurnTotals {
             started_total: read(&self.turns_started),

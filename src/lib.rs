@@ -13,5 +13,6 @@ pub mod conversation;
 pub mod counters;
 pub mod http;
 pub mod protocol;
+pub mod shutdown;
 pub mod startup;
 pub mod telemetry;

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use crate::actors::agent_pool::AgentPool;
 use crate::actors::broker::BrokerActor;
-use crate::actors::registry::SessionRegistry;
+use crate::actors::registry::{CloseAllSessions, SessionRegistry};
 use crate::actors::session::{SessionDeps, SessionLimits};
 use crate::actors::stats::{ActorDirectory, ActorStats, Tracked};
 use crate::agent::knowledge::KnowledgeAgent;
@@ -21,6 +21,7 @@ use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::counters::Counters;
 use crate::http::{self, AppState};
+use crate::shutdown::{self, Draining};
 
 /// Runs the command the user asked for until it ends (or is signalled to).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -66,9 +67,38 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     )
     .start_tracked();
     let state = gateway_state(&config, broker, Some(pool), &agent, counters, &directory).await?;
-    let (server, address) = gateway_server(state, listener)?;
+    run_gateway(state, listener).await
+}
+
+/// Serves HTTP until the server fails or a signal asks it to stop, then stops
+/// well: no new turns, running turns finish within `http.shutdown_grace_s`, sockets
+/// are closed with `going away`.
+async fn run_gateway(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
+    let (server, address) = gateway_server(state.clone(), listener)?;
+    let handle = server.handle();
+    let mut serving = actix_web::rt::spawn(server);
     tracing::info!("listening on http://{address}");
-    server.await.context("the HTTP server failed")
+    let signal = tokio::select! {
+        result = &mut serving => return result?.context("the HTTP server failed"),
+        signal = shutdown::signalled() => signal,
+    };
+    let grace = state.config.http.shutdown_grace();
+    tracing::info!(
+        signal,
+        grace_s = grace.as_secs(),
+        "stopping: no new turns; running turns may finish"
+    );
+    state.sessions.draining.begin();
+    let unfinished = shutdown::let_running_turns_finish(&state.sessions.counters, grace).await;
+    if unfinished > 0 {
+        tracing::warn!(
+            unfinished,
+            "the grace period ended with turns still running"
+        );
+    }
+    let _ = state.sessions.registry.send(CloseAllSessions).await;
+    handle.stop(true).await;
+    serving.await?.context("the HTTP server failed")
 }
 
 /// The knowledge agent over the configured model — or over the built-in demo model,
@@ -127,6 +157,7 @@ async fn gateway_state(
         broker: Tracked::new(broker_actor, broker_stats),
         counters,
         limits: Arc::new(SessionLimits::from_config(config)),
+        draining: Draining::default(),
     };
     Ok(AppState {
         config: Arc::new(config.clone()),
@@ -156,6 +187,10 @@ fn gateway_server(
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
     let address = listener.local_addr()?;
     let server = HttpServer::new(move || App::new().configure(|c| http::routes(c, &state)))
+        // Signals are handled by `run_gateway`, which drains turns first.
+        .disable_signals()
+        // Sockets are closed by then; this only bounds stragglers.
+        .shutdown_timeout(5)
         .listen(listener)?
         .run();
     Ok((server, address))

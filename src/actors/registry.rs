@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::session::SessionActor;
+use super::session::{GoingAway, SessionActor};
 use super::stats::ActorStats;
 
 pub struct SessionRegistry {
@@ -98,5 +98,22 @@ impl Handler<CountSessions> for SessionRegistry {
     fn handle(&mut self, _: CountSessions, _: &mut Self::Context) -> usize {
         self.stats.took_message();
         self.sessions.len()
+    }
+}
+
+/// The process is stopping: every session closes its socket.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CloseAllSessions;
+
+impl Handler<CloseAllSessions> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, _: CloseAllSessions, _: &mut Self::Context) {
+        self.stats.took_message();
+        for session in self.sessions.values() {
+            // Once per session, at shutdown: nothing piles up.
+            session.do_send(GoingAway);
+        }
     }
 }

@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::conversation::{ChatMessage, ErrorCode, FinishReason};
 use crate::counters::{Counters, bump};
 use crate::protocol::{ClientFrame, ServerFrame, parse_client_frame};
+use crate::shutdown::Draining;
 
 /// The limits a session enforces, read once from the configuration.
 #[derive(Clone, Debug)]
@@ -55,6 +56,8 @@ pub struct SessionDeps {
     pub broker: Tracked<BrokerActor>,
     pub counters: Arc<Counters>,
     pub limits: Arc<SessionLimits>,
+    /// Set when the process stops: new turns are refused.
+    pub draining: Draining,
 }
 
 /// Receives the frames of one turn started over HTTP (`POST /chat`). Unbounded
@@ -159,6 +162,10 @@ impl SessionActor {
         listener: Option<TurnListener>,
         ctx: &mut Context<Self>,
     ) -> Result<Uuid, (ErrorCode, String)> {
+        if self.deps.draining.is_draining() {
+            let message = "parlor is shutting down; try again shortly";
+            return Err((ErrorCode::Unavailable, message.into()));
+        }
         if self.running.is_some() && self.queued.len() >= self.deps.limits.max_queued_turns {
             return Err((
                 ErrorCode::Busy,
@@ -617,6 +624,31 @@ impl Handler<Attach> for SessionActor {
             let text = format!("no live session {asked}; this is a new session");
             self.send_to_socket(&ServerFrame::error(None, ErrorCode::NotFound, text));
         }
+    }
+}
+
+/// The process is stopping: close the socket (`1001 going away`). Turns still
+/// running were given their grace period already.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct GoingAway;
+
+impl Handler<GoingAway> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: GoingAway, ctx: &mut Self::Context) {
+        let Some(connection) = &mut self.connection else {
+            return;
+        };
+        let reason = CloseReason {
+            code: CloseCode::Away,
+            description: Some("parlor is shutting down".into()),
+        };
+        let _ = connection
+            .sink
+            .write(actix_ws::Message::Close(Some(reason)));
+        let connection_id = connection.id;
+        self.detach(connection_id, ctx);
     }
 }
 

@@ -25,6 +25,9 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 /// Why chats cannot be taken now, if they cannot.
 pub fn not_ready_because(state: &AppState) -> Option<&'static str> {
+    if state.sessions.draining.is_draining() {
+        return Some("parlor is shutting down");
+    }
     if !state.broker.is_connected() {
         return Some("the broker is not connected");
     }

@@ -88,6 +88,28 @@ impl Process {
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
     }
+
+    /// Sends SIGTERM, as a service manager stopping parlor would.
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits (at most `within`) for the process to exit; its status if it did.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
 }
 
 impl Drop for Process {
@@ -266,8 +288,13 @@ impl Client {
     /// Reads the frames of `turn_id` until its `done` or `error`, checking that
     /// chunk numbers start at 0 and have no gaps.
     pub async fn read_turn(&mut self, turn_id: Uuid) -> Turn {
+        self.read_turn_from(turn_id, 0).await
+    }
+
+    /// Like [`Client::read_turn`], when chunks before `first_seq` were already read.
+    pub async fn read_turn_from(&mut self, turn_id: Uuid, first_seq: usize) -> Turn {
         let mut answer = String::new();
-        let mut chunks = 0;
+        let mut chunks = first_seq;
         loop {
             match self.next_frame().await {
                 ServerFrame::Chunk {
