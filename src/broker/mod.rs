@@ -6,6 +6,7 @@
 //! and turn they belong to.
 
 pub mod embedded;
+pub mod rabbitmq;
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
