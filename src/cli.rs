@@ -25,6 +25,10 @@ pub struct Cli {
 pub enum Command {
     /// Everything in one process: gateway, worker pool and knowledge agent
     Serve(ServeArgs),
+    /// The HTTP/WebSocket front only (needs RabbitMQ: broker.url)
+    Gateway(GatewayArgs),
+    /// The question consumer with its agent worker pool (needs RabbitMQ: broker.url)
+    Worker(WorkerArgs),
     /// An OpenAI-compatible mock model server, for development and tests
     MockLlm(MockLlmArgs),
 }
@@ -37,6 +41,32 @@ pub struct ServeArgs {
     /// AgentWorker actors in the pool (overrides workers.count)
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// OpenAI-compatible /v1 base URL of the model (overrides llm.base_url)
+    #[arg(long, value_name = "URL")]
+    pub llm_base_url: Option<String>,
+    /// RabbitMQ URL (overrides broker.url; default: the embedded broker)
+    #[arg(long, value_name = "URL")]
+    pub broker_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Gateway listen address (overrides http.bind)
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// RabbitMQ URL (overrides broker.url)
+    #[arg(long, value_name = "URL")]
+    pub broker_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// AgentWorker actors in the pool (overrides workers.count)
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// RabbitMQ URL (overrides broker.url)
+    #[arg(long, value_name = "URL")]
+    pub broker_url: Option<String>,
     /// OpenAI-compatible /v1 base URL of the model (overrides llm.base_url)
     #[arg(long, value_name = "URL")]
     pub llm_base_url: Option<String>,
@@ -60,6 +90,26 @@ impl ServeArgs {
         let overrides = Overrides::default()
             .set("http.bind", self.bind.clone())
             .set("workers.count", self.workers)
+            .set("llm.base_url", self.llm_base_url.clone())
+            .set("broker.url", self.broker_url.clone());
+        Config::load(file, overrides)
+    }
+}
+
+impl GatewayArgs {
+    pub fn load_config(&self, file: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+        let overrides = Overrides::default()
+            .set("http.bind", self.bind.clone())
+            .set("broker.url", self.broker_url.clone());
+        Config::load(file, overrides)
+    }
+}
+
+impl WorkerArgs {
+    pub fn load_config(&self, file: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+        let overrides = Overrides::default()
+            .set("workers.count", self.workers)
+            .set("broker.url", self.broker_url.clone())
             .set("llm.base_url", self.llm_base_url.clone());
         Config::load(file, overrides)
     }

@@ -2,21 +2,24 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::{App, HttpServer};
 use anyhow::Context as _;
 
-use crate::actors::agent_pool::AgentPool;
+use crate::actors::agent_pool::{AgentPool, GetPoolStatus, GiveBackRunning, StopTaking};
 use crate::actors::broker::BrokerActor;
 use crate::actors::registry::{CloseAllSessions, SessionRegistry};
 use crate::actors::session::{SessionDeps, SessionLimits};
 use crate::actors::stats::{ActorDirectory, ActorStats, Tracked};
-use crate::agent::knowledge::KnowledgeAgent;
+use crate::agent::Agent;
+use crate::agent::knowledge::{DataSource, KnowledgeAgent};
 use crate::agent::llm::LlmClient;
 use crate::agent::mock_llm::{self, MockLlmOptions, MockLlmServer};
 use crate::broker::Broker;
 use crate::broker::embedded::EmbeddedBroker;
+use crate::broker::rabbitmq::RabbitBroker;
 use crate::cli::{Cli, Command};
 use crate::config::Config;
 use crate::counters::Counters;
@@ -25,49 +28,160 @@ use crate::shutdown::{self, Draining};
 
 /// Runs the command the user asked for until it ends (or is signalled to).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = cli.config.as_deref();
     match cli.command {
-        Command::Serve(args) => serve(args.load_config(cli.config.as_deref())?).await,
+        Command::Serve(args) => serve(args.load_config(file)?).await,
+        Command::Gateway(args) => gateway(args.load_config(file)?).await,
+        Command::Worker(args) => worker(args.load_config(file)?).await,
         Command::MockLlm(args) => {
             let options = MockLlmOptions {
-                ttft: std::time::Duration::from_millis(args.ttft_ms),
-                token_interval: std::time::Duration::from_millis(args.token_ms),
+                ttft: Duration::from_millis(args.ttft_ms),
+                token_interval: Duration::from_millis(args.token_ms),
             };
             Ok(mock_llm::run(&args.bind, options).await?)
         }
     }
 }
 
-/// `parlor serve`: gateway, worker pool and knowledge agent in one process.
+/// `parlor serve`: gateway, worker pool and knowledge agent in one process, over
+/// the embedded broker or, with `broker.url`, RabbitMQ.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    if !config.broker.url.is_empty() {
-        anyhow::bail!(
-            "broker.url is set, but this build of parlor has only the embedded broker; \
-             leave broker.url empty"
-        );
+    require_in_process_agent(&config)?;
+    let listener = bind_gateway(&config)?;
+    let shared = Shared::default();
+    let broker = connect_broker(&config).await?;
+    let (agent, _demo_model) = knowledge_agent(&config).await?;
+    let data_sources = agent.data_sources();
+    let pool = start_pool(&config, Arc::new(agent), broker.clone(), &shared);
+    let state = gateway_state(&config, broker, Some(pool), data_sources, &shared).await?;
+    run_gateway(state, listener).await
+}
+
+/// `parlor gateway`: the HTTP/WebSocket front alone; workers run elsewhere.
+pub async fn gateway(config: Config) -> anyhow::Result<()> {
+    require_rabbitmq(&config, "gateway")?;
+    let listener = bind_gateway(&config)?;
+    let shared = Shared::default();
+    let broker = connect_broker(&config).await?;
+    // The agent runs in the workers; its knowledge sources are not known here.
+    let state = gateway_state(&config, broker, None, Vec::new(), &shared).await?;
+    run_gateway(state, listener).await
+}
+
+/// `parlor worker`: consumes questions with a pool of agent workers until
+/// signalled; then takes no more, lets running turns finish within
+/// `http.shutdown_grace_s`, and gives the rest back to the queue.
+pub async fn worker(config: Config) -> anyhow::Result<()> {
+    require_in_process_agent(&config)?;
+    require_rabbitmq(&config, "worker")?;
+    let shared = Shared::default();
+    let broker = connect_broker(&config).await?;
+    let (agent, _demo_model) = knowledge_agent(&config).await?;
+    let pool = start_pool(&config, Arc::new(agent), broker, &shared);
+    tracing::info!(
+        queue = %config.broker.question_queue,
+        workers = config.workers.count,
+        "worker ready: consuming questions"
+    );
+    let signal = shutdown::signalled().await;
+    let grace = config.http.shutdown_grace();
+    tracing::info!(
+        signal,
+        grace_s = grace.as_secs(),
+        "stopping: taking no more questions"
+    );
+    pool.send(StopTaking).await?;
+    let unfinished = wait_until_idle(&pool, grace).await;
+    if unfinished > 0 {
+        tracing::warn!(unfinished, "giving unfinished questions back to the queue");
+        pool.send(GiveBackRunning).await?;
+        wait_until_idle(&pool, GIVE_BACK_WAIT).await;
     }
+    Ok(())
+}
+
+/// How long giving questions back may take before the process exits anyway (the
+/// broker requeues what is unacknowledged when the connection closes).
+const GIVE_BACK_WAIT: Duration = Duration::from_secs(5);
+
+/// Waits until no worker is busy, or `limit` has passed; answers how many still are.
+async fn wait_until_idle(pool: &Tracked<AgentPool>, limit: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let busy = pool
+            .send(GetPoolStatus)
+            .await
+            .map(|status| status.busy)
+            .unwrap_or(0);
+        if busy == 0 || tokio::time::Instant::now() >= deadline {
+            return busy;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn require_in_process_agent(config: &Config) -> anyhow::Result<()> {
     if !config.agent.url.is_empty() {
         anyhow::bail!(
-            "agent.url is set, but this build of parlor runs only the in-process agent; \
+            "agent.url is set, but this version of parlor runs only the in-process agent; \
              leave agent.url empty"
         );
     }
-    let listener = TcpListener::bind(&config.http.bind)
-        .with_context(|| format!("cannot listen on {} (http.bind)", config.http.bind))?;
-    let counters = Arc::new(Counters::default());
-    let directory = ActorDirectory::default();
+    Ok(())
+}
 
-    let (agent, _demo_model) = knowledge_agent(&config).await?;
-    let broker: Arc<dyn Broker> = Arc::new(EmbeddedBroker::new(config.broker.max_queued_questions));
-    let pool = AgentPool::new(
+fn require_rabbitmq(config: &Config, command: &str) -> anyhow::Result<()> {
+    if config.broker.url.is_empty() {
+        anyhow::bail!(
+            "`parlor {command}` talks to the other processes through RabbitMQ: set broker.url \
+             (e.g. PARLOR_BROKER__URL=amqp://guest:guest@127.0.0.1:5672/%2f)"
+        );
+    }
+    Ok(())
+}
+
+fn bind_gateway(config: &Config) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(&config.http.bind)
+        .with_context(|| format!("cannot listen on {} (http.bind)", config.http.bind))
+}
+
+/// What every part of one process counts into.
+#[derive(Clone, Default)]
+struct Shared {
+    counters: Arc<Counters>,
+    directory: ActorDirectory,
+}
+
+/// The embedded broker when `broker.url` is empty, else RabbitMQ.
+async fn connect_broker(config: &Config) -> anyhow::Result<Arc<dyn Broker>> {
+    if config.broker.url.is_empty() {
+        return Ok(Arc::new(EmbeddedBroker::new(
+            config.broker.max_queued_questions,
+        )));
+    }
+    // Validation caps workers.count at 4096, so it fits.
+    let prefetch = u16::try_from(config.workers.count).unwrap_or(u16::MAX);
+    let broker = RabbitBroker::connect(&config.broker, prefetch)
+        .await
+        .context("cannot connect to RabbitMQ (broker.url)")?;
+    Ok(Arc::new(broker))
+}
+
+fn start_pool(
+    config: &Config,
+    agent: Arc<dyn Agent>,
+    broker: Arc<dyn Broker>,
+    shared: &Shared,
+) -> Tracked<AgentPool> {
+    AgentPool::new(
         config.workers.count,
-        Arc::new(agent.clone()),
-        broker.clone(),
-        counters.clone(),
-        directory.clone(),
+        config.broker.max_deliveries,
+        agent,
+        broker,
+        shared.counters.clone(),
+        shared.directory.clone(),
     )
-    .start_tracked();
-    let state = gateway_state(&config, broker, Some(pool), &agent, counters, &directory).await?;
-    run_gateway(state, listener).await
+    .start_tracked()
 }
 
 /// Serves HTTP until the server fails or a signal asks it to stop, then stops
@@ -110,8 +224,8 @@ async fn knowledge_agent(
     let demo_model = if llm_config.base_url.is_empty() {
         let listener = TcpListener::bind("127.0.0.1:0").context("cannot start the demo model")?;
         let options = MockLlmOptions {
-            ttft: std::time::Duration::from_millis(llm_config.demo_ttft_ms),
-            token_interval: std::time::Duration::from_millis(llm_config.demo_token_ms),
+            ttft: Duration::from_millis(llm_config.demo_ttft_ms),
+            token_interval: Duration::from_millis(llm_config.demo_token_ms),
         };
         let server = mock_llm::start(listener, options)?;
         llm_config.base_url = server.base_url();
@@ -130,12 +244,11 @@ async fn gateway_state(
     config: &Config,
     broker: Arc<dyn Broker>,
     pool: Option<Tracked<AgentPool>>,
-    agent: &KnowledgeAgent,
-    counters: Arc<Counters>,
-    directory: &ActorDirectory,
+    data_sources: Vec<DataSource>,
+    shared: &Shared,
 ) -> anyhow::Result<AppState> {
     let registry_stats = ActorStats::new("session_registry", "0");
-    directory.register(&registry_stats);
+    shared.directory.register(&registry_stats);
     let registry = SessionRegistry::new(registry_stats.clone()).start();
 
     let reply_queue = broker
@@ -143,7 +256,8 @@ async fn gateway_state(
         .await
         .context("cannot open the reply queue")?;
     let broker_stats = ActorStats::new("broker", reply_queue.address.clone());
-    directory.register(&broker_stats);
+    shared.directory.register(&broker_stats);
+    let counters = shared.counters.clone();
     let broker_actor = BrokerActor::new(
         broker.clone(),
         reply_queue,
@@ -164,8 +278,8 @@ async fn gateway_state(
         sessions,
         broker,
         pool,
-        data_sources: Arc::new(agent.data_sources()),
-        actors: directory.clone(),
+        data_sources: Arc::new(data_sources),
+        actors: shared.directory.clone(),
         metrics: crate::telemetry::install_metrics()?,
         admin_token: admin_token(config).into(),
     })

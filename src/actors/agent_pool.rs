@@ -13,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use super::agent_worker::{AgentWorker, CancelTurn, RunTurn, TurnOutcome};
+use super::agent_worker::{AgentWorker, CancelTurn, GiveBack, RunTurn, TurnOutcome};
 use super::stats::{ActorDirectory, ActorStats, Tracked};
 use crate::agent::Agent;
 use crate::broker::{Answer, AnswerBody, Broker, Delivery};
@@ -29,6 +29,11 @@ pub struct AgentPool {
     workers: Vec<WorkerSlot>,
     /// One permit per idle worker: a question is pulled only with a permit in hand.
     idle_workers: Arc<Semaphore>,
+    /// A question delivered more often than this is poison (it keeps killing
+    /// workers): it is set aside and its session told.
+    max_deliveries: u32,
+    /// Pulls questions while the pool takes them.
+    taking: Option<SpawnHandle>,
     cancelled_early: VecDeque<Uuid>,
     cancelled_early_set: HashSet<Uuid>,
     stats: Arc<ActorStats>,
@@ -44,6 +49,7 @@ struct WorkerSlot {
 impl AgentPool {
     pub fn new(
         size: usize,
+        max_deliveries: u32,
         agent: Arc<dyn Agent>,
         broker: Arc<dyn Broker>,
         counters: Arc<Counters>,
@@ -56,6 +62,8 @@ impl AgentPool {
             broker,
             workers: Vec::with_capacity(size),
             idle_workers: Arc::new(Semaphore::new(size)),
+            max_deliveries,
+            taking: None,
             cancelled_early: VecDeque::new(),
             cancelled_early_set: HashSet::new(),
             stats,
@@ -97,19 +105,40 @@ impl AgentPool {
         tracing::error!(worker = index, turn_id = %turn.turn_id, "agent worker died; restarting it");
         bump(&self.counters.worker_restarts);
         self.workers[index].worker = self.start_worker(index);
+        self.report_failure(turn, "the worker answering this turn failed".into(), ctx);
+    }
+
+    /// Ends a turn with an `error` no worker will send.
+    fn report_failure(&self, turn: &TurnAddress, message: String, ctx: &mut Context<Self>) {
         let failure = Answer {
             session_id: turn.session_id,
             turn_id: turn.turn_id,
             attempt: turn.attempt,
             body: AnswerBody::Error {
                 code: ErrorCode::Unavailable,
-                message: "the worker answering this turn failed".into(),
+                message,
             },
         };
         let publish = self.broker.publish_answer(&turn.reply_to, failure);
         ctx.spawn(publish.into_actor(self).map(|result, _, _| {
             if let Err(error) = result {
                 tracing::warn!(%error, "could not report a failed turn");
+            }
+        }));
+    }
+
+    /// Sets a poison question aside (dead-lettered) and tells its session.
+    fn set_aside(&self, delivery: Delivery, ctx: &mut Context<Self>) {
+        let turn = TurnAddress::of(&delivery);
+        tracing::warn!(turn_id = %turn.turn_id, attempt = turn.attempt, "poison question set aside");
+        let message = format!(
+            "this question was tried {} times without an answer; it was set aside",
+            turn.attempt - 1
+        );
+        self.report_failure(&turn, message, ctx);
+        ctx.spawn(delivery.reject().into_actor(self).map(|result, _, _| {
+            if let Err(error) = result {
+                tracing::warn!(%error, "could not dead-letter a poison question");
             }
         }));
     }
@@ -121,6 +150,17 @@ struct TurnAddress {
     turn_id: Uuid,
     attempt: u32,
     reply_to: String,
+}
+
+impl TurnAddress {
+    fn of(delivery: &Delivery) -> Self {
+        Self {
+            session_id: delivery.question.session_id,
+            turn_id: delivery.question.turn_id,
+            attempt: delivery.attempt,
+            reply_to: delivery.question.reply_to.clone(),
+        }
+    }
 }
 
 impl Actor for AgentPool {
@@ -137,9 +177,10 @@ impl Actor for AgentPool {
             }
             .into_actor(self)
             .map(
-                move |(questions, cancels), _, ctx| match (questions, cancels) {
+                move |(questions, cancels), pool, ctx| match (questions, cancels) {
                     (Ok(questions), Ok(cancels)) => {
-                        ctx.add_stream(when_a_worker_is_idle(questions, idle_workers));
+                        let questions = when_a_worker_is_idle(questions, idle_workers);
+                        pool.taking = Some(ctx.add_stream(questions));
                         ctx.add_stream(cancels.map(CancelRequested));
                     }
                     (Err(error), _) | (_, Err(error)) => {
@@ -183,10 +224,13 @@ impl StreamHandler<Dispatch> for AgentPool {
         if delivery.attempt > 1 {
             bump(&self.counters.questions_redelivered);
         }
-        let question = &delivery.question;
-        if self.cancelled_early_set.remove(&question.turn_id) {
+        if self.cancelled_early_set.remove(&delivery.question.turn_id) {
             // Cancelled while it waited in the queue: the session already ended it.
             ctx.spawn(delivery.ack().into_actor(self).map(|_, _, _| ()));
+            return;
+        }
+        if delivery.attempt > self.max_deliveries {
+            self.set_aside(delivery, ctx);
             return;
         }
         let index = self
@@ -194,12 +238,7 @@ impl StreamHandler<Dispatch> for AgentPool {
             .iter()
             .position(|slot| slot.turn.is_none())
             .expect("a permit is held only while a worker is idle");
-        let address = TurnAddress {
-            session_id: question.session_id,
-            turn_id: question.turn_id,
-            attempt: delivery.attempt,
-            reply_to: question.reply_to.clone(),
-        };
+        let address = TurnAddress::of(&delivery);
         let slot = &mut self.workers[index];
         slot.turn = Some(address.turn_id);
         let run = slot.worker.send(RunTurn { delivery });
@@ -232,6 +271,39 @@ impl StreamHandler<CancelRequested> for AgentPool {
     }
 
     fn finished(&mut self, _: &mut Self::Context) {}
+}
+
+/// The process is stopping: take no more questions (those RabbitMQ already sent
+/// go back to the queue when the connection closes).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopTaking;
+
+impl Handler<StopTaking> for AgentPool {
+    type Result = ();
+
+    fn handle(&mut self, _: StopTaking, ctx: &mut Self::Context) {
+        self.stats.took_message();
+        if let Some(taking) = self.taking.take() {
+            ctx.cancel_future(taking);
+        }
+    }
+}
+
+/// The grace period is over: every running turn's question goes back to the queue.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct GiveBackRunning;
+
+impl Handler<GiveBackRunning> for AgentPool {
+    type Result = ();
+
+    fn handle(&mut self, _: GiveBackRunning, _: &mut Self::Context) {
+        self.stats.took_message();
+        for slot in self.workers.iter().filter(|slot| slot.turn.is_some()) {
+            slot.worker.do_send(GiveBack);
+        }
+    }
 }
 
 /// The pool's size and load, for `/admin/stats` and readiness.
@@ -298,6 +370,7 @@ mod tests {
         let mut replies = broker.open_reply_queue().await.unwrap();
         let pool = AgentPool::new(
             1,
+            3,
             Arc::new(FragileAgent),
             broker.clone(),
             counters.clone(),

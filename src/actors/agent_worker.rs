@@ -18,8 +18,16 @@ pub struct AgentWorker {
     agent: Arc<dyn Agent>,
     broker: Arc<dyn Broker>,
     stats: Arc<ActorStats>,
-    /// The running turn and the token that stops it.
-    current: Option<(Uuid, CancellationToken)>,
+    /// The running turn and the tokens that stop it.
+    current: Option<RunningTurn>,
+}
+
+struct RunningTurn {
+    turn_id: Uuid,
+    /// The user cancelled: end the turn with `done`/`cancelled`.
+    cancel: CancellationToken,
+    /// The process is stopping: hand the question back for another worker.
+    give_back: CancellationToken,
 }
 
 impl AgentWorker {
@@ -45,6 +53,8 @@ pub enum TurnOutcome {
     Failed,
     /// The gateway that asked is gone; nobody was there to answer.
     NobodyListening,
+    /// Handed back to the queue unfinished (the process is stopping).
+    GivenBack,
 }
 
 /// Answer this question; resolves when the turn has ended and was acknowledged.
@@ -61,19 +71,30 @@ pub struct CancelTurn {
     pub turn_id: Uuid,
 }
 
+/// Stop the running turn, if any, and give its question back to the queue so
+/// another worker answers it (the gateway tells its client `reset`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct GiveBack;
+
 impl Handler<RunTurn> for AgentWorker {
     type Result = ResponseActFuture<Self, TurnOutcome>;
 
     fn handle(&mut self, message: RunTurn, _: &mut Self::Context) -> Self::Result {
         self.stats.took_message();
-        let cancel = CancellationToken::new();
-        self.current = Some((message.delivery.question.turn_id, cancel.clone()));
+        let running = RunningTurn {
+            turn_id: message.delivery.question.turn_id,
+            cancel: CancellationToken::new(),
+            give_back: CancellationToken::new(),
+        };
         let turn = answer_question(
             self.agent.clone(),
             self.broker.clone(),
             message.delivery,
-            cancel,
+            running.cancel.clone(),
+            running.give_back.clone(),
         );
+        self.current = Some(running);
         Box::pin(turn.into_actor(self).map(|outcome, worker, _| {
             worker.current = None;
             outcome
@@ -86,10 +107,21 @@ impl Handler<CancelTurn> for AgentWorker {
 
     fn handle(&mut self, message: CancelTurn, _: &mut Self::Context) {
         self.stats.took_message();
-        if let Some((turn_id, cancel)) = &self.current
-            && *turn_id == message.turn_id
+        if let Some(running) = &self.current
+            && running.turn_id == message.turn_id
         {
-            cancel.cancel();
+            running.cancel.cancel();
+        }
+    }
+}
+
+impl Handler<GiveBack> for AgentWorker {
+    type Result = ();
+
+    fn handle(&mut self, _: GiveBack, _: &mut Self::Context) {
+        self.stats.took_message();
+        if let Some(running) = &self.current {
+            running.give_back.cancel();
         }
     }
 }
@@ -101,6 +133,7 @@ async fn answer_question(
     broker: Arc<dyn Broker>,
     delivery: Delivery,
     cancel: CancellationToken,
+    give_back: CancellationToken,
 ) -> TurnOutcome {
     let question = &delivery.question;
     let answer = |body| Answer {
@@ -119,6 +152,14 @@ async fn answer_question(
         let event = tokio::select! {
             biased;
             () = cancel.cancelled() => break AnswerBody::Done { finish_reason: FinishReason::Cancelled },
+            () = give_back.cancelled() => {
+                drop(events);
+                let turn_id = question.turn_id;
+                if let Err(error) = delivery.requeue().await {
+                    tracing::warn!(%turn_id, %error, "could not give a question back");
+                }
+                return TurnOutcome::GivenBack;
+            }
             event = events.next() => event,
         };
         match event {

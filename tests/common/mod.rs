@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod rabbitmq;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -33,6 +35,12 @@ impl Process {
     /// Starts `parlor <args>` in an empty working directory with `env` set, and
     /// waits until it logs the address it listens on.
     pub fn start(args: &[&str], env: &[(&str, String)]) -> Process {
+        Self::start_until(args, env, "listening on http://")
+    }
+
+    /// Starts `parlor <args>` and waits until it logs a line containing `ready`;
+    /// when that is `listening on http://`, the address after it is kept.
+    pub fn start_until(args: &[&str], env: &[(&str, String)], ready: &str) -> Process {
         let workdir = tempfile::tempdir().expect("a working directory");
         let mut command = Command::new(env!("CARGO_BIN_EXE_parlor"));
         command
@@ -51,10 +59,11 @@ impl Process {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let lines = log.clone();
+        let ready = ready.to_owned();
         std::thread::spawn(move || {
             // Keep reading so the child never blocks on a full pipe.
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
+                if let Some(rest) = line.split(&ready).nth(1) {
                     let addr_chars = |c: char| c.is_ascii_alphanumeric() || ".:[]-".contains(c);
                     let addr: String = rest.chars().take_while(|&c| addr_chars(c)).collect();
                     let _ = addr_tx.send(addr);
@@ -91,9 +100,19 @@ impl Process {
 
     /// Sends SIGTERM, as a service manager stopping parlor would.
     pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends SIGKILL: the process dies at once, as in a crash.
+    pub fn kill_hard(&mut self) {
+        self.signal("-KILL");
+        let _ = self.child.wait();
+    }
+
+    fn signal(&self, signal: &str) {
         let pid = self.child.id().to_string();
         let status = Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([signal, &pid])
             .status()
             .expect("run kill");
         assert!(status.success());
@@ -276,6 +295,12 @@ impl Client {
         self.send_message(text).await;
         let turn_id = self.expect_accepted().await;
         self.read_turn(turn_id).await
+    }
+
+    /// Sends `text` and waits for its `accepted` only.
+    pub async fn chat_accepted(&mut self, text: &str) -> Uuid {
+        self.send_message(text).await;
+        self.expect_accepted().await
     }
 
     pub async fn expect_accepted(&mut self) -> Uuid {

@@ -1,0 +1,271 @@
+//! Gateways and workers as separate processes around the real RabbitMQ (SPEC §6):
+//! nothing lost or misrouted, crashes redelivered, cancels crossing processes,
+//! poison set aside, outages survived without a restart.
+
+mod common;
+
+use std::time::Duration;
+
+use common::rabbitmq::{Cleanup, URL, close_connections_of, message_count, unique_queue};
+use common::{Client, Process, WAIT, expected_answer, mock_llm, wait_for_mock};
+use parlor::protocol::ServerFrame;
+use serde_json::json;
+
+/// One deployment's processes, all on one question queue of their own.
+struct Deployment {
+    queue: String,
+    model: Process,
+    settings: Vec<(&'static str, String)>,
+}
+
+impl Deployment {
+    fn new(model: Process, settings: &[(&'static str, &str)]) -> (Deployment, Cleanup) {
+        let queue = unique_queue();
+        let mut all = vec![
+            ("PARLOR_BROKER__URL", URL.to_owned()),
+            ("PARLOR_BROKER__QUESTION_QUEUE", queue.clone()),
+            ("PARLOR_LLM__BASE_URL", model.http("/v1")),
+            ("PARLOR_HTTP__BIND", "127.0.0.1:0".to_owned()),
+        ];
+        all.extend(
+            settings
+                .iter()
+                .map(|(key, value)| (*key, (*value).to_owned())),
+        );
+        let cleanup = Cleanup(queue.clone());
+        (
+            Deployment {
+                queue,
+                model,
+                settings: all,
+            },
+            cleanup,
+        )
+    }
+
+    fn gateway(&self) -> Process {
+        Process::start(&["gateway"], &self.settings)
+    }
+
+    fn worker(&self) -> Process {
+        Process::start_until(&["worker"], &self.settings, "worker ready")
+    }
+}
+
+async fn readiness(gateway: &Process) -> u16 {
+    reqwest::get(gateway.http("/readyz"))
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn two_gateways_and_two_workers_route_every_chunk_to_its_session() {
+    let (deployment, _cleanup) = Deployment::new(mock_llm(5, 2), &[("PARLOR_WORKERS__COUNT", "8")]);
+    let gateways = [deployment.gateway(), deployment.gateway()];
+    let _workers = [deployment.worker(), deployment.worker()];
+
+    let sessions = (0..100).map(|i| {
+        let url = gateways[i % 2].ws_url("");
+        tokio::spawn(async move {
+            let mut client = Client::connect_url(&url).await;
+            for turn in 1..=2 {
+                let text = format!("session {i} {} turn {turn}", client.session_id);
+                // `chat` fails on any frame of another turn; the text proves whose it is.
+                assert_eq!(
+                    client.chat(&text).await.answer,
+                    expected_answer(&text, turn)
+                );
+            }
+        })
+    });
+    for session in futures_util::future::join_all(sessions).await {
+        session.expect("a session failed");
+    }
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_answer_is_replaced_and_the_client_told_to_reset() {
+    let (deployment, _cleanup) = Deployment::new(mock_llm(0, 50), &[]);
+    let gateway = deployment.gateway();
+    let mut first_worker = deployment.worker();
+    let mut client = Client::connect(&gateway).await;
+
+    let text = "word ".repeat(20);
+    let text = text.trim();
+    client.send_message(text).await;
+    let turn_id = client.expect_accepted().await;
+    assert!(matches!(
+        client.next_frame().await,
+        ServerFrame::Chunk { seq: 0, .. }
+    ));
+    // Only now is there a second worker, so the question can only be redelivered.
+    let _second_worker = deployment.worker();
+    first_worker.kill_hard();
+
+    loop {
+        match client.next_frame().await {
+            ServerFrame::Chunk { .. } => continue, // sent before the crash
+            ServerFrame::Reset { turn_id: id, .. } => {
+                assert_eq!(id, turn_id);
+                break;
+            }
+            other => panic!("expected reset, got {other:?}"),
+        }
+    }
+    let turn = client.read_turn(turn_id).await;
+    assert_eq!(turn.ending, "stop");
+    assert_eq!(turn.answer, expected_answer(text, 1));
+    // The turn happened once: the next one is turn 2.
+    assert_eq!(client.chat("next").await.answer, expected_answer("next", 2));
+}
+
+#[tokio::test]
+async fn a_question_that_keeps_killing_workers_is_set_aside() {
+    let (deployment, _cleanup) =
+        Deployment::new(mock_llm(0, 50), &[("PARLOR_BROKER__MAX_DELIVERIES", "1")]);
+    let gateway = deployment.gateway();
+    let mut first_worker = deployment.worker();
+    let mut client = Client::connect(&gateway).await;
+
+    client.send_message(&"word ".repeat(20)).await;
+    let turn_id = client.expect_accepted().await;
+    assert!(matches!(
+        client.next_frame().await,
+        ServerFrame::Chunk { seq: 0, .. }
+    ));
+    let _second_worker = deployment.worker();
+    first_worker.kill_hard();
+
+    let turn = client.read_turn_from(turn_id, 1).await;
+    assert_eq!(turn.ending, "unavailable");
+    let dead = format!("{}.dead", deployment.queue);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while message_count(&dead).await != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the question was not dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn cancel_reaches_the_worker_in_another_process() {
+    let (deployment, _cleanup) = Deployment::new(mock_llm(0, 100), &[]);
+    let gateway = deployment.gateway();
+    let _worker = deployment.worker();
+    let mut client = Client::connect(&gateway).await;
+
+    client.send_message(&"word ".repeat(100)).await;
+    client.expect_accepted().await;
+    assert!(matches!(
+        client.next_frame().await,
+        ServerFrame::Chunk { .. }
+    ));
+    client.send_json(json!({ "type": "cancel" })).await;
+
+    wait_for_mock(&deployment.model, "the stream cut off", |stats| {
+        stats["streams_cancelled"] == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn everything_recovers_by_itself_when_the_broker_drops_its_connections() {
+    let (deployment, _cleanup) = Deployment::new(mock_llm(0, 0), &[]);
+    let gateway = deployment.gateway();
+    let _worker = deployment.worker();
+    let mut client = Client::connect(&gateway).await;
+    assert_eq!(
+        client.chat("before").await.answer,
+        expected_answer("before", 1)
+    );
+    assert_eq!(readiness(&gateway).await, 200);
+
+    assert_eq!(
+        close_connections_of(&deployment.queue),
+        2,
+        "the gateway's and the worker's"
+    );
+
+    // The session stays open; once the connections are back, chats resume.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let turn = client.chat("after").await;
+        if turn.ending == "stop" {
+            assert_eq!(turn.answer, expected_answer("after", 2));
+            break;
+        }
+        assert_eq!(
+            turn.ending, "unavailable",
+            "only `unavailable` while reconnecting"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "parlor did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(readiness(&gateway).await, 200);
+}
+
+#[tokio::test]
+async fn a_full_queue_gets_busy_and_429() {
+    // No worker takes anything, and the queue holds two questions.
+    let (deployment, _cleanup) = Deployment::new(
+        mock_llm(0, 0),
+        &[("PARLOR_BROKER__MAX_QUEUED_QUESTIONS", "2")],
+    );
+    let gateway = deployment.gateway();
+    let mut first = Client::connect(&gateway).await;
+    let mut second = Client::connect(&gateway).await;
+    first.chat_accepted("one").await;
+    second.chat_accepted("two").await;
+
+    let mut third = Client::connect(&gateway).await;
+    let turn = third.chat("three").await;
+    assert_eq!(turn.ending, "busy");
+    let body = json!({ "messages": [{ "role": "user", "content": "four" }] });
+    let response = reqwest::Client::new()
+        .post(gateway.http("/chat"))
+        .json(&body)
+        .send()
+        .await;
+    assert_eq!(response.unwrap().status(), 429);
+}
+
+#[tokio::test]
+async fn a_stopping_worker_gives_its_turn_to_another() {
+    let (deployment, _cleanup) =
+        Deployment::new(mock_llm(0, 50), &[("PARLOR_HTTP__SHUTDOWN_GRACE_S", "0")]);
+    let gateway = deployment.gateway();
+    let mut first_worker = deployment.worker();
+    let mut client = Client::connect(&gateway).await;
+
+    let text = "word ".repeat(20);
+    let text = text.trim();
+    client.send_message(text).await;
+    let turn_id = client.expect_accepted().await;
+    assert!(matches!(
+        client.next_frame().await,
+        ServerFrame::Chunk { seq: 0, .. }
+    ));
+    let _second_worker = deployment.worker();
+    first_worker.terminate();
+
+    loop {
+        match client.next_frame().await {
+            ServerFrame::Chunk { .. } => continue,
+            ServerFrame::Reset { .. } => break,
+            other => panic!("expected reset, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        client.read_turn(turn_id).await.answer,
+        expected_answer(text, 1)
+    );
+    let status = first_worker.wait_exit(WAIT).expect("the worker exits");
+    assert!(status.success());
+}
