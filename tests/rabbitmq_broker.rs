@@ -534,3 +534,58 @@ async fn the_connection_and_every_stream_recover_after_an_outage() {
     .await;
     assert_eq!(received, turn_id);
 }
+
+/// Not a correctness test: how many answer chunks per second one worker process
+/// can stream to one gateway. Run with
+/// `cargo test --test rabbitmq_broker -- --ignored --nocapture answer_chunk_throughput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn answer_chunk_throughput() {
+    const TURNS: usize = 16;
+    const CHUNKS_PER_TURN: u64 = 2_000;
+    let config = config();
+    let _cleanup = cleanup(&config);
+    let (gateway, worker) = (connect(&config).await, connect(&config).await);
+    let worker = std::sync::Arc::new(worker);
+    let mut replies = gateway.open_reply_queue().await.unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..TURNS {
+        let worker = worker.clone();
+        let reply_to = replies.address.clone();
+        tokio::spawn(async move {
+            let mut answer = Answer {
+                session_id: Uuid::new_v4(),
+                turn_id: Uuid::new_v4(),
+                attempt: 1,
+                body: done(),
+            };
+            for seq in 0..CHUNKS_PER_TURN {
+                answer.body = chunk(seq, "a token ");
+                worker
+                    .publish_answer(&reply_to, answer.clone())
+                    .await
+                    .unwrap();
+            }
+            answer.body = done();
+            worker.publish_answer(&reply_to, answer).await.unwrap();
+        });
+    }
+    let expected = TURNS * (CHUNKS_PER_TURN as usize + 1);
+    let mut next_seq = std::collections::HashMap::new();
+    within("every chunk", async {
+        for _ in 0..expected {
+            let answer = replies.answers.next().await.unwrap();
+            if let AnswerBody::Chunk { seq, .. } = answer.body {
+                let next = next_seq.entry(answer.turn_id).or_insert(0);
+                assert_eq!(seq, *next, "chunks of one turn arrive in order");
+                *next += 1;
+            }
+        }
+    })
+    .await;
+    let elapsed = started.elapsed();
+    eprintln!(
+        "{expected} answers from {TURNS} concurrent turns in {elapsed:?}: {:.0} answers/s",
+        expected as f64 / elapsed.as_secs_f64()
+    );
+}
