@@ -412,7 +412,8 @@ impl RabbitBroker {
 impl Drop for RabbitBroker {
     fn drop(&mut self) {
         self.supervisor.abort();
-        // Streams still running keep their connection until they are dropped.
+        // Streams see the connection go, and end once the supervisor is gone: they
+        // must not outlive the handle they came from.
         self.shared.link.send_replace(None);
     }
 }

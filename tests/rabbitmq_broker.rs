@@ -1,0 +1,606 @@
+//! The RabbitMQ engine against a real RabbitMQ at 127.0.0.1:5672 (guest/guest).
+//!
+//! Tests run in parallel on one broker: each uses its own question queue (so its own
+//! names), deletes what it declared when it ends (also when it fails), and closes
+//! only its own connections. Every wait is bounded.
+
+use std::process::Command;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{Connection, ConnectionProperties};
+use parlor::broker::rabbitmq::{RabbitBroker, Topology};
+use parlor::broker::{Answer, AnswerBody, Broker, BrokerError, Delivery, Question};
+use parlor::config::BrokerConfig;
+use parlor::conversation::{ErrorCode, FinishReason};
+use uuid::Uuid;
+
+const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// How long any single expected event may take before the test fails.
+const WAIT: Duration = Duration::from_secs(15);
+/// How long to watch for something that must not happen.
+const QUIET: Duration = Duration::from_millis(300);
+
+fn config() -> BrokerConfig {
+    BrokerConfig {
+        url: URL.into(),
+        question_queue: format!("test-{}", Uuid::new_v4().simple()),
+        max_queued_questions: 100,
+        max_deliveries: 3,
+        publish_timeout_ms: 5_000,
+    }
+}
+
+async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+async fn connect(config: &BrokerConfig) -> RabbitBroker {
+    within("a connection", RabbitBroker::connect(config, 4))
+        .await
+        .expect("RabbitMQ at 127.0.0.1:5672")
+}
+
+async fn next<T>(what: &str, stream: &mut BoxStream<'static, T>) -> T {
+    within(what, stream.next())
+        .await
+        .unwrap_or_else(|| panic!("the stream of {what} ended"))
+}
+
+async fn nothing_more<T: std::fmt::Debug>(stream: &mut BoxStream<'static, T>) {
+    if let Ok(item) = tokio::time::timeout(QUIET, stream.next()).await {
+        panic!("expected nothing more, got {item:?}");
+    }
+}
+
+/// Deletes the test's queues and exchange when dropped, even when the test fails.
+struct Cleanup(Topology);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let topology = self.0.clone();
+        // Drop cannot await, and the test's runtime may be unwinding: use our own.
+        let deleted = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(delete(topology))
+        })
+        .join();
+        if !matches!(deleted, Ok(Ok(()))) {
+            eprintln!("could not delete the test's queues: {deleted:?}");
+        }
+    }
+}
+
+async fn delete(topology: Topology) -> Result<(), lapin::Error> {
+    let connection = Connection::connect(URL, ConnectionProperties::default()).await?;
+    let channel = connection.create_channel().await?;
+    for queue in [&topology.questions, &topology.dead_letters] {
+        channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await?;
+    }
+    channel
+        .exchange_delete(
+            topology.cancels.as_str().into(),
+            ExchangeDeleteOptions::default(),
+        )
+        .await?;
+    connection.close(200, "cleaned up".into()).await
+}
+
+fn cleanup(config: &BrokerConfig) -> Cleanup {
+    Cleanup(Topology::new(&config.question_queue).unwrap())
+}
+
+/// Waits until `count` questions sit in the dead-letter queue and takes them.
+async fn dead_letters(topology: &Topology, count: usize) -> Vec<Question> {
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let mut found = Vec::new();
+    within("dead letters", async {
+        while found.len() < count {
+            let message = channel
+                .basic_get(
+                    topology.dead_letters.as_str().into(),
+                    BasicGetOptions { no_ack: true },
+                )
+                .await
+                .unwrap();
+            match message {
+                Some(message) => {
+                    found.push(serde_json::from_slice(&message.delivery.data).unwrap())
+                }
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await;
+    connection.close(200, "done".into()).await.unwrap();
+    found
+}
+
+/// Closes this broker's connection from the server side, as a broker restart would.
+fn close_connection_server_side(broker: &RabbitBroker) {
+    let listing = Command::new("rabbitmqctl")
+        .args(["list_connections", "-q", "pid", "client_properties"])
+        .output()
+        .expect("rabbitmqctl");
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let pid = listing
+        .lines()
+        .find(|line| line.contains(broker.connection_name()))
+        .and_then(|line| line.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no connection named {}", broker.connection_name()))
+        .to_owned();
+    let closed = Command::new("rabbitmqctl")
+        .args(["close_connection", &pid, "test: simulated outage"])
+        .status()
+        .expect("rabbitmqctl");
+    assert!(closed.success(), "rabbitmqctl close_connection failed");
+}
+
+fn question(reply_to: &str, text: &str) -> Question {
+    Question {
+        session_id: Uuid::new_v4(),
+        turn_id: Uuid::new_v4(),
+        reply_to: reply_to.into(),
+        history: vec![],
+        text: text.into(),
+    }
+}
+
+fn answer(delivery: &Delivery, body: AnswerBody) -> Answer {
+    Answer {
+        session_id: delivery.question.session_id,
+        turn_id: delivery.question.turn_id,
+        attempt: delivery.attempt,
+        body,
+    }
+}
+
+fn chunk(seq: u64, text: &str) -> AnswerBody {
+    AnswerBody::Chunk {
+        seq,
+        text: text.into(),
+    }
+}
+
+fn done() -> AnswerBody {
+    AnswerBody::Done {
+        finish_reason: FinishReason::Stop,
+    }
+}
+
+/// Answers a delivery with its text echoed and `done`, then acknowledges it.
+async fn echo(worker: &RabbitBroker, delivery: Delivery) {
+    let reply_to = delivery.question.reply_to.clone();
+    let text = delivery.question.text.clone();
+    for body in [chunk(0, &text), done()] {
+        worker
+            .publish_answer(&reply_to, answer(&delivery, body))
+            .await
+            .unwrap();
+    }
+    delivery.ack().await.unwrap();
+}
+
+#[tokio::test]
+async fn each_answer_reaches_only_the_gateway_that_asked() {
+    let config = config();
+    let _cleanup = cleanup(&config);
+    let (first, second, worker) = (
+        connect(&config).await,
+        connect(&config).await,
+        connect(&config).await,
+    );
+    assert_eq!(worker.kind(), "rabbitmq");
+    assert!(worker.is_connected());
+    let mut first_replies = first.open_reply_queue().await.unwrap();
+    let mut second_replies = second.open_reply_queue().await.unwrap();
+    assert_ne!(first_replies.address, second_replies.address);
+    let mut deliveries = worker.consume_questions().await.unwrap();
+
+    let asked_first = question(&first_replies.address, "from the first");
+    let asked_second = question(&second_replies.address, "from the second");
+    first.publish_question(asked_first.clone()).await.unwrap();
+    second.publish_question(asked_second.clone()).await.unwrap();
+    for _ in 0..2 {
+        let delivery = next("a question", &mut deliveries).await;
+        assert_eq!(delivery.attempt, 1);
+        echo(&worker, delivery).await;
+    }
+
+    for (replies, asked) in [
+        (&mut first_replies, &asked_first),
+        (&mut second_replies, &asked_second),
+    ] {
+        let text = next("a chunk", &mut replies.answers).await;
+        assert_eq!(text.turn_id, asked.turn_id);
+        assert_eq!(text.session_id, asked.session_id);
+        assert_eq!(text.body, chunk(0, &asked.text));
+        let end = next("the end", &mut replies.answers).await;
+        assert_eq!((end.turn_id, end.body), (asked.turn_id, done()));
+        nothing_more(&mut replies.answers).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cancellation_reaches_every_subscriber() {
+    let config = config();
+    let _cleanup = cleanup(&config);
+    let (gateway, first, second) = (
+        connect(&config).await,
+        connect(&config).await,
+        connect(&config).await,
+    );
+    let mut first_cancels = first.subscribe_cancels().await.unwrap();
+    let mut second_cancels = second.subscribe_cancels().await.unwrap();
+    let turn_id = Uuid::new_v4();
+    gateway.publish_cancel(turn_id).await.unwrap();
+    assert_eq!(next("a cancel", &mut first_cancels).await, turn_id);
+    assert_eq!(next("a cancel", &mut second_cancels).await, turn_id);
+    nothing_more(&mut first_cancels).await;
+}
+
+#[tokio::test]
+async fn a_full_question_queue_refuses_new_questions() {
+    let config = BrokerConfig {
+        max_queued_questions: 2,
+        ..config()
+    };
+    let _cleanup = cleanup(&config);
+    let gateway = connect(&config).await;
+    let mut accepted = 0;
+    let refused = loop {
+        match gateway.publish_question(question("r", "wait")).await {
+            Ok(()) if accepted < 10 => accepted += 1,
+            outcome => break outcome,
+        }
+    };
+    assert_eq!(refused, Err(BrokerError::Full));
+    // A quorum queue refuses once it is *over* its length: one more may get in.
+    assert!(
+        (2..=3).contains(&accepted),
+        "{accepted} questions accepted for a bound of 2"
+    );
+}
+
+#[tokio::test]
+async fn a_question_whose_worker_vanished_is_redelivered_as_a_second_attempt() {
+    let config = config();
+    let _cleanup = cleanup(&config);
+    let gateway = connect(&config).await;
+    let asked = question("r", "redeliver me");
+    gateway.publish_question(asked.clone()).await.unwrap();
+
+    let vanishing = connect(&config).await;
+    let mut deliveries = vanishing.consume_questions().await.unwrap();
+    let delivery = next("a question", &mut deliveries).await;
+    assert_eq!((delivery.attempt, &delivery.question), (1, &asked));
+    // The process dies: nothing is settled, the connection goes away.
+    std::mem::forget(delivery);
+    drop(deliveries);
+    drop(vanishing);
+
+    let worker = connect(&config).await;
+    let mut deliveries = worker.consume_questions().await.unwrap();
+    let delivery = next("the redelivered question", &mut deliveries).await;
+    assert_eq!((delivery.attempt, &delivery.question), (2, &asked));
+    delivery.ack().await.unwrap();
+    nothing_more(&mut deliveries).await;
+}
+
+#[tokio::test]
+async fn a_requeued_question_comes_back_as_the_next_attempt() {
+    let config = config();
+    let _cleanup = cleanup(&config);
+    let broker = connect(&config).await;
+    let asked = question("r", "again");
+    broker.publish_question(asked.clone()).await.unwrap();
+    let mut deliveries = broker.consume_questions().await.unwrap();
+    let first = next("a question", &mut deliveries).await;
+    assert_eq!(first.attempt, 1);
+    first.requeue().await.unwrap();
+    let second = next("the requeued question", &mut deliveries).await;
+    assert_eq!((second.attempt, &second.question), (2, &asked));
+    second.ack().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_rejected_question_is_dead_lettered() {
+    let config = config();
+    let cleanup = cleanup(&config);
+    let broker = connect(&config).await;
+    let asked = question("r", "poison");
+    broker.publish_question(asked.clone()).await.unwrap();
+    let mut deliveries = broker.consume_questions().await.unwrap();
+    next("a question", &mut deliveries)
+        .await
+        .reject()
+        .await
+        .unwrap();
+    assert_eq!(dead_letters(&cleanup.0, 1).await, vec![asked]);
+    nothing_more(&mut deliveries).await;
+}
+
+#[tokio::test]
+async fn a_question_dropped_unsettled_is_dead_lettered() {
+    let config = config();
+    let cleanup = cleanup(&config);
+    let broker = connect(&config).await;
+    let asked = question("r", "my worker died");
+    broker.publish_question(asked.clone()).await.unwrap();
+    let mut deliveries = broker.consume_questions().await.unwrap();
+    drop(next("a question", &mut deliveries).await);
+    assert_eq!(dead_letters(&cleanup.0, 1).await, vec![asked]);
+    nothing_more(&mut deliveries).await;
+}
+
+#[tokio::test]
+async fn a_malformed_question_is_dead_lettered_unseen() {
+    let config = config();
+    let cleanup = cleanup(&config);
+    let broker = connect(&config).await;
+    let mut deliveries = broker.consume_questions().await.unwrap();
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .basic_publish(
+            "".into(),
+            config.question_queue.as_str().into(),
+            Default::default(),
+            b"not json",
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let asked = question("r", "fine");
+    broker.publish_question(asked.clone()).await.unwrap();
+    let delivery = next("the good question", &mut deliveries).await;
+    assert_eq!(delivery.question, asked);
+    delivery.ack().await.unwrap();
+    let dead = within("the malformed question", async {
+        loop {
+            let message = channel
+                .basic_get(
+                    cleanup.0.dead_letters.as_str().into(),
+                    BasicGetOptions { no_ack: true },
+                )
+                .await
+                .unwrap();
+            match message {
+                Some(message) => break message.delivery.data,
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await;
+    assert_eq!(dead, b"not json");
+    connection.close(200, "done".into()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_question_delivered_too_often_is_dead_lettered_and_its_session_told() {
+    let config = BrokerConfig {
+        max_deliveries: 1,
+        ..config()
+    };
+    let cleanup = cleanup(&config);
+    let broker = connect(&config).await;
+    let mut replies = broker.open_reply_queue().await.unwrap();
+    let asked = question(&replies.address, "keeps failing");
+    broker.publish_question(asked.clone()).await.unwrap();
+    let mut deliveries = broker.consume_questions().await.unwrap();
+    next("a question", &mut deliveries)
+        .await
+        .requeue()
+        .await
+        .unwrap();
+
+    // The second delivery exceeds max_deliveries: the worker pulling the stream
+    // never sees it.
+    let pulling = tokio::spawn(async move { deliveries.next().await });
+    let failure = next("the error", &mut replies.answers).await;
+    assert_eq!((failure.turn_id, failure.attempt), (asked.turn_id, 2));
+    assert!(matches!(
+        failure.body,
+        AnswerBody::Error {
+            code: ErrorCode::Unavailable,
+            ..
+        }
+    ));
+    assert_eq!(dead_letters(&cleanup.0, 1).await, vec![asked]);
+    tokio::time::sleep(QUIET).await;
+    assert!(!pulling.is_finished(), "the poison question was handed out");
+    pulling.abort();
+}
+
+#[tokio::test]
+async fn answers_to_a_gateway_that_has_gone_are_refused() {
+    let config = config();
+    let _cleanup = cleanup(&config);
+    let (gateway, worker) = (connect(&config).await, connect(&config).await);
+    let turn = |body| Answer {
+        session_id: Uuid::new_v4(),
+        turn_id: Uuid::new_v4(),
+        attempt: 1,
+        body,
+    };
+
+    // Never existed: the end of a turn is confirmed, so it fails at once.
+    let nowhere = format!("{}.reply.nowhere", config.question_queue);
+    assert_eq!(
+        worker.publish_answer(&nowhere, turn(done())).await,
+        Err(BrokerError::NoSuchReplyQueue(nowhere.clone()))
+    );
+
+    // Existed, then its gateway dropped it: chunks are not confirmed one by one, so
+    // the refusal reaches a later chunk of the same turn.
+    let replies = gateway.open_reply_queue().await.unwrap();
+    let address = replies.address.clone();
+    drop(replies);
+    let mut streaming = turn(chunk(0, "x"));
+    let refused = within("a refused chunk", async {
+        for seq in 0.. {
+            streaming.body = chunk(seq, "x");
+            match worker.publish_answer(&address, streaming.clone()).await {
+                Ok(()) => tokio::time::sleep(Duration::from_millis(10)).await,
+                Err(error) => return error,
+            }
+        }
+        unreachable!()
+    })
+    .await;
+    assert_eq!(refused, BrokerError::NoSuchReplyQueue(address));
+}
+
+#[tokio::test]
+async fn the_connection_and_every_stream_recover_after_an_outage() {
+    let config = config();
+    let _cleanup = cleanup(&config);
+    let broker = connect(&config).await;
+    let mut replies = broker.open_reply_queue().await.unwrap();
+    let mut deliveries = broker.consume_questions().await.unwrap();
+    let mut cancels = broker.subscribe_cancels().await.unwrap();
+
+    close_connection_server_side(&broker);
+    within("the outage to be noticed", async {
+        while broker.is_connected() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // Meanwhile publishing fails at once rather than waiting (unless the
+    // connection is already back).
+    let during = tokio::time::timeout(
+        Duration::from_secs(1),
+        broker.publish_question(question(&replies.address, "during the outage")),
+    )
+    .await
+    .expect("a publish during an outage returns at once");
+    if let Err(error) = during {
+        assert!(matches!(error, BrokerError::Unavailable(_)), "{error:?}");
+    }
+    within("the connection to come back", async {
+        while !broker.is_connected() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+
+    // Questions: the consumer subscribes again when pulled.
+    let asked = question(&replies.address, "after the outage");
+    within("a question to be accepted", async {
+        while broker.publish_question(asked.clone()).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let mut delivery = next("a question after the outage", &mut deliveries).await;
+    if delivery.question.text == "during the outage" {
+        delivery.ack().await.unwrap();
+        delivery = next("a question after the outage", &mut deliveries).await;
+    }
+    assert_eq!(delivery.question, asked);
+
+    // Answers: the reply queue is declared again under the same address, though
+    // perhaps a moment after the connection is back.
+    let end = answer(&delivery, done());
+    within("the reply queue to be back", async {
+        while broker
+            .publish_answer(&asked.reply_to, end.clone())
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        next("an answer after the outage", &mut replies.answers).await,
+        end
+    );
+    delivery.ack().await.unwrap();
+
+    // Cancellations: a new queue is bound to the fanout; until it is, cancels
+    // published have nobody to reach, so publish until one arrives.
+    let turn_id = Uuid::new_v4();
+    let received = within("a cancel after the outage", async {
+        loop {
+            broker.publish_cancel(turn_id).await.unwrap();
+            if let Ok(Some(received)) =
+                tokio::time::timeout(Duration::from_millis(200), cancels.next()).await
+            {
+                break received;
+            }
+        }
+    })
+    .await;
+    assert_eq!(received, turn_id);
+}
+
+/// Not a correctness test: how many answer chunks per second one worker process
+/// can stream to one gateway. Run with
+/// `cargo test --test rabbitmq_broker -- --ignored --nocapture answer_chunk_throughput`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn answer_chunk_throughput() {
+    const TURNS: usize = 16;
+    const CHUNKS_PER_TURN: u64 = 2_000;
+    let config = config();
+    let _cleanup = cleanup(&config);
+    let (gateway, worker) = (connect(&config).await, connect(&config).await);
+    let worker = std::sync::Arc::new(worker);
+    let mut replies = gateway.open_reply_queue().await.unwrap();
+    let started = std::time::Instant::now();
+    for _ in 0..TURNS {
+        let worker = worker.clone();
+        let reply_to = replies.address.clone();
+        tokio::spawn(async move {
+            let mut answer = Answer {
+                session_id: Uuid::new_v4(),
+                turn_id: Uuid::new_v4(),
+                attempt: 1,
+                body: done(),
+            };
+            for seq in 0..CHUNKS_PER_TURN {
+                answer.body = chunk(seq, "a token ");
+                worker
+                    .publish_answer(&reply_to, answer.clone())
+                    .await
+                    .unwrap();
+            }
+            answer.body = done();
+            worker.publish_answer(&reply_to, answer).await.unwrap();
+        });
+    }
+    let expected = TURNS * (CHUNKS_PER_TURN as usize + 1);
+    let mut next_seq = std::collections::HashMap::new();
+    within("every chunk", async {
+        for _ in 0..expected {
+            let answer = replies.answers.next().await.unwrap();
+            if let AnswerBody::Chunk { seq, .. } = answer.body {
+                let next = next_seq.entry(answer.turn_id).or_insert(0);
+                assert_eq!(seq, *next, "chunks of one turn arrive in order");
+                *next += 1;
+            }
+        }
+    })
+    .await;
+    let elapsed = started.elapsed();
+    eprintln!(
+        "{expected} answers from {TURNS} concurrent turns in {elapsed:?}: {:.0} answers/s",
+        expected as f64 / elapsed.as_secs_f64()
+    );
+}
