@@ -138,8 +138,17 @@ async fn a_question_that_keeps_killing_workers_is_set_aside() {
     let _second_worker = deployment.worker();
     first_worker.kill_hard();
 
-    let turn = client.read_turn_from(turn_id, 1).await;
-    assert_eq!(turn.ending, "unavailable");
+    // Chunks sent before the crash, possibly a `reset`, then the error.
+    loop {
+        match client.next_frame().await {
+            ServerFrame::Chunk { .. } | ServerFrame::Reset { .. } => continue,
+            ServerFrame::Error { turn_id: id, code, .. } => {
+                assert_eq!((id, code.to_string()), (Some(turn_id), "unavailable".into()));
+                break;
+            }
+            other => panic!("expected the turn's error, got {other:?}"),
+        }
+    }
     let dead = format!("{}.dead", deployment.queue);
     let deadline = tokio::time::Instant::now() + WAIT;
     while message_count(&dead).await != 1 {
@@ -223,6 +232,12 @@ async fn a_full_queue_gets_busy_and_429() {
     let mut second = Client::connect(&gateway).await;
     first.chat_accepted("one").await;
     second.chat_accepted("two").await;
+    // Both are published (in either order) before the third is asked.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while message_count(&deployment.queue).await < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the questions were not queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let mut third = Client::connect(&gateway).await;
     let turn = third.chat("three").await;

@@ -51,9 +51,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
-use super::{Answer, AnswerBody, Broker, BrokerError, Delivery, Question, ReplyQueue, Settle};
+use super::{Answer, Broker, BrokerError, Delivery, Question, ReplyQueue, Settle};
 use crate::config::BrokerConfig;
-use crate::conversation::ErrorCode;
 
 /// How often the supervisor checks that the connection and its channels are alive.
 const LINK_CHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -185,7 +184,6 @@ struct Shared {
     url: String,
     connection_name: String,
     max_queued_questions: usize,
-    max_deliveries: u32,
     publish_timeout: Duration,
     prefetch: u16,
     /// The live connection, `None` while reconnecting. Streams watch it to
@@ -268,7 +266,11 @@ async fn declare_topology(
     );
     arguments.insert(
         "x-max-length".into(),
-        AMQPValue::LongLongInt(i64::try_from(max_queued_questions).unwrap_or(i64::MAX)),
+        // A quorum queue refuses publishes only once it holds *more* than its
+        // length, so one less keeps the bound exact.
+        AMQPValue::LongLongInt(
+            i64::try_from(max_queued_questions.saturating_sub(1)).unwrap_or(i64::MAX),
+        ),
     );
     arguments.insert(
         "x-overflow".into(),
@@ -382,7 +384,6 @@ impl RabbitBroker {
             topology,
             url: config.url.clone(),
             max_queued_questions: config.max_queued_questions,
-            max_deliveries: config.max_deliveries,
             publish_timeout: config.publish_timeout(),
             prefetch: prefetch.max(1),
             link,
@@ -482,7 +483,6 @@ trait Subscription: Send + Sync + 'static {
     /// `None` skips a delivery (it is settled here).
     fn convert(
         &self,
-        link: &Arc<Link>,
         delivery: LapinDelivery,
     ) -> BoxFuture<'static, Option<Self::Item>>;
 }
@@ -541,8 +541,7 @@ impl<S: Subscription> Feed<S> {
             };
             match delivery {
                 Some(Ok(delivery)) => {
-                    let link = active.link.clone();
-                    if let Some(item) = self.subscription.convert(&link, delivery).await {
+                    if let Some(item) = self.subscription.convert(delivery).await {
                         return Some(item);
                     }
                 }
@@ -663,7 +662,6 @@ impl Subscription for Replies {
 
     fn convert(
         &self,
-        _: &Arc<Link>,
         delivery: LapinDelivery,
     ) -> BoxFuture<'static, Option<Answer>> {
         // Answers are transient: acknowledging only bounds what RabbitMQ pushes
@@ -744,7 +742,7 @@ impl Subscription for Cancels {
         .boxed()
     }
 
-    fn convert(&self, _: &Arc<Link>, delivery: LapinDelivery) -> BoxFuture<'static, Option<Uuid>> {
+    fn convert(&self, delivery: LapinDelivery) -> BoxFuture<'static, Option<Uuid>> {
         let turn_id = std::str::from_utf8(&delivery.data)
             .ok()
             .and_then(|text| Uuid::parse_str(text).ok());
@@ -759,8 +757,6 @@ impl Subscription for Cancels {
 struct Questions {
     queue: String,
     prefetch: u16,
-    max_deliveries: u32,
-    publish_timeout: Duration,
 }
 
 impl Subscription for Questions {
@@ -794,14 +790,10 @@ impl Subscription for Questions {
 
     fn convert(
         &self,
-        link: &Arc<Link>,
         delivery: LapinDelivery,
     ) -> BoxFuture<'static, Option<Delivery>> {
         let attempt = attempt_from_headers(delivery.properties.headers().as_ref());
         let question = serde_json::from_slice::<Question>(&delivery.data);
-        let max_deliveries = self.max_deliveries;
-        let publish_timeout = self.publish_timeout;
-        let link = link.clone();
         async move {
             let settle = RabbitSettle::new(delivery.acker);
             let question = match question {
@@ -812,28 +804,6 @@ impl Subscription for Questions {
                     return None;
                 }
             };
-            if attempt > max_deliveries {
-                tracing::warn!(turn_id = %question.turn_id, attempt, "dead-lettering a question delivered too often");
-                let failure = Answer {
-                    session_id: question.session_id,
-                    turn_id: question.turn_id,
-                    attempt,
-                    body: AnswerBody::Error {
-                        code: ErrorCode::Unavailable,
-                        message: format!(
-                            "this message failed {max_deliveries} times and was set aside"
-                        ),
-                    },
-                };
-                if let Err(error) =
-                    publish_answer_on(&link, publish_timeout, &question.reply_to, &failure, true)
-                        .await
-                {
-                    tracing::info!(turn_id = %question.turn_id, %error, "could not report a poison question");
-                }
-                let _ = settle.settle(Outcome::Reject).await;
-                return None;
-            }
             Some(Delivery::new(question, attempt, Box::new(settle)))
         }
         .boxed()
@@ -1071,8 +1041,6 @@ impl Broker for RabbitBroker {
             let questions = Questions {
                 queue: shared.topology.questions.clone(),
                 prefetch: shared.prefetch,
-                max_deliveries: shared.max_deliveries,
-                publish_timeout: shared.publish_timeout,
             };
             // Lazy: a delivery is converted only when the pool has an idle worker;
             // RabbitMQ holds back the rest beyond `prefetch`.
