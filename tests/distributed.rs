@@ -142,8 +142,13 @@ async fn a_question_that_keeps_killing_workers_is_set_aside() {
     loop {
         match client.next_frame().await {
             ServerFrame::Chunk { .. } | ServerFrame::Reset { .. } => continue,
-            ServerFrame::Error { turn_id: id, code, .. } => {
-                assert_eq!((id, code.to_string()), (Some(turn_id), "unavailable".into()));
+            ServerFrame::Error {
+                turn_id: id, code, ..
+            } => {
+                assert_eq!(
+                    (id, code.to_string()),
+                    (Some(turn_id), "unavailable".into())
+                );
                 break;
             }
             other => panic!("expected the turn's error, got {other:?}"),
@@ -183,7 +188,7 @@ async fn cancel_reaches_the_worker_in_another_process() {
 
 #[tokio::test]
 async fn everything_recovers_by_itself_when_the_broker_drops_its_connections() {
-    let (deployment, _cleanup) = Deployment::new(mock_llm(0, 0), &[]);
+    let (deployment, _cleanup) = Deployment::new(mock_llm(0, 50), &[]);
     let gateway = deployment.gateway();
     let _worker = deployment.worker();
     let mut client = Client::connect(&gateway).await;
@@ -192,12 +197,18 @@ async fn everything_recovers_by_itself_when_the_broker_drops_its_connections() {
         expected_answer("before", 1)
     );
     assert_eq!(readiness(&gateway).await, 200);
+    let in_flight = client.chat_accepted(&"word ".repeat(100)).await;
+    assert!(matches!(
+        client.next_frame().await,
+        ServerFrame::Chunk { .. }
+    ));
 
-    assert_eq!(
-        close_connections_of(&deployment.queue),
-        2,
-        "the gateway's and the worker's"
-    );
+    let closed = close_connections_of(&deployment.queue);
+    assert_eq!(closed, 2, "the gateway's and the worker's");
+
+    // The turn in flight lost its answers: it ends now, not at its deadline.
+    let lost = client.read_turn_from(in_flight, 1).await;
+    assert_eq!(lost.ending, "unavailable");
 
     // The session stays open; once the connections are back, chats resume.
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -235,7 +246,10 @@ async fn a_full_queue_gets_busy_and_429() {
     // Both are published (in either order) before the third is asked.
     let deadline = tokio::time::Instant::now() + WAIT;
     while message_count(&deployment.queue).await < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "the questions were not queued");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the questions were not queued"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 

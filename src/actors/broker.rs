@@ -4,13 +4,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::session::TurnUpdate;
+use super::session::{SessionActor, TurnFailed, TurnUpdate};
 use super::stats::ActorStats;
 use crate::broker::{Answer, Broker, BrokerError, Question, ReplyQueue};
+use crate::conversation::ErrorCode;
 use crate::counters::{Counters, bump};
 
 pub struct BrokerActor {
@@ -18,8 +20,10 @@ pub struct BrokerActor {
     reply_to: String,
     /// Answers expected, by turn: registered *before* the question is published so
     /// that no early chunk can arrive unrouted.
-    routes: HashMap<Uuid, Recipient<TurnUpdate>>,
+    routes: HashMap<Uuid, Addr<SessionActor>>,
     answers: Option<futures_util::stream::BoxStream<'static, Answer>>,
+    /// The broker's count of lost connections at the last look.
+    connections_lost: u64,
     stats: Arc<ActorStats>,
     counters: Arc<Counters>,
 }
@@ -32,6 +36,7 @@ impl BrokerActor {
         counters: Arc<Counters>,
     ) -> Self {
         Self {
+            connections_lost: broker.connections_lost(),
             broker,
             reply_to: reply_queue.address,
             routes: HashMap::new(),
@@ -51,6 +56,35 @@ impl Actor for BrokerActor {
         if let Some(answers) = self.answers.take() {
             ctx.add_stream(answers);
         }
+        ctx.run_interval(CONNECTION_CHECK_INTERVAL, |actor, _| {
+            actor.check_connection()
+        });
+    }
+}
+
+/// How often the broker actor looks whether the broker connection was lost.
+const CONNECTION_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+impl BrokerActor {
+    /// When the connection drops, answers in flight are lost with it: the turns
+    /// waiting for them end now with `unavailable` instead of at their deadline.
+    fn check_connection(&mut self) {
+        let lost = self.broker.connections_lost();
+        if lost != self.connections_lost {
+            self.connections_lost = lost;
+            tracing::warn!(
+                turns = self.routes.len(),
+                "lost the broker; failing the turns in flight"
+            );
+            for (turn_id, session) in self.routes.drain() {
+                let message = "the connection to the broker was lost; please ask again".into();
+                session.do_send(TurnFailed {
+                    turn_id,
+                    code: ErrorCode::Unavailable,
+                    message,
+                });
+            }
+        }
     }
 }
 
@@ -60,7 +94,7 @@ impl Actor for BrokerActor {
 pub struct AskQuestion {
     /// `reply_to` is filled in by the broker actor.
     pub question: Question,
-    pub route: Recipient<TurnUpdate>,
+    pub route: Addr<SessionActor>,
 }
 
 /// The session no longer wants answers for this turn; with `cancel`, the worker

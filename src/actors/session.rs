@@ -243,7 +243,7 @@ impl SessionActor {
         });
         let ask = AskQuestion {
             question,
-            route: ctx.address().recipient(),
+            route: ctx.address(),
         };
         ctx.spawn(
             self.deps
@@ -679,6 +679,30 @@ impl Handler<TurnUpdate> for SessionActor {
 
     fn handle(&mut self, TurnUpdate(answer): TurnUpdate, ctx: &mut Self::Context) {
         self.on_answer(answer, ctx);
+    }
+}
+
+/// A turn of this session failed outside any worker (e.g. the broker connection
+/// was lost with its answers).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TurnFailed {
+    pub turn_id: Uuid,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Handler<TurnFailed> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, failure: TurnFailed, ctx: &mut Self::Context) {
+        if self
+            .running
+            .as_ref()
+            .is_some_and(|turn| turn.turn_id == failure.turn_id)
+        {
+            self.end_turn(TurnEnd::Failed(failure.code, failure.message), ctx);
+        }
     }
 }
 

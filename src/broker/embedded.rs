@@ -68,6 +68,10 @@ impl Broker for EmbeddedBroker {
         true
     }
 
+    fn connections_lost(&self) -> u64 {
+        0
+    }
+
     fn open_reply_queue(&self) -> BoxFuture<'static, Result<ReplyQueue, BrokerError>> {
         let address = format!("reply.{}", Uuid::new_v4().simple());
         let (sender, receiver) = mpsc::channel(REPLY_QUEUE_CAPACITY);

@@ -138,6 +138,9 @@ pub trait Broker: Send + Sync + 'static {
     /// `"embedded"` or `"rabbitmq"`.
     fn kind(&self) -> &'static str;
     fn is_connected(&self) -> bool;
+    /// How many times the connection was lost since the start. Answers in flight
+    /// at such a moment may be gone, so turns waiting for them cannot trust them.
+    fn connections_lost(&self) -> u64;
 
     /// Opens this gateway's reply queue. Call once per gateway process.
     fn open_reply_queue(&self) -> BoxFuture<'static, Result<ReplyQueue, BrokerError>>;

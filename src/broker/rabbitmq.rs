@@ -31,6 +31,7 @@
 //! nothing of the old connection is reused.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -185,6 +186,8 @@ struct Shared {
     connection_name: String,
     max_queued_questions: usize,
     publish_timeout: Duration,
+    /// Times the connection was lost, taking any answers in flight with it.
+    connections_lost: AtomicU64,
     prefetch: u16,
     /// The live connection, `None` while reconnecting. Streams watch it to
     /// subscribe again on the next one.
@@ -384,6 +387,7 @@ impl RabbitBroker {
             topology,
             url: config.url.clone(),
             max_queued_questions: config.max_queued_questions,
+            connections_lost: AtomicU64::new(0),
             publish_timeout: config.publish_timeout(),
             prefetch: prefetch.max(1),
             link,
@@ -438,6 +442,7 @@ async fn supervise(shared: Arc<Shared>) {
                 tokio::time::sleep(LINK_CHECK_INTERVAL).await;
             }
             tracing::warn!(connection = %shared.connection_name, "lost the connection to RabbitMQ; reconnecting");
+            shared.connections_lost.fetch_add(1, Ordering::Relaxed);
             shared.link.send_replace(None);
             // A channel may have died on a live connection: close it all, so that
             // exclusive queues and unacknowledged deliveries are released now.
@@ -481,10 +486,7 @@ trait Subscription: Send + Sync + 'static {
         link: Arc<Link>,
     ) -> BoxFuture<'static, Result<(Channel, Consumer), BrokerError>>;
     /// `None` skips a delivery (it is settled here).
-    fn convert(
-        &self,
-        delivery: LapinDelivery,
-    ) -> BoxFuture<'static, Option<Self::Item>>;
+    fn convert(&self, delivery: LapinDelivery) -> BoxFuture<'static, Option<Self::Item>>;
 }
 
 /// A consumer that survives connections: on a new link it subscribes again.
@@ -660,10 +662,7 @@ impl Subscription for Replies {
         .boxed()
     }
 
-    fn convert(
-        &self,
-        delivery: LapinDelivery,
-    ) -> BoxFuture<'static, Option<Answer>> {
+    fn convert(&self, delivery: LapinDelivery) -> BoxFuture<'static, Option<Answer>> {
         // Answers are transient: acknowledging only bounds what RabbitMQ pushes
         // ahead, so one acknowledgement covers many.
         let received = self
@@ -788,10 +787,7 @@ impl Subscription for Questions {
         .boxed()
     }
 
-    fn convert(
-        &self,
-        delivery: LapinDelivery,
-    ) -> BoxFuture<'static, Option<Delivery>> {
+    fn convert(&self, delivery: LapinDelivery) -> BoxFuture<'static, Option<Delivery>> {
         let attempt = attempt_from_headers(delivery.properties.headers().as_ref());
         let question = serde_json::from_slice::<Question>(&delivery.data);
         async move {
@@ -941,6 +937,10 @@ impl Broker for RabbitBroker {
 
     fn is_connected(&self) -> bool {
         self.shared.current_link().is_ok()
+    }
+
+    fn connections_lost(&self) -> u64 {
+        self.shared.connections_lost.load(Ordering::Relaxed)
     }
 
     fn open_reply_queue(&self) -> BoxFuture<'static, Result<ReplyQueue, BrokerError>> {
