@@ -10,6 +10,7 @@ use common::rabbitmq::{Cleanup, URL, close_connections_of, message_count, unique
 use common::{Client, Process, WAIT, expected_answer, mock_llm, wait_for_mock};
 use parlor::protocol::ServerFrame;
 use serde_json::json;
+use uuid::Uuid;
 
 /// One deployment's processes, all on one question queue of their own.
 struct Deployment {
@@ -49,6 +50,30 @@ impl Deployment {
 
     fn worker(&self) -> Process {
         Process::start_until(&["worker"], &self.settings, "worker ready")
+    }
+}
+
+/// Sends a long message and waits for its first chunk: a worker is mid-answer.
+async fn mid_answer(client: &mut Client, text: &str) -> Uuid {
+    let turn_id = client.chat_accepted(text).await;
+    assert!(matches!(
+        client.next_frame().await,
+        ServerFrame::Chunk { seq: 0, .. }
+    ));
+    turn_id
+}
+
+/// Skips the chunks sent before the turn restarted elsewhere, up to its `reset`.
+async fn skip_to_reset(client: &mut Client, turn_id: Uuid) {
+    loop {
+        match client.next_frame().await {
+            ServerFrame::Chunk { .. } => continue,
+            ServerFrame::Reset { turn_id: id, .. } => {
+                assert_eq!(id, turn_id);
+                return;
+            }
+            other => panic!("expected reset, got {other:?}"),
+        }
     }
 }
 
@@ -94,26 +119,12 @@ async fn a_worker_killed_mid_answer_is_replaced_and_the_client_told_to_reset() {
 
     let text = "word ".repeat(20);
     let text = text.trim();
-    client.send_message(text).await;
-    let turn_id = client.expect_accepted().await;
-    assert!(matches!(
-        client.next_frame().await,
-        ServerFrame::Chunk { seq: 0, .. }
-    ));
+    let turn_id = mid_answer(&mut client, text).await;
     // Only now is there a second worker, so the question can only be redelivered.
     let _second_worker = deployment.worker();
     first_worker.kill_hard();
 
-    loop {
-        match client.next_frame().await {
-            ServerFrame::Chunk { .. } => continue, // sent before the crash
-            ServerFrame::Reset { turn_id: id, .. } => {
-                assert_eq!(id, turn_id);
-                break;
-            }
-            other => panic!("expected reset, got {other:?}"),
-        }
-    }
+    skip_to_reset(&mut client, turn_id).await;
     let turn = client.read_turn(turn_id).await;
     assert_eq!(turn.ending, "stop");
     assert_eq!(turn.answer, expected_answer(text, 1));
@@ -129,12 +140,7 @@ async fn a_question_that_keeps_killing_workers_is_set_aside() {
     let mut first_worker = deployment.worker();
     let mut client = Client::connect(&gateway).await;
 
-    client.send_message(&"word ".repeat(20)).await;
-    let turn_id = client.expect_accepted().await;
-    assert!(matches!(
-        client.next_frame().await,
-        ServerFrame::Chunk { seq: 0, .. }
-    ));
+    let turn_id = mid_answer(&mut client, &"word ".repeat(20)).await;
     let _second_worker = deployment.worker();
     first_worker.kill_hard();
 
@@ -172,12 +178,7 @@ async fn cancel_reaches_the_worker_in_another_process() {
     let _worker = deployment.worker();
     let mut client = Client::connect(&gateway).await;
 
-    client.send_message(&"word ".repeat(100)).await;
-    client.expect_accepted().await;
-    assert!(matches!(
-        client.next_frame().await,
-        ServerFrame::Chunk { .. }
-    ));
+    mid_answer(&mut client, &"word ".repeat(100)).await;
     client.send_json(json!({ "type": "cancel" })).await;
 
     wait_for_mock(&deployment.model, "the stream cut off", |stats| {
@@ -197,11 +198,7 @@ async fn everything_recovers_by_itself_when_the_broker_drops_its_connections() {
         expected_answer("before", 1)
     );
     assert_eq!(readiness(&gateway).await, 200);
-    let in_flight = client.chat_accepted(&"word ".repeat(100)).await;
-    assert!(matches!(
-        client.next_frame().await,
-        ServerFrame::Chunk { .. }
-    ));
+    let in_flight = mid_answer(&mut client, &"word ".repeat(100)).await;
 
     let closed = close_connections_of(&deployment.queue);
     assert_eq!(closed, 2, "the gateway's and the worker's");
@@ -275,22 +272,11 @@ async fn a_stopping_worker_gives_its_turn_to_another() {
 
     let text = "word ".repeat(20);
     let text = text.trim();
-    client.send_message(text).await;
-    let turn_id = client.expect_accepted().await;
-    assert!(matches!(
-        client.next_frame().await,
-        ServerFrame::Chunk { seq: 0, .. }
-    ));
+    let turn_id = mid_answer(&mut client, text).await;
     let _second_worker = deployment.worker();
     first_worker.terminate();
 
-    loop {
-        match client.next_frame().await {
-            ServerFrame::Chunk { .. } => continue,
-            ServerFrame::Reset { .. } => break,
-            other => panic!("expected reset, got {other:?}"),
-        }
-    }
+    skip_to_reset(&mut client, turn_id).await;
     assert_eq!(
         client.read_turn(turn_id).await.answer,
         expected_answer(text, 1)

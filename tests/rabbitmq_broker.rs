@@ -4,12 +4,15 @@
 //! names), deletes what it declared when it ends (also when it fails), and closes
 //! only its own connections. Every wait is bounded.
 
-use std::process::Command;
+mod common;
+
 use std::time::Duration;
 
+use common::WAIT;
+use common::rabbitmq::{Cleanup, URL, close_connections_matching, unique_queue};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use lapin::options::{BasicGetOptions, ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::options::BasicGetOptions;
 use lapin::{Connection, ConnectionProperties};
 use parlor::broker::rabbitmq::{RabbitBroker, Topology};
 use parlor::broker::{Answer, AnswerBody, Broker, BrokerError, Delivery, Question};
@@ -17,16 +20,13 @@ use parlor::config::BrokerConfig;
 use parlor::conversation::FinishReason;
 use uuid::Uuid;
 
-const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-/// How long any single expected event may take before the test fails.
-const WAIT: Duration = Duration::from_secs(15);
 /// How long to watch for something that must not happen.
 const QUIET: Duration = Duration::from_millis(300);
 
 fn config() -> BrokerConfig {
     BrokerConfig {
         url: URL.into(),
-        question_queue: format!("test-{}", Uuid::new_v4().simple()),
+        question_queue: unique_queue(),
         max_queued_questions: 100,
         max_deliveries: 3,
         publish_timeout_ms: 5_000,
@@ -58,45 +58,9 @@ async fn nothing_more<T: std::fmt::Debug>(stream: &mut BoxStream<'static, T>) {
 }
 
 /// Deletes the test's queues and exchange when dropped, even when the test fails.
-struct Cleanup(Topology);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let topology = self.0.clone();
-        // Drop cannot await, and the test's runtime may be unwinding: use our own.
-        let deleted = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            runtime.block_on(delete(topology))
-        })
-        .join();
-        if !matches!(deleted, Ok(Ok(()))) {
-            eprintln!("could not delete the test's queues: {deleted:?}");
-        }
-    }
-}
-
-async fn delete(topology: Topology) -> Result<(), lapin::Error> {
-    let connection = Connection::connect(URL, ConnectionProperties::default()).await?;
-    let channel = connection.create_channel().await?;
-    for queue in [&topology.questions, &topology.dead_letters] {
-        channel
-            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
-            .await?;
-    }
-    channel
-        .exchange_delete(
-            topology.cancels.as_str().into(),
-            ExchangeDeleteOptions::default(),
-        )
-        .await?;
-    connection.close(200, "cleaned up".into()).await
-}
-
-fn cleanup(config: &BrokerConfig) -> Cleanup {
-    Cleanup(Topology::new(&config.question_queue).unwrap())
+fn cleanup(config: &BrokerConfig) -> (Cleanup, Topology) {
+    let cleanup = Cleanup(config.question_queue.clone());
+    (cleanup, Topology::new(&config.question_queue).unwrap())
 }
 
 /// Waits until `count` questions sit in the dead-letter queue and takes them.
@@ -130,22 +94,13 @@ async fn dead_letters(topology: &Topology, count: usize) -> Vec<Question> {
 
 /// Closes this broker's connection from the server side, as a broker restart would.
 fn close_connection_server_side(broker: &RabbitBroker) {
-    let listing = Command::new("rabbitmqctl")
-        .args(["list_connections", "-q", "pid", "client_properties"])
-        .output()
-        .expect("rabbitmqctl");
-    let listing = String::from_utf8_lossy(&listing.stdout);
-    let pid = listing
-        .lines()
-        .find(|line| line.contains(broker.connection_name()))
-        .and_then(|line| line.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no connection named {}", broker.connection_name()))
-        .to_owned();
-    let closed = Command::new("rabbitmqctl")
-        .args(["close_connection", &pid, "test: simulated outage"])
-        .status()
-        .expect("rabbitmqctl");
-    assert!(closed.success(), "rabbitmqctl close_connection failed");
+    let closed = close_connections_matching(broker.connection_name());
+    assert_eq!(
+        closed,
+        1,
+        "no connection named {}",
+        broker.connection_name()
+    );
 }
 
 fn question(reply_to: &str, text: &str) -> Question {
@@ -314,7 +269,7 @@ async fn a_requeued_question_comes_back_as_the_next_attempt() {
 #[tokio::test]
 async fn a_rejected_question_is_dead_lettered() {
     let config = config();
-    let cleanup = cleanup(&config);
+    let (_cleanup, topology) = cleanup(&config);
     let broker = connect(&config).await;
     let asked = question("r", "poison");
     broker.publish_question(asked.clone()).await.unwrap();
@@ -324,27 +279,27 @@ async fn a_rejected_question_is_dead_lettered() {
         .reject()
         .await
         .unwrap();
-    assert_eq!(dead_letters(&cleanup.0, 1).await, vec![asked]);
+    assert_eq!(dead_letters(&topology, 1).await, vec![asked]);
     nothing_more(&mut deliveries).await;
 }
 
 #[tokio::test]
 async fn a_question_dropped_unsettled_is_dead_lettered() {
     let config = config();
-    let cleanup = cleanup(&config);
+    let (_cleanup, topology) = cleanup(&config);
     let broker = connect(&config).await;
     let asked = question("r", "my worker died");
     broker.publish_question(asked.clone()).await.unwrap();
     let mut deliveries = broker.consume_questions().await.unwrap();
     drop(next("a question", &mut deliveries).await);
-    assert_eq!(dead_letters(&cleanup.0, 1).await, vec![asked]);
+    assert_eq!(dead_letters(&topology, 1).await, vec![asked]);
     nothing_more(&mut deliveries).await;
 }
 
 #[tokio::test]
 async fn a_malformed_question_is_dead_lettered_unseen() {
     let config = config();
-    let cleanup = cleanup(&config);
+    let (_cleanup, topology) = cleanup(&config);
     let broker = connect(&config).await;
     let mut deliveries = broker.consume_questions().await.unwrap();
     let connection = Connection::connect(URL, ConnectionProperties::default())
@@ -370,7 +325,7 @@ async fn a_malformed_question_is_dead_lettered_unseen() {
         loop {
             let message = channel
                 .basic_get(
-                    cleanup.0.dead_letters.as_str().into(),
+                    topology.dead_letters.as_str().into(),
                     BasicGetOptions { no_ack: true },
                 )
                 .await

@@ -619,6 +619,27 @@ async fn open_channel(link: &Link) -> Result<Channel, BrokerError> {
     link.connection.create_channel().await.map_err(unavailable)
 }
 
+/// Consumes `queue` with manual acknowledgements, at most `prefetch` unacknowledged.
+async fn consume_acknowledged(
+    channel: &Channel,
+    queue: &str,
+    prefetch: u16,
+) -> Result<Consumer, BrokerError> {
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .map_err(unavailable)?;
+    channel
+        .basic_consume(
+            short(queue)?,
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)
+}
+
 /// This gateway's reply queue.
 struct Replies {
     queue: String,
@@ -644,19 +665,7 @@ impl Subscription for Replies {
                 .queue_declare(short(&queue)?, options, FieldTable::default())
                 .await
                 .map_err(unavailable)?;
-            channel
-                .basic_qos(REPLY_PREFETCH, BasicQosOptions::default())
-                .await
-                .map_err(unavailable)?;
-            let consumer = channel
-                .basic_consume(
-                    short(&queue)?,
-                    "".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(unavailable)?;
+            let consumer = consume_acknowledged(&channel, &queue, REPLY_PREFETCH).await?;
             Ok((channel, consumer))
         }
         .boxed()
@@ -769,19 +778,7 @@ impl Subscription for Questions {
         let prefetch = self.prefetch;
         async move {
             let channel = open_channel(&link).await?;
-            channel
-                .basic_qos(prefetch, BasicQosOptions::default())
-                .await
-                .map_err(unavailable)?;
-            let consumer = channel
-                .basic_consume(
-                    short(&queue)?,
-                    "".into(),
-                    BasicConsumeOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(unavailable)?;
+            let consumer = consume_acknowledged(&channel, &queue, prefetch).await?;
             Ok((channel, consumer))
         }
         .boxed()

@@ -13,7 +13,6 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::health::not_ready_because;
-use crate::actors::registry::Lookup;
 use crate::actors::session::{SessionActor, StartTurn};
 use crate::conversation::{ChatMessage, ErrorCode};
 use crate::protocol::ServerFrame;
@@ -146,17 +145,7 @@ async fn chat(body: Bytes, state: web::Data<AppState>) -> HttpResponse {
     }
 
     // A live session remembers the conversation; otherwise the request carries it.
-    let live = match request.session_id.as_deref().map(Uuid::parse_str) {
-        Some(Ok(session_id)) => state
-            .sessions
-            .registry
-            .send(Lookup { session_id })
-            .await
-            .ok()
-            .flatten()
-            .map(|session| (session_id, session)),
-        _ => None,
-    };
+    let live = state.live_session(request.session_id.as_deref()).await;
     let (session_id, session) =
         live.unwrap_or_else(|| SessionActor::start(state.sessions.clone(), history));
 

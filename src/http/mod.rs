@@ -10,11 +10,14 @@ pub mod ws;
 
 use std::sync::Arc;
 
+use actix::Addr;
 use actix_web::web;
 use metrics_exporter_prometheus::PrometheusHandle;
+use uuid::Uuid;
 
 use crate::actors::agent_pool::AgentPool;
-use crate::actors::session::SessionDeps;
+use crate::actors::registry::Lookup;
+use crate::actors::session::{SessionActor, SessionDeps};
 use crate::actors::stats::{ActorDirectory, Tracked};
 use crate::agent::knowledge::DataSource;
 use crate::broker::Broker;
@@ -35,6 +38,20 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The bearer token `/admin/*` requires.
     pub admin_token: Arc<str>,
+}
+
+impl AppState {
+    /// The live session a client names (by its id as text), if there is one.
+    pub async fn live_session(&self, asked: Option<&str>) -> Option<(Uuid, Addr<SessionActor>)> {
+        let session_id = Uuid::parse_str(asked?).ok()?;
+        let session = self
+            .sessions
+            .registry
+            .send(Lookup { session_id })
+            .await
+            .ok()??;
+        Some((session_id, session))
+    }
 }
 
 /// Registers every route.

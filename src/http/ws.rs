@@ -7,10 +7,8 @@ use actix::Addr;
 use actix_web::{Error, HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::AppState;
-use crate::actors::registry::Lookup;
 use crate::actors::session::{Attach, SessionActor, SocketInput};
 
 /// Frames above `http.max_message_bytes` get a `too_large` error and the connection
@@ -46,18 +44,8 @@ async fn chat_socket(
         .max_continuation_size(hard_limit);
 
     let asked = query.into_inner().session_id;
-    let live = match asked.as_deref().map(Uuid::parse_str) {
-        Some(Ok(session_id)) => state
-            .sessions
-            .registry
-            .send(Lookup { session_id })
-            .await
-            .ok()
-            .flatten(),
-        _ => None,
-    };
-    let (session, unknown_id) = match live {
-        Some(session) => (session, None),
+    let (session, unknown_id) = match state.live_session(asked.as_deref()).await {
+        Some((_, session)) => (session, None),
         None => (
             SessionActor::start(state.sessions.clone(), Vec::new()).1,
             asked,

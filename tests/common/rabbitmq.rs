@@ -74,15 +74,20 @@ pub async fn message_count(queue: &str) -> u32 {
 /// Closes, from the server side, every connection the parlor processes of
 /// `question_queue` opened — as a broker restart would, but only for this test.
 pub fn close_connections_of(question_queue: &str) -> usize {
+    close_connections_matching(&format!("parlor-{question_queue}-"))
+}
+
+/// Closes, from the server side, every connection whose client properties (its
+/// `connection_name`) contain `marker`; answers how many.
+pub fn close_connections_matching(marker: &str) -> usize {
     let listing = Command::new("rabbitmqctl")
         .args(["list_connections", "-q", "pid", "client_properties"])
         .output()
         .expect("rabbitmqctl");
     let listing = String::from_utf8_lossy(&listing.stdout);
-    let marker = format!("parlor-{question_queue}-");
     let pids: Vec<&str> = listing
         .lines()
-        .filter(|line| line.contains(&marker))
+        .filter(|line| line.contains(marker))
         .filter_map(|line| line.split_whitespace().next())
         .collect();
     for pid in &pids {
