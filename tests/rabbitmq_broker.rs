@@ -465,20 +465,18 @@ async fn the_connection_and_every_stream_recover_after_an_outage() {
     assert_eq!(received, turn_id);
 }
 
-/// Not a correctness test: how many answer chunks per second one worker process
-/// can stream to one gateway. Run with
-/// `cargo test --test rabbitmq_broker -- --ignored --nocapture answer_chunk_throughput`.
+/// Many turns streaming at once through one answer channel: each turn's chunks
+/// still arrive complete and in order. (Throughput is measured with `parlor
+/// loadtest`; see docs/benchmarks.md.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn answer_chunk_throughput() {
-    const TURNS: usize = 16;
-    const CHUNKS_PER_TURN: u64 = 2_000;
+async fn answers_of_concurrent_turns_arrive_complete_and_in_order() {
+    const TURNS: usize = 8;
+    const CHUNKS_PER_TURN: u64 = 250;
     let config = config();
     let _cleanup = cleanup(&config);
     let (gateway, worker) = (connect(&config).await, connect(&config).await);
     let worker = std::sync::Arc::new(worker);
     let mut replies = gateway.open_reply_queue().await.unwrap();
-    let started = std::time::Instant::now();
     for _ in 0..TURNS {
         let worker = worker.clone();
         let reply_to = replies.address.clone();
@@ -513,9 +511,8 @@ async fn answer_chunk_throughput() {
         }
     })
     .await;
-    let elapsed = started.elapsed();
-    eprintln!(
-        "{expected} answers from {TURNS} concurrent turns in {elapsed:?}: {:.0} answers/s",
-        expected as f64 / elapsed.as_secs_f64()
+    assert!(
+        next_seq.values().all(|&next| next == CHUNKS_PER_TURN),
+        "{next_seq:?}"
     );
 }
