@@ -27,6 +27,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// An OpenAI-compatible mock model server, for development and tests
     MockLlm(MockLlmArgs),
+    /// The load-testing harness: drives chat sessions and checks every answer
+    Loadtest(crate::loadtest::LoadtestArgs),
 }
 
 #[derive(Debug, Args)]
