@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
@@ -40,6 +41,20 @@ struct MessageFrame<'a> {
     text: &'a str,
 }
 
+/// Socket buffers per connection: the defaults (128 KiB each way) would cost a
+/// gigabyte or more at ten thousand sessions; frames here are small.
+const READ_BUFFER_BYTES: usize = 4096;
+/// Largest server frame accepted.
+const MAX_MESSAGE_BYTES: usize = 8 << 20;
+
+fn socket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
+        // Each frame goes out when sent.
+        .write_buffer_size(0)
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+}
+
 pub struct WsSession {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
@@ -72,16 +87,17 @@ fn is_turn(frame_turn: Option<&str>, in_flight: Option<Uuid>) -> bool {
 impl WsSession {
     /// Connects and reads the `session` frame that always comes first.
     pub async fn open(url: &str) -> Result<WsSession, Failure> {
-        let (socket, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
-            .await
-            .map_err(|error| match error {
-                tungstenite::Error::Io(io) => Failure::new(io_code(&io, "connect"), io),
-                tungstenite::Error::Http(response) => Failure::new(
-                    format!("http_{}", response.status().as_u16()),
-                    "the WebSocket upgrade was refused",
-                ),
-                other => Failure::new("connect", other),
-            })?;
+        let (socket, _) =
+            tokio_tungstenite::connect_async_with_config(url, Some(socket_config()), true)
+                .await
+                .map_err(|error| match error {
+                    tungstenite::Error::Io(io) => Failure::new(io_code(&io, "connect"), io),
+                    tungstenite::Error::Http(response) => Failure::new(
+                        format!("http_{}", response.status().as_u16()),
+                        "the WebSocket upgrade was refused",
+                    ),
+                    other => Failure::new("connect", other),
+                })?;
         let mut session = WsSession { socket };
         let text = session.next_text().await?;
         let frame: Frame<'_> = serde_json::from_str(&text)
