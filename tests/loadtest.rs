@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{Process, mock_llm, run_to_end, serve};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// How long one load-test run may take (they take about a second).
 const RUN_LIMIT: Duration = Duration::from_secs(60);
@@ -154,4 +154,80 @@ fn an_unreachable_gateway_counts_connect_errors_and_fails_the_error_rate() {
     assert_eq!(report["turns_ok"], 0, "{report}");
     assert_eq!(report["turns_failed"], 6, "{report}");
     assert_eq!(report["errors"]["connect"], 3, "{report}");
+}
+
+/// A WebSocket server that gets the protocol right but routes badly: it answers
+/// session `i`'s message with session `i + 1`'s token (a chunk of another session,
+/// and so a wrong answer too).
+fn start_misrouting_server() -> String {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut socket) = tokio_tungstenite::accept_async(stream).await else {
+                        return;
+                    };
+                    let session = uuid::Uuid::new_v4();
+                    let hello = format!(r#"{{"type":"session","session_id":"{session}"}}"#);
+                    let _ = socket.send(Message::text(hello)).await;
+                    let mut turn = 0;
+                    while let Some(Ok(Message::Text(frame))) = socket.next().await {
+                        turn += 1;
+                        let frame: Value = serde_json::from_str(&frame).unwrap();
+                        let text = frame["text"].as_str().unwrap();
+                        // "lt<run>s<i> turn N" → the same message of session i + 1.
+                        let (token, rest) = text.split_once(' ').unwrap();
+                        let (prefix, index) = token.rsplit_once('s').unwrap();
+                        let index: u64 = index.parse().unwrap();
+                        let stranger = format!("{prefix}s{} {rest}", index + 1);
+                        let answer = common::expected_answer(&stranger, turn);
+                        let id = uuid::Uuid::new_v4();
+                        let mut frames = vec![json!({"type": "accepted", "turn_id": id})];
+                        for (seq, word) in answer.split_inclusive(' ').enumerate() {
+                            frames.push(
+                                json!({"type": "chunk", "turn_id": id, "seq": seq, "text": word}),
+                            );
+                        }
+                        frames
+                            .push(json!({"type": "done", "turn_id": id, "finish_reason": "stop"}));
+                        for frame in frames {
+                            let _ = socket.send(Message::text(frame.to_string())).await;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    format!("ws://{addr}/ws")
+}
+
+#[test]
+fn chunks_of_another_session_and_wrong_answers_fail_the_run() {
+    let url = start_misrouting_server();
+    let (passed, report, output) = loadtest(&[
+        "--url",
+        &url,
+        "--sessions",
+        "4",
+        "--turns",
+        "2",
+        "--concurrency",
+        "2",
+    ]);
+    assert!(!passed, "a misrouting server must fail the run; {output}");
+    assert_eq!(report["turns_ok"], 8, "{report}");
+    assert_eq!(report["isolation_violations"], 8, "{report}");
+    assert_eq!(report["wrong_answers"], 8, "{report}");
+    assert!(output.contains("isolation violations"), "{output}");
 }
