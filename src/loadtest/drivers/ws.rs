@@ -175,7 +175,11 @@ impl WsSession {
                         None => Err(protocol("`done` without finish_reason")),
                     };
                 }
-                "error" if frame.turn_id.is_some() && !ours => probe.stray_chunk(),
+                // Before `accepted`, an error is the answer to our message
+                // (refused: `busy`, `bad_request`...), whatever turn id it names.
+                "error" if frame.turn_id.is_some() && turn_id.is_some() && !ours => {
+                    probe.stray_chunk()
+                }
                 "error" => {
                     let code = frame.code.unwrap_or("error").to_owned();
                     return Err(Failure::new(code, frame.message.unwrap_or_default()));
