@@ -31,6 +31,8 @@ pub enum Command {
     Worker(WorkerArgs),
     /// An OpenAI-compatible mock model server, for development and tests
     MockLlm(MockLlmArgs),
+    /// The load-testing harness: drives chat sessions and checks every answer
+    Loadtest(crate::loadtest::LoadtestArgs),
 }
 
 #[derive(Debug, Args)]

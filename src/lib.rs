@@ -12,6 +12,7 @@ pub mod config;
 pub mod conversation;
 pub mod counters;
 pub mod http;
+pub mod loadtest;
 pub mod protocol;
 pub mod shutdown;
 pub mod startup;

@@ -362,3 +362,42 @@ impl Client {
         }
     }
 }
+
+/// Runs `parlor <args>` in an empty working directory until it exits, killing it
+/// (and failing the test) after `limit`. Returns its exit status, stdout and stderr.
+pub fn run_to_end(args: &[&str], limit: Duration) -> (std::process::ExitStatus, String, String) {
+    use std::io::Read;
+    let workdir = tempfile::tempdir().expect("a working directory");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .args(args)
+        .current_dir(workdir.path())
+        .env_remove("PARLOR_LOG_FORMAT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start parlor");
+    let read_all = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = read_all(Box::new(child.stderr.take().expect("piped stderr")));
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for parlor") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let (out, err) = (stdout.join().unwrap(), stderr.join().unwrap());
+            panic!("parlor {args:?} ran longer than {limit:?}; stdout:\n{out}\nstderr:\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, stdout.join().unwrap(), stderr.join().unwrap())
+}

@@ -1,0 +1,167 @@
+//! The wire clients, one per mode: each opens a session and runs its turns,
+//! telling a [`TurnProbe`] what arrives. They speak only the wire protocol, with
+//! serde types of their own, so they check the contract independently of the
+//! server's code.
+
+mod chat_sse;
+mod openai;
+mod sse_events;
+mod ws;
+
+use std::borrow::Cow;
+use std::fmt::Display;
+
+use super::options::{Mode, Plan};
+use super::probe::TurnProbe;
+
+/// Why a turn (or opening a session) failed: a short code that the report counts
+/// (`connect`, `closed`, `timeout`, `emfile`, `protocol`, `http_503`, an error
+/// frame's code...), and a description of the first case.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: Cow<'static, str>,
+    pub detail: String,
+}
+
+impl Failure {
+    pub fn new(code: impl Into<Cow<'static, str>>, detail: impl Display) -> Self {
+        Failure {
+            code: code.into(),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// The error code of an I/O error: `emfile` when the open-file limit was reached,
+/// else `otherwise`.
+fn io_code(error: &std::io::Error, otherwise: &'static str) -> &'static str {
+    match error.raw_os_error() {
+        Some(libc::EMFILE) | Some(libc::ENFILE) => "emfile",
+        _ => otherwise,
+    }
+}
+
+/// The failure of an HTTP request.
+fn http_failure(error: reqwest::Error) -> Failure {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io_code(io, "") == "emfile"
+        {
+            return Failure::new("emfile", format!("{error:#}"));
+        }
+        source = cause.source();
+    }
+    let code = if error.is_connect() {
+        "connect"
+    } else if error.is_timeout() {
+        "timeout"
+    } else {
+        "closed"
+    };
+    Failure::new(code, display_chain(&error))
+}
+
+fn display_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn http_status_failure(status: reqwest::StatusCode, body: &str) -> Failure {
+    let body: String = body.chars().take(200).collect();
+    Failure::new(format!("http_{}", status.as_u16()), body)
+}
+
+/// What every session of a run shares: the target and (for HTTP modes) a client
+/// with its connection pool.
+pub enum Driver {
+    Ws {
+        url: String,
+    },
+    Sse {
+        client: reqwest::Client,
+        url: String,
+    },
+    Openai {
+        client: reqwest::Client,
+        url: String,
+        model: String,
+    },
+}
+
+/// One open session.
+pub enum Session {
+    Ws(Box<ws::WsSession>),
+    Sse(chat_sse::ChatSession),
+    Openai(openai::OpenaiSession),
+}
+
+impl Driver {
+    pub fn new(plan: &Plan) -> anyhow::Result<Driver> {
+        let http = || {
+            reqwest::Client::builder()
+                .connect_timeout(plan.turn_timeout)
+                .tcp_nodelay(true)
+                .pool_max_idle_per_host(usize::MAX)
+                .build()
+        };
+        Ok(match plan.mode {
+            Mode::Ws => Driver::Ws {
+                url: plan.url.clone(),
+            },
+            Mode::Sse => Driver::Sse {
+                client: http()?,
+                url: plan.url.clone(),
+            },
+            Mode::Openai => Driver::Openai {
+                client: http()?,
+                url: format!("{}/chat/completions", plan.url.trim_end_matches('/')),
+                model: plan.model.clone(),
+            },
+        })
+    }
+
+    /// Opens a session: a WebSocket connection (read up to its `session` frame), or
+    /// nothing yet over HTTP, whose connections come from the pool turn by turn.
+    pub async fn open(&self) -> Result<Session, Failure> {
+        Ok(match self {
+            Driver::Ws { url } => Session::Ws(Box::new(ws::WsSession::open(url).await?)),
+            Driver::Sse { .. } => Session::Sse(chat_sse::ChatSession::default()),
+            Driver::Openai { .. } => Session::Openai(openai::OpenaiSession::default()),
+        })
+    }
+}
+
+impl Session {
+    /// Sends `text` as the session's next message and reads its answer to the end.
+    pub async fn turn(
+        &mut self,
+        driver: &Driver,
+        text: &str,
+        probe: &mut TurnProbe,
+    ) -> Result<(), Failure> {
+        match (self, driver) {
+            (Session::Ws(session), _) => session.turn(text, probe).await,
+            (Session::Sse(session), Driver::Sse { client, url }) => {
+                session.turn(client, url, text, probe).await
+            }
+            (Session::Openai(session), Driver::Openai { client, url, model }) => {
+                session.turn(client, url, model, text, probe).await
+            }
+            _ => Err(Failure::new("internal", "a session of another mode")),
+        }
+    }
+
+    /// Closes the session's connection politely (WebSocket close frame).
+    pub async fn close(self) {
+        if let Session::Ws(session) = self {
+            session.close().await;
+        }
+    }
+}

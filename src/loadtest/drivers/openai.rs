@@ -1,0 +1,133 @@
+//! `--mode openai`: straight at an OpenAI-compatible server (`POST
+//! /chat/completions`, `stream: true`), the client keeping the conversation and
+//! resending it every turn — what the model alone costs.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use super::sse_events::EventReader;
+use super::{Failure, http_failure, http_status_failure};
+use crate::loadtest::probe::TurnProbe;
+
+#[derive(Serialize)]
+struct CompletionRequest<'a> {
+    model: &'a str,
+    stream: bool,
+    messages: Vec<RequestMessage<'a>>,
+}
+
+#[derive(Serialize)]
+struct RequestMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+#[derive(Deserialize)]
+struct CompletionChunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<Choice<'a>>,
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+}
+
+#[derive(Default)]
+pub struct OpenaiSession {
+    /// The conversation so far: user and assistant texts, alternating.
+    history: Vec<(&'static str, String)>,
+    events: EventReader,
+}
+
+impl OpenaiSession {
+    pub async fn turn(
+        &mut self,
+        client: &reqwest::Client,
+        url: &str,
+        model: &str,
+        text: &str,
+        probe: &mut TurnProbe,
+    ) -> Result<(), Failure> {
+        let mut messages: Vec<RequestMessage<'_>> = self
+            .history
+            .iter()
+            .map(|(role, content)| RequestMessage { role, content })
+            .collect();
+        messages.push(RequestMessage {
+            role: "user",
+            content: text,
+        });
+        let request = CompletionRequest {
+            model,
+            stream: true,
+            messages,
+        };
+        let mut response = client
+            .post(url)
+            .json(&request)
+            .send()
+            .await
+            .map_err(http_failure)?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            return Err(http_status_failure(status, &body));
+        }
+        self.events.clear();
+        let ended = loop {
+            let Some(bytes) = response.chunk().await.map_err(http_failure)? else {
+                break Err(Failure::new("closed", "the stream ended without [DONE]"));
+            };
+            self.events
+                .push(&bytes)
+                .map_err(|_| Failure::new("protocol", "an endless event"))?;
+            if let Some(ended) = read_events(&mut self.events, probe)? {
+                break ended;
+            }
+        };
+        // Read the body to its end so the connection goes back to the pool.
+        while let Ok(Some(_)) = response.chunk().await {}
+        if ended.is_ok() {
+            self.history.push(("user", text.to_owned()));
+            let answer = probe.answer().unwrap_or_default().to_owned();
+            self.history.push(("assistant", answer));
+        }
+        ended
+    }
+}
+
+/// Handles the complete events received so far; `Some` once the answer ended.
+fn read_events(
+    events: &mut EventReader,
+    probe: &mut TurnProbe,
+) -> Result<Option<Result<(), Failure>>, Failure> {
+    while let Some(event) = events.next_event() {
+        if event.data == "[DONE]" {
+            return Ok(Some(Ok(())));
+        }
+        let chunk: CompletionChunk<'_> = serde_json::from_str(&event.data)
+            .map_err(|e| Failure::new("protocol", format!("bad event: {e}: {}", event.data)))?;
+        if let Some(error) = chunk.error {
+            return Ok(Some(Err(Failure::new("stream_error", error))));
+        }
+        for choice in chunk.choices {
+            if let Some(content) = choice.delta.and_then(|delta| delta.content)
+                && !content.is_empty()
+            {
+                probe.chunk(&content);
+            }
+        }
+    }
+    Ok(None)
+}
