@@ -13,6 +13,8 @@ pub mod conversation;
 pub mod counters;
 pub mod http;
 pub mod loadtest;
+pub mod memory;
+pub mod net;
 pub mod protocol;
 pub mod shutdown;
 pub mod startup;

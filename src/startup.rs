@@ -192,6 +192,7 @@ async fn run_gateway(state: AppState, listener: TcpListener) -> anyhow::Result<(
     let (server, address) = gateway_server(state.clone(), listener)?;
     let handle = server.handle();
     let mut serving = actix_web::rt::spawn(server);
+    crate::memory::trim_periodically();
     tracing::info!("listening on http://{address}");
     let signal = tokio::select! {
         result = &mut serving => return result?.context("the HTTP server failed"),
@@ -302,6 +303,7 @@ fn gateway_server(
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
     let address = listener.local_addr()?;
     let server = HttpServer::new(move || App::new().configure(|c| http::routes(c, &state)))
+        .on_connect(crate::net::send_without_delay)
         // Signals are handled by `run_gateway`, which drains turns first.
         .disable_signals()
         // Sockets are closed by then; this only bounds stragglers.

@@ -158,6 +158,7 @@ fn build_server(
             .route("/stats", web::get().to(stats_route))
     })
     .workers(workers)
+    .on_connect(crate::net::send_without_delay)
     // A client that closes its side has left: drop its stream (and count it
     // cancelled) instead of waiting for a write to fail.
     .h1_allow_half_closed(false)
