@@ -82,11 +82,23 @@ impl Default for BrokerConfig {
 pub struct WorkersConfig {
     /// AgentWorker actors per worker process.
     pub count: usize,
+    /// How long a worker may hold answer text to send it together with what follows,
+    /// in milliseconds. 0: text that is already there goes out together, nothing waits.
+    pub chunk_window_ms: u64,
 }
 
 impl Default for WorkersConfig {
     fn default() -> Self {
-        Self { count: 16 }
+        Self {
+            count: 16,
+            chunk_window_ms: 0,
+        }
+    }
+}
+
+impl WorkersConfig {
+    pub fn chunk_window(&self) -> Duration {
+        Duration::from_millis(self.chunk_window_ms)
     }
 }
 
@@ -342,6 +354,9 @@ impl Config {
         }
         if !(1..=4096).contains(&self.workers.count) {
             return Err(invalid("workers.count", "must be between 1 and 4096"));
+        }
+        if self.workers.chunk_window_ms > 1_000 {
+            return Err(invalid("workers.chunk_window_ms", "must be at most 1000"));
         }
         check_http_url("agent.url", &self.agent.url)?;
         check_http_url("llm.base_url", &self.llm.base_url)?;

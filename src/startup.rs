@@ -8,7 +8,9 @@ use actix::prelude::*;
 use actix_web::{App, HttpServer};
 use anyhow::Context as _;
 
-use crate::actors::agent_pool::{AgentPool, GetPoolStatus, GiveBackRunning, StopTaking};
+use crate::actors::agent_pool::{
+    AgentPool, GetPoolStatus, GiveBackRunning, PoolSettings, StopTaking,
+};
 use crate::actors::broker::BrokerActor;
 use crate::actors::registry::{CloseAllSessions, SessionRegistry};
 use crate::actors::session::{SessionDeps, SessionLimits};
@@ -174,9 +176,13 @@ fn start_pool(
     broker: Arc<dyn Broker>,
     shared: &Shared,
 ) -> Tracked<AgentPool> {
+    let settings = PoolSettings {
+        size: config.workers.count,
+        max_deliveries: config.broker.max_deliveries,
+        chunk_window: config.workers.chunk_window(),
+    };
     AgentPool::new(
-        config.workers.count,
-        config.broker.max_deliveries,
+        settings,
         agent,
         broker,
         shared.counters.clone(),

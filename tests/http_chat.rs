@@ -79,7 +79,8 @@ fn answer_of(events: &[Event], session_id: &str, user_id: &str) -> String {
 
 #[tokio::test]
 async fn chat_streams_in_the_seed_format() {
-    let model = mock_llm(0, 0);
+    // A paced model: each word arrives, and goes out, on its own.
+    let model = mock_llm(0, 5);
     let server = serve(&model, &[]);
 
     let body = json!({

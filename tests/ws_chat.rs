@@ -8,7 +8,8 @@ use serde_json::json;
 
 #[tokio::test]
 async fn one_turn_streams_the_models_answer() {
-    let model = mock_llm(0, 0);
+    // A paced model: each word arrives, and goes out, on its own.
+    let model = mock_llm(0, 5);
     let server = serve(&model, &[]);
     let mut client = Client::connect(&server).await;
 
@@ -17,6 +18,21 @@ async fn one_turn_streams_the_models_answer() {
     assert_eq!(turn.ending, "stop");
     assert_eq!(turn.answer, expected_answer("hello there", 1));
     assert_eq!(turn.chunks, 6, "one chunk per word");
+}
+
+#[tokio::test]
+async fn a_chunk_window_joins_the_words_that_arrive_within_it() {
+    let model = mock_llm(0, 5);
+    let server = serve(&model, &[("PARLOR_WORKERS__CHUNK_WINDOW_MS", "500")]);
+    let mut client = Client::connect(&server).await;
+
+    let turn = client.chat("hello there").await;
+
+    assert_eq!(turn.answer, expected_answer("hello there", 1));
+    assert_eq!(
+        turn.chunks, 1,
+        "six words 5 ms apart fit in one 500 ms window"
+    );
 }
 
 #[tokio::test]

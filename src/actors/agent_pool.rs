@@ -5,6 +5,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::StreamExt;
@@ -29,9 +30,7 @@ pub struct AgentPool {
     workers: Vec<WorkerSlot>,
     /// One permit per idle worker: a question is pulled only with a permit in hand.
     idle_workers: Arc<Semaphore>,
-    /// A question delivered more often than this is poison (it keeps killing
-    /// workers): it is set aside and its session told.
-    max_deliveries: u32,
+    settings: PoolSettings,
     /// Pulls questions while the pool takes them.
     taking: Option<SpawnHandle>,
     cancelled_early: VecDeque<Uuid>,
@@ -41,6 +40,18 @@ pub struct AgentPool {
     directory: ActorDirectory,
 }
 
+/// How a pool is sized and how its workers behave.
+#[derive(Clone, Debug)]
+pub struct PoolSettings {
+    /// Agent workers, each answering one turn at a time.
+    pub size: usize,
+    /// A question delivered more often than this is poison (it keeps killing
+    /// workers): it is set aside and its session told.
+    pub max_deliveries: u32,
+    /// How long a worker may hold answer text to send it with what follows.
+    pub chunk_window: Duration,
+}
+
 struct WorkerSlot {
     worker: Tracked<AgentWorker>,
     turn: Option<Uuid>,
@@ -48,8 +59,7 @@ struct WorkerSlot {
 
 impl AgentPool {
     pub fn new(
-        size: usize,
-        max_deliveries: u32,
+        settings: PoolSettings,
         agent: Arc<dyn Agent>,
         broker: Arc<dyn Broker>,
         counters: Arc<Counters>,
@@ -57,12 +67,13 @@ impl AgentPool {
     ) -> Self {
         let stats = ActorStats::new("agent_pool", "0");
         directory.register(&stats);
+        let size = settings.size;
         let mut pool = Self {
             agent,
             broker,
             workers: Vec::with_capacity(size),
             idle_workers: Arc::new(Semaphore::new(size)),
-            max_deliveries,
+            settings,
             taking: None,
             cancelled_early: VecDeque::new(),
             cancelled_early_set: HashSet::new(),
@@ -86,7 +97,12 @@ impl AgentPool {
     fn start_worker(&self, index: usize) -> Tracked<AgentWorker> {
         let stats = ActorStats::new("agent_worker", index.to_string());
         self.directory.register(&stats);
-        let worker = AgentWorker::new(self.agent.clone(), self.broker.clone(), stats.clone());
+        let worker = AgentWorker::new(
+            self.agent.clone(),
+            self.broker.clone(),
+            self.settings.chunk_window,
+            stats.clone(),
+        );
         Tracked::new(worker.start(), stats)
     }
 
@@ -229,7 +245,7 @@ impl StreamHandler<Dispatch> for AgentPool {
             ctx.spawn(delivery.ack().into_actor(self).map(|_, _, _| ()));
             return;
         }
-        if delivery.attempt > self.max_deliveries {
+        if delivery.attempt > self.settings.max_deliveries {
             self.set_aside(delivery, ctx);
             return;
         }
@@ -368,9 +384,13 @@ mod tests {
         let counters = Arc::new(Counters::default());
         let directory = ActorDirectory::default();
         let mut replies = broker.open_reply_queue().await.unwrap();
+        let settings = PoolSettings {
+            size: 1,
+            max_deliveries: 3,
+            chunk_window: Duration::ZERO,
+        };
         let pool = AgentPool::new(
-            1,
-            3,
+            settings,
             Arc::new(FragileAgent),
             broker.clone(),
             counters.clone(),

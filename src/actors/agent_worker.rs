@@ -3,6 +3,7 @@
 //! [`AgentPool`](super::agent_pool::AgentPool) supervises it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::StreamExt;
@@ -10,13 +11,16 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::stats::ActorStats;
-use crate::agent::{Agent, AgentEvent, AgentRequest};
+use crate::agent::coalesce::coalesce;
+use crate::agent::{Agent, AgentEvent, AgentRequest, AgentStream};
 use crate::broker::{Answer, AnswerBody, Broker, Delivery};
 use crate::conversation::{ErrorCode, FinishReason};
 
 pub struct AgentWorker {
     agent: Arc<dyn Agent>,
     broker: Arc<dyn Broker>,
+    /// See [`coalesce`].
+    chunk_window: Duration,
     stats: Arc<ActorStats>,
     /// The running turn and the tokens that stop it.
     current: Option<RunningTurn>,
@@ -31,10 +35,16 @@ struct RunningTurn {
 }
 
 impl AgentWorker {
-    pub fn new(agent: Arc<dyn Agent>, broker: Arc<dyn Broker>, stats: Arc<ActorStats>) -> Self {
+    pub fn new(
+        agent: Arc<dyn Agent>,
+        broker: Arc<dyn Broker>,
+        chunk_window: Duration,
+        stats: Arc<ActorStats>,
+    ) -> Self {
         Self {
             agent,
             broker,
+            chunk_window,
             stats,
             current: None,
         }
@@ -87,8 +97,14 @@ impl Handler<RunTurn> for AgentWorker {
             cancel: CancellationToken::new(),
             give_back: CancellationToken::new(),
         };
+        let question = &message.delivery.question;
+        let events = self.agent.answer(AgentRequest {
+            context_id: question.session_id.to_string(),
+            history: question.history.clone(),
+            text: question.text.clone(),
+        });
         let turn = answer_question(
-            self.agent.clone(),
+            coalesce(events, self.chunk_window),
             self.broker.clone(),
             message.delivery,
             running.cancel.clone(),
@@ -129,7 +145,7 @@ impl Handler<GiveBack> for AgentWorker {
 /// Runs one turn: streams the agent's answer to `question.reply_to`, ends it with
 /// exactly one `done` or `error`, then acknowledges the delivery.
 async fn answer_question(
-    agent: Arc<dyn Agent>,
+    mut events: AgentStream,
     broker: Arc<dyn Broker>,
     delivery: Delivery,
     cancel: CancellationToken,
@@ -142,11 +158,6 @@ async fn answer_question(
         attempt: delivery.attempt,
         body,
     };
-    let mut events = agent.answer(AgentRequest {
-        context_id: question.session_id.to_string(),
-        history: question.history.clone(),
-        text: question.text.clone(),
-    });
     let mut seq = 0;
     let last = loop {
         let event = tokio::select! {
