@@ -60,12 +60,9 @@ async fn admin_stats_needs_the_token_and_counts_what_happened() {
     assert_eq!(of_kind("agent_worker").len(), 4);
     let broker = of_kind("broker");
     assert_eq!(broker.len(), 1);
-    // One question asked, and its 5 answer chunks plus `done` routed.
-    assert!(
-        broker[0]["handled_total"].as_u64().unwrap() >= 7,
-        "{}",
-        broker[0]
-    );
+    // One question asked; at least one answer chunk and `done` routed.
+    let handled = broker[0]["handled_total"].as_u64().unwrap();
+    assert!(handled >= 3, "{}", broker[0]);
     for actor in actors {
         assert!(
             actor["mailbox_len"].is_u64() && actor["id"].is_string(),
