@@ -413,27 +413,22 @@ fn check_http_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// Figment reports an unknown key as "unknown field `x`" inside section `y`; join
-/// them so the message names the whole key (`y.x`).
+/// Names the key at fault in each of figment's errors (its path already ends with
+/// an unknown key's name), and the layer it came from.
 fn describe_figment_error(error: figment::Error) -> ConfigError {
     let messages: Vec<String> = error
         .into_iter()
         .map(|e| {
-            let section = e.path.join(".");
+            let key = e.path.join(".");
             let source = e
                 .metadata
                 .as_ref()
                 .map(|m| format!(" (from {})", m.name))
                 .unwrap_or_default();
             match &e.kind {
-                figment::error::Kind::UnknownField(field, _) if section.is_empty() => {
-                    format!("unknown key `{field}`{source}")
-                }
-                figment::error::Kind::UnknownField(field, _) => {
-                    format!("unknown key `{section}.{field}`{source}")
-                }
-                _ if section.is_empty() => format!("{}{source}", e.kind),
-                _ => format!("`{section}`: {}{source}", e.kind),
+                figment::error::Kind::UnknownField(..) => format!("unknown key `{key}`{source}"),
+                _ if key.is_empty() => format!("{}{source}", e.kind),
+                _ => format!("`{key}`: {}{source}", e.kind),
             }
         })
         .collect();
@@ -488,12 +483,20 @@ mod tests {
     #[test]
     fn unknown_keys_are_named() {
         let error = load_from("[http]\nbnd = \"x\"\n", &[], Overrides::default()).unwrap_err();
-        assert!(error.to_string().contains("http.bnd"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("unknown key `http.bnd` (from TOML file)"),
+            "{error}"
+        );
         let error = load_from("[htp]\n", &[], Overrides::default()).unwrap_err();
-        assert!(error.to_string().contains("htp"), "{error}");
+        assert!(error.to_string().contains("unknown key `htp`"), "{error}");
         let error =
             load_from("", &[("BROKER__URLL", "amqp://x")], Overrides::default()).unwrap_err();
-        assert!(error.to_string().contains("broker.urll"), "{error}");
+        assert!(
+            error.to_string().contains("unknown key `broker.urll`"),
+            "{error}"
+        );
     }
 
     #[test]

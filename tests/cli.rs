@@ -31,7 +31,10 @@ fn an_unknown_config_key_is_an_error_naming_it() {
 
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("http.max_mesage_bytes"), "{stderr}");
+    assert!(
+        stderr.contains("unknown key `http.max_mesage_bytes`"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -45,7 +48,7 @@ fn an_unknown_environment_key_is_an_error_naming_it() {
 
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("workers.countt"), "{stderr}");
+    assert!(stderr.contains("unknown key `workers.countt`"), "{stderr}");
 }
 
 #[test]
