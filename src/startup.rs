@@ -257,7 +257,8 @@ async fn gateway_state(
 ) -> anyhow::Result<AppState> {
     let registry_stats = ActorStats::new("session_registry", "0");
     shared.directory.register(&registry_stats);
-    let registry = SessionRegistry::new(registry_stats.clone()).start();
+    let heartbeat_interval = config.session.heartbeat_interval();
+    let registry = SessionRegistry::new(heartbeat_interval, registry_stats.clone()).start();
 
     let reply_queue = broker
         .open_reply_queue()
@@ -283,7 +284,7 @@ async fn gateway_state(
     };
     Ok(AppState {
         config: Arc::new(config.clone()),
-        sessions,
+        sessions: Arc::new(sessions),
         broker,
         pool,
         data_sources: Arc::new(data_sources),

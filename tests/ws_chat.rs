@@ -261,3 +261,81 @@ async fn a_turn_that_outlives_its_deadline_ends_with_timeout() {
     .await;
     assert_eq!(client.chat("next").await.answer, expected_answer("next", 1));
 }
+
+#[tokio::test]
+async fn a_second_connection_takes_over_the_session_and_its_running_turn() {
+    let model = mock_llm(0, 20);
+    let server = serve(&model, &[]);
+    let mut first = Client::connect(&server).await;
+    let text = "word ".repeat(20);
+    let text = text.trim();
+    let turn_id = first.chat_accepted(text).await;
+    assert!(matches!(
+        first.next_frame().await,
+        ServerFrame::Chunk { seq: 0, .. }
+    ));
+
+    let url = server.ws_url(&format!("?session_id={}", first.session_id));
+    let mut second = Client::connect_url(&url).await;
+    assert_eq!(second.session_id, first.session_id);
+    assert!(
+        first.closed_by_server().await,
+        "the old connection is closed"
+    );
+
+    // Chunks sent before the take-over went to the first connection; the second
+    // gets the rest of the turn, numbered on from there.
+    let mut seq = 1;
+    let mut rest = String::new();
+    loop {
+        match second.next_frame().await {
+            ServerFrame::Chunk {
+                turn_id: id,
+                seq: got,
+                text,
+            } => {
+                assert_eq!(id, turn_id);
+                assert!(got >= seq, "chunk numbers only go forward");
+                seq = got + 1;
+                rest.push_str(&text);
+            }
+            ServerFrame::Done { turn_id: id, .. } => {
+                assert_eq!(id, turn_id);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        !rest.is_empty() && expected_answer(text, 1).ends_with(&rest),
+        "{rest}"
+    );
+    assert_eq!(
+        second.chat("again").await.answer,
+        expected_answer("again", 2)
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_stops_answering_pings_is_let_go() {
+    let model = mock_llm(0, 0);
+    let heartbeat = [
+        ("PARLOR_SESSION__HEARTBEAT_INTERVAL_S", "1"),
+        ("PARLOR_SESSION__CLIENT_TIMEOUT_S", "2"),
+    ];
+    let server = serve(&model, &heartbeat);
+    let mut live = Client::connect(&server).await;
+    let mut silent = Client::connect(&server).await;
+
+    // The live client reads, so its WebSocket library answers every ping.
+    live.idle_for(std::time::Duration::from_millis(4500)).await;
+
+    assert!(
+        silent.closed_by_server().await,
+        "a silent client is disconnected"
+    );
+    assert_eq!(
+        live.chat("still here").await.answer,
+        expected_answer("still here", 1)
+    );
+}

@@ -1,6 +1,6 @@
-//! `SessionRegistry`: which session id lives at which address. Nothing more — each
-//! session owns its own state and registers itself when it starts and leaves when
-//! it stops.
+//! `SessionRegistry`: which session id lives at which address. Each session owns
+//! its own state and registers itself when it starts and leaves when it stops.
+//! Knowing every session, the registry also paces their heartbeats with one timer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,18 +8,22 @@ use std::sync::Arc;
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::session::{GoingAway, SessionActor};
+use std::time::Duration;
+
+use super::session::{GoingAway, Heartbeat, SessionActor};
 use super::stats::ActorStats;
 
 pub struct SessionRegistry {
     sessions: HashMap<Uuid, Addr<SessionActor>>,
+    heartbeat_interval: Duration,
     stats: Arc<ActorStats>,
 }
 
 impl SessionRegistry {
-    pub fn new(stats: Arc<ActorStats>) -> Self {
+    pub fn new(heartbeat_interval: Duration, stats: Arc<ActorStats>) -> Self {
         Self {
             sessions: HashMap::new(),
+            heartbeat_interval,
             stats,
         }
     }
@@ -32,6 +36,12 @@ impl Actor for SessionRegistry {
         // Sessions register and leave at the rate users connect; a large mailbox
         // keeps a connection burst from blocking handlers.
         ctx.set_mailbox_capacity(65_536);
+        ctx.run_interval(self.heartbeat_interval, |registry, _| {
+            for session in registry.sessions.values() {
+                // One tiny message per session per interval: a steady trickle.
+                session.do_send(Heartbeat);
+            }
+        });
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use actix::io::{SinkWrite, WriteHandler};
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
@@ -31,7 +32,6 @@ pub struct SessionLimits {
     pub max_history_messages: usize,
     pub turn_timeout: Duration,
     pub idle_timeout: Duration,
-    pub heartbeat_interval: Duration,
     pub client_timeout: Duration,
 }
 
@@ -43,7 +43,6 @@ impl SessionLimits {
             max_history_messages: config.agent.max_history_messages,
             turn_timeout: config.session.turn_timeout(),
             idle_timeout: config.session.idle_timeout(),
-            heartbeat_interval: config.session.heartbeat_interval(),
             client_timeout: config.session.client_timeout(),
         }
     }
@@ -66,11 +65,13 @@ pub type TurnListener = mpsc::UnboundedSender<ServerFrame>;
 
 pub struct SessionActor {
     id: Uuid,
-    deps: SessionDeps,
+    deps: Arc<SessionDeps>,
     connection: Option<Connection>,
     history: VecDeque<ChatMessage>,
     queued: VecDeque<QueuedTurn>,
-    running: Option<RunningTurn>,
+    /// Boxed: most sessions are idle most of the time, and each idle byte counts
+    /// ten thousand times.
+    running: Option<Box<RunningTurn>>,
     idle_timer: Option<SpawnHandle>,
 }
 
@@ -78,7 +79,6 @@ struct Connection {
     id: u64,
     sink: SinkWrite<actix_ws::Message, actix_ws::Session>,
     last_heard: Instant,
-    heartbeat: SpawnHandle,
 }
 
 struct QueuedTurn {
@@ -108,10 +108,40 @@ enum TurnEnd {
 
 impl SessionActor {
     /// Starts a session on the current arbiter, seeded with `history` (oldest first).
-    pub fn start(deps: SessionDeps, history: Vec<ChatMessage>) -> (Uuid, Addr<Self>) {
-        let id = Uuid::new_v4();
+    pub fn start(deps: Arc<SessionDeps>, history: Vec<ChatMessage>) -> (Uuid, Addr<Self>) {
+        let actor = Self::new(deps, history);
+        (actor.id, actor.start())
+    }
+
+    /// Starts a session on the current arbiter for a freshly upgraded WebSocket,
+    /// which it reads itself (the frame stream cannot leave this thread; a session
+    /// re-attached from another thread gets its frames as [`SocketInput`]
+    /// messages instead). With `unknown_id`, the client asked for a session that
+    /// is gone: the `session` frame is followed by an `error` `not_found`.
+    pub fn start_connected(
+        deps: Arc<SessionDeps>,
+        socket: actix_ws::Session,
+        frames: actix_ws::AggregatedMessageStream,
+        connection_id: u64,
+        unknown_id: Option<String>,
+    ) -> Addr<Self> {
+        Self::create(move |ctx| {
+            let mut actor = Self::new(deps, Vec::new());
+            actor.attach(socket, connection_id, unknown_id, ctx);
+            let closed =
+                futures_util::stream::once(async move { SocketInput::Closed { connection_id } });
+            let frames = frames.map(move |item| SocketInput::Frame {
+                connection_id,
+                item,
+            });
+            ctx.add_stream(frames.chain(closed));
+            actor
+        })
+    }
+
+    fn new(deps: Arc<SessionDeps>, history: Vec<ChatMessage>) -> Self {
         let mut actor = Self {
-            id,
+            id: Uuid::new_v4(),
             deps,
             connection: None,
             history: VecDeque::new(),
@@ -122,7 +152,7 @@ impl SessionActor {
         for message in history {
             actor.remember(message);
         }
-        (id, actor.start())
+        actor
     }
 
     fn remember(&mut self, message: ChatMessage) {
@@ -231,7 +261,7 @@ impl SessionActor {
             history: self.history.iter().cloned().collect(),
             text: text.clone(),
         };
-        self.running = Some(RunningTurn {
+        self.running = Some(Box::new(RunningTurn {
             turn_id,
             text,
             answer: String::new(),
@@ -240,7 +270,7 @@ impl SessionActor {
             listener,
             deadline,
             started: Instant::now(),
-        });
+        }));
         let ask = AskQuestion {
             question,
             route: ctx.address(),
@@ -429,9 +459,14 @@ impl SessionActor {
         }
     }
 
-    fn attach(&mut self, socket: actix_ws::Session, connection_id: u64, ctx: &mut Context<Self>) {
+    fn attach(
+        &mut self,
+        socket: actix_ws::Session,
+        connection_id: u64,
+        unknown_id: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
         if let Some(mut old) = self.connection.take() {
-            ctx.cancel_future(old.heartbeat);
             let reason = CloseReason {
                 code: CloseCode::Policy,
                 description: Some("the session was attached to another connection".into()),
@@ -440,20 +475,21 @@ impl SessionActor {
             old.sink.close();
         }
         self.cancel_idle_timer(ctx);
-        let heartbeat = ctx.run_interval(self.deps.limits.heartbeat_interval, |actor, ctx| {
-            actor.heartbeat(ctx)
-        });
         self.connection = Some(Connection {
             id: connection_id,
             sink: SinkWrite::new(socket, ctx),
             last_heard: Instant::now(),
-            heartbeat,
         });
         self.send_to_socket(&ServerFrame::Session {
             session_id: self.id,
         });
+        if let Some(asked) = unknown_id {
+            let text = format!("no live session {asked}; this is a new session");
+            self.send_to_socket(&ServerFrame::error(None, ErrorCode::NotFound, text));
+        }
     }
 
+    /// Pings the client, or lets it go when it stopped answering.
     fn heartbeat(&mut self, ctx: &mut Context<Self>) {
         let Some(connection) = &mut self.connection else {
             return;
@@ -476,7 +512,6 @@ impl SessionActor {
         let Some(connection) = self.connection.take_if(|c| c.id == connection_id) else {
             return; // an older connection that was already replaced
         };
-        ctx.cancel_future(connection.heartbeat);
         let mut sink = connection.sink;
         sink.close();
         self.queued.retain(|turn| turn.listener.is_some());
@@ -535,6 +570,24 @@ impl SessionActor {
                     .write(actix_ws::Message::Close(Some(reason)));
                 self.detach(connection_id, ctx);
             }
+        }
+    }
+
+    fn on_socket_input(&mut self, input: SocketInput, ctx: &mut Context<Self>) {
+        match input {
+            SocketInput::Frame {
+                connection_id,
+                item,
+            } => {
+                if self
+                    .connection
+                    .as_ref()
+                    .is_some_and(|c| c.id == connection_id)
+                {
+                    self.on_socket_frame(item, ctx);
+                }
+            }
+            SocketInput::Closed { connection_id } => self.detach(connection_id, ctx),
         }
     }
 
@@ -603,27 +656,35 @@ impl Actor for SessionActor {
     }
 }
 
-/// Attach a freshly upgraded WebSocket to this session. The session's first frame
-/// on it is `session`; with `unknown_id`, an `error` `not_found` follows, naming the
-/// id the client asked for. The socket's reader then sends its frames as
+/// Re-attach this (live) session to a client's new WebSocket. Its first frame
+/// there is `session`; the socket's reader then sends the frames as
 /// [`SocketInput`] tagged with `connection_id`.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Attach {
     pub socket: actix_ws::Session,
     pub connection_id: u64,
-    pub unknown_id: Option<String>,
 }
 
 impl Handler<Attach> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, message: Attach, ctx: &mut Self::Context) {
-        self.attach(message.socket, message.connection_id, ctx);
-        if let Some(asked) = message.unknown_id {
-            let text = format!("no live session {asked}; this is a new session");
-            self.send_to_socket(&ServerFrame::error(None, ErrorCode::NotFound, text));
-        }
+        self.attach(message.socket, message.connection_id, None, ctx);
+    }
+}
+
+/// Time to ping the client (sent to every session by the registry's one timer:
+/// ten thousand timers of their own would cost sessions ~200 bytes each).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Heartbeat;
+
+impl Handler<Heartbeat> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Heartbeat, ctx: &mut Self::Context) {
+        self.heartbeat(ctx);
     }
 }
 
@@ -706,10 +767,10 @@ impl Handler<TurnFailed> for SessionActor {
     }
 }
 
-/// What a connection's reader passes on: a frame, or the end of the connection.
-/// Tagged with the connection so a replaced connection's late input is ignored.
-/// (The reader runs on the connection's own thread because actix-ws's frame stream
-/// cannot move between threads, while the session may live on another.)
+/// What a connection yields: a frame, or its end. Tagged with the connection so a
+/// replaced connection's late input is ignored. A session reads its first
+/// connection itself; a re-attached connection is read on its own thread (the
+/// frame stream cannot move between threads) and its input sent as messages.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub enum SocketInput {
@@ -726,21 +787,17 @@ impl Handler<SocketInput> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, input: SocketInput, ctx: &mut Self::Context) {
-        match input {
-            SocketInput::Frame {
-                connection_id,
-                item,
-            } => {
-                if self
-                    .connection
-                    .as_ref()
-                    .is_some_and(|c| c.id == connection_id)
-                {
-                    self.on_socket_frame(item, ctx);
-                }
-            }
-            SocketInput::Closed { connection_id } => self.detach(connection_id, ctx),
-        }
+        self.on_socket_input(input, ctx);
+    }
+}
+
+impl StreamHandler<SocketInput> for SessionActor {
+    fn handle(&mut self, input: SocketInput, ctx: &mut Self::Context) {
+        self.on_socket_input(input, ctx);
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {
+        // A socket ending is a `Closed` input; the session itself lives on.
     }
 }
 

@@ -27,7 +27,7 @@ use crate::config::Config;
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
-    pub sessions: SessionDeps,
+    pub sessions: Arc<SessionDeps>,
     pub broker: Arc<dyn Broker>,
     /// The in-process worker pool, when this process runs one.
     pub pool: Option<Tracked<AgentPool>>,

@@ -43,29 +43,29 @@ async fn chat_socket(
         .aggregate_continuations()
         .max_continuation_size(hard_limit);
 
-    let asked = query.into_inner().session_id;
-    let (session, unknown_id) = match state.live_session(asked.as_deref()).await {
-        Some((_, session)) => (session, None),
-        None => (
-            SessionActor::start(state.sessions.clone(), Vec::new()).1,
-            asked,
-        ),
-    };
     let connection_id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
-    // The session's mailbox is all but empty: a new session has just started, and
-    // a re-attached one handles only its own client's frames and answers.
-    session.do_send(Attach {
-        socket,
-        connection_id,
-        unknown_id,
-    });
-    actix_web::rt::spawn(pass_frames_on(frames, session, connection_id));
+    let asked = query.into_inner().session_id;
+    match state.live_session(asked.as_deref()).await {
+        Some((_, session)) => {
+            // A re-attached session handles only its own client's frames and
+            // answers: its mailbox is all but empty.
+            session.do_send(Attach {
+                socket,
+                connection_id,
+            });
+            actix_web::rt::spawn(pass_frames_on(frames, session, connection_id));
+        }
+        None => {
+            let sessions = state.sessions.clone();
+            SessionActor::start_connected(sessions, socket, frames, connection_id, asked);
+        }
+    }
     Ok(response)
 }
 
-/// Reads the client's frames and hands them to the session one at a time, waiting
-/// for each to be handled: a client that floods frames is slowed down by TCP
-/// rather than filling the session's mailbox.
+/// Reads a re-attached client's frames and hands them to its session one at a
+/// time, waiting for each to be handled: a client that floods frames is slowed
+/// down by TCP rather than filling the session's mailbox.
 async fn pass_frames_on(
     mut frames: actix_ws::AggregatedMessageStream,
     session: Addr<SessionActor>,

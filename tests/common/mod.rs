@@ -275,6 +275,18 @@ impl Client {
         }
     }
 
+    /// Keeps the connection open for `duration`, reading (so pings get their pongs)
+    /// and failing on anything but pings.
+    pub async fn idle_for(&mut self, duration: Duration) {
+        let deadline = tokio::time::Instant::now() + duration;
+        while let Ok(message) = tokio::time::timeout_at(deadline, self.socket.next()).await {
+            match message {
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected only pings while idle, got {other:?}"),
+            }
+        }
+    }
+
     /// Whether the server closed the connection (within the wait).
     pub async fn closed_by_server(&mut self) -> bool {
         loop {
