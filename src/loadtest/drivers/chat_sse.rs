@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use super::sse_events::EventReader;
-use super::{Failure, http_failure, http_status_failure};
+use super::{EventsRead, Failure, post_for_events};
 use crate::loadtest::probe::TurnProbe;
 
 #[derive(Serialize)]
@@ -55,69 +55,51 @@ impl ChatSession {
             }],
             session_id: self.session_id.as_deref(),
         };
-        let mut response = client
-            .post(url)
-            .json(&request)
-            .send()
-            .await
-            .map_err(http_failure)?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            return Err(http_status_failure(status, &body));
-        }
-        self.events.clear();
-        let ended = loop {
-            let Some(bytes) = response.chunk().await.map_err(http_failure)? else {
-                break Err(Failure::new("closed", "the stream ended without `end`"));
-            };
-            self.events
-                .push(&bytes)
-                .map_err(|_| Failure::new("protocol", "an endless event"))?;
-            if let Some(ended) = self.read_events(probe)? {
-                break ended;
-            }
-        };
-        // Read the body to its end so the connection goes back to the pool.
-        while let Ok(Some(_)) = response.chunk().await {}
-        ended
-    }
-
-    /// Handles the complete events received so far; `Some` once the turn ended.
-    fn read_events(
-        &mut self,
-        probe: &mut TurnProbe,
-    ) -> Result<Option<Result<(), Failure>>, Failure> {
+        let body = serde_json::to_vec(&request).expect("a chat request serializes");
         let ChatSession { session_id, events } = self;
-        while let Some(event) = events.next_event() {
-            let data: SeedEvent<'_> = serde_json::from_str(&event.data).map_err(|e| {
-                Failure::new("protocol", format!("bad event data: {e}: {}", event.data))
-            })?;
-            match (&data.session_id, session_id.as_deref()) {
-                (Some(theirs), None) => *session_id = Some(theirs.to_string()),
-                (Some(theirs), Some(ours)) if theirs != ours => {
-                    // An event of another session in this stream.
-                    probe.stray_chunk();
-                    continue;
-                }
-                _ => {}
-            }
-            if event.name == "end" {
-                return Ok(Some(Ok(())));
-            }
-            if !event.name.is_empty() {
-                continue;
-            }
-            let message = data.message.unwrap_or_default();
-            if let Some(reason) = message.strip_prefix("[error] ") {
-                return Ok(Some(Err(Failure::new("stream_error", reason))));
-            }
-            if message.starts_with("[reset] ") {
-                probe.reset();
-                continue;
-            }
-            probe.chunk(&message);
-        }
-        Ok(None)
+        let unended = "the stream ended without `end`";
+        post_for_events(client, url, body, events, unended, |events| {
+            read_events(events, session_id, probe)
+        })
+        .await
     }
+}
+
+/// Handles the complete events received so far; `Some` once the turn ended. The
+/// first event names the session, which later turns continue.
+fn read_events(
+    events: &mut EventReader,
+    session_id: &mut Option<String>,
+    probe: &mut TurnProbe,
+) -> EventsRead {
+    while let Some(event) = events.next_event() {
+        let data: SeedEvent<'_> = serde_json::from_str(&event.data).map_err(|e| {
+            Failure::new("protocol", format!("bad event data: {e}: {}", event.data))
+        })?;
+        match (&data.session_id, session_id.as_deref()) {
+            (Some(theirs), None) => *session_id = Some(theirs.to_string()),
+            (Some(theirs), Some(ours)) if theirs != ours => {
+                // An event of another session in this stream.
+                probe.stray_chunk();
+                continue;
+            }
+            _ => {}
+        }
+        if event.name == "end" {
+            return Ok(Some(Ok(())));
+        }
+        if !event.name.is_empty() {
+            continue;
+        }
+        let message = data.message.unwrap_or_default();
+        if let Some(reason) = message.strip_prefix("[error] ") {
+            return Ok(Some(Err(Failure::new("stream_error", reason))));
+        }
+        if message.starts_with("[reset] ") {
+            probe.reset();
+            continue;
+        }
+        probe.chunk(&message);
+    }
+    Ok(None)
 }

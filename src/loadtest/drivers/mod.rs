@@ -11,6 +11,7 @@ mod ws;
 use std::borrow::Cow;
 use std::fmt::Display;
 
+use self::sse_events::EventReader;
 use super::options::{Mode, Plan};
 use super::probe::TurnProbe;
 
@@ -76,6 +77,49 @@ fn display_chain(error: &dyn std::error::Error) -> String {
 fn http_status_failure(status: reqwest::StatusCode, body: &str) -> Failure {
     let body: String = body.chars().take(200).collect();
     Failure::new(format!("http_{}", status.as_u16()), body)
+}
+
+/// What reading the events received so far found: `Some` once the turn ended.
+type EventsRead = Result<Option<Result<(), Failure>>, Failure>;
+
+/// Posts the JSON `body`, then feeds the answer's server-sent events through
+/// `events` to `read` until it says the turn ended; a stream that stops first fails
+/// with `unended`. The body is read to its end, so the connection goes back to
+/// the pool.
+async fn post_for_events(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+    events: &mut EventReader,
+    unended: &'static str,
+    mut read: impl FnMut(&mut EventReader) -> EventsRead,
+) -> Result<(), Failure> {
+    let mut response = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(http_failure)?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        return Err(http_status_failure(status, &body));
+    }
+    events.clear();
+    let ended = loop {
+        let Some(bytes) = response.chunk().await.map_err(http_failure)? else {
+            break Err(Failure::new("closed", unended));
+        };
+        events
+            .push(&bytes)
+            .map_err(|_| Failure::new("protocol", "an endless event"))?;
+        if let Some(ended) = read(events)? {
+            break ended;
+        }
+    };
+    while let Ok(Some(_)) = response.chunk().await {}
+    ended
 }
 
 /// What every session of a run shares: the target and (for HTTP modes) a client

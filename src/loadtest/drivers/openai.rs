@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use super::sse_events::EventReader;
-use super::{Failure, http_failure, http_status_failure};
+use super::{EventsRead, Failure, post_for_events};
 use crate::loadtest::probe::TurnProbe;
 
 #[derive(Serialize)]
@@ -73,31 +73,12 @@ impl OpenaiSession {
             stream: true,
             messages,
         };
-        let mut response = client
-            .post(url)
-            .json(&request)
-            .send()
-            .await
-            .map_err(http_failure)?;
-        if !response.status().is_success() {
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            return Err(http_status_failure(status, &body));
-        }
-        self.events.clear();
-        let ended = loop {
-            let Some(bytes) = response.chunk().await.map_err(http_failure)? else {
-                break Err(Failure::new("closed", "the stream ended without [DONE]"));
-            };
-            self.events
-                .push(&bytes)
-                .map_err(|_| Failure::new("protocol", "an endless event"))?;
-            if let Some(ended) = read_events(&mut self.events, probe)? {
-                break ended;
-            }
-        };
-        // Read the body to its end so the connection goes back to the pool.
-        while let Ok(Some(_)) = response.chunk().await {}
+        let body = serde_json::to_vec(&request).expect("a completion request serializes");
+        let unended = "the stream ended without [DONE]";
+        let ended = post_for_events(client, url, body, &mut self.events, unended, |events| {
+            read_events(events, probe)
+        })
+        .await;
         if ended.is_ok() {
             self.history.push(("user", text.to_owned()));
             let answer = probe.answer().unwrap_or_default().to_owned();
@@ -108,10 +89,7 @@ impl OpenaiSession {
 }
 
 /// Handles the complete events received so far; `Some` once the answer ended.
-fn read_events(
-    events: &mut EventReader,
-    probe: &mut TurnProbe,
-) -> Result<Option<Result<(), Failure>>, Failure> {
+fn read_events(events: &mut EventReader, probe: &mut TurnProbe) -> EventsRead {
     while let Some(event) = events.next_event() {
         if event.data == "[DONE]" {
             return Ok(Some(Ok(())));
