@@ -279,7 +279,7 @@ async fn gateway_state(
         registry: Tracked::new(registry, registry_stats),
         broker: Tracked::new(broker_actor, broker_stats),
         counters,
-        limits: Arc::new(SessionLimits::from_config(config)),
+        limits: SessionLimits::from_config(config),
         draining: Draining::default(),
     };
     Ok(AppState {

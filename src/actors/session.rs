@@ -49,12 +49,11 @@ impl SessionLimits {
 }
 
 /// What every session of a gateway shares.
-#[derive(Clone)]
 pub struct SessionDeps {
     pub registry: Tracked<SessionRegistry>,
     pub broker: Tracked<BrokerActor>,
     pub counters: Arc<Counters>,
-    pub limits: Arc<SessionLimits>,
+    pub limits: SessionLimits,
     /// Set when the process stops: new turns are refused.
     pub draining: Draining,
 }
