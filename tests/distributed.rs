@@ -6,6 +6,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::proxy::CuttableProxy;
 use common::rabbitmq::{Cleanup, URL, close_connections_of, message_count, unique_queue};
 use common::{Client, Process, WAIT, expected_answer, mock_llm, wait_for_mock};
 use parlor::protocol::ServerFrame;
@@ -48,6 +49,16 @@ impl Deployment {
         Process::start(&["gateway"], &self.settings)
     }
 
+    /// A gateway with some settings of its own (later settings win).
+    fn gateway_with(&self, settings: &[(&'static str, String)]) -> Process {
+        let all: Vec<_> = self.settings.iter().chain(settings).cloned().collect();
+        Process::start(&["gateway"], &all)
+    }
+
+    fn serve(&self) -> Process {
+        Process::start(&["serve"], &self.settings)
+    }
+
     fn worker(&self) -> Process {
         Process::start_until(&["worker"], &self.settings, "worker ready")
     }
@@ -78,11 +89,20 @@ async fn skip_to_reset(client: &mut Client, turn_id: Uuid) {
 }
 
 async fn readiness(gateway: &Process) -> u16 {
-    reqwest::get(gateway.http("/readyz"))
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    let response = reqwest::get(gateway.http("/readyz")).await.unwrap();
+    response.status().as_u16()
+}
+
+/// Waits (at most [`WAIT`]) until `/readyz` answers `status`.
+async fn wait_for_readiness(gateway: &Process, status: u16) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while readiness(gateway).await != status {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "/readyz never said {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
@@ -283,4 +303,57 @@ async fn a_stopping_worker_gives_its_turn_to_another() {
     );
     let status = first_worker.wait_exit(WAIT).expect("the worker exits");
     assert!(status.success());
+}
+
+#[tokio::test]
+async fn serve_with_a_broker_url_chats_through_rabbitmq() {
+    let (deployment, _cleanup) = Deployment::new(mock_llm(0, 0), &[]);
+    let server = deployment.serve();
+    let mut client = Client::connect(&server).await;
+
+    assert_eq!(
+        client.chat("hello").await.answer,
+        expected_answer("hello", 1)
+    );
+    let token = server.log();
+    assert!(message_count(&deployment.queue).await == 0, "{token}");
+}
+
+#[tokio::test]
+async fn during_a_broker_outage_chats_are_refused_clearly_and_resume_after() {
+    let (deployment, _cleanup) = Deployment::new(mock_llm(0, 0), &[]);
+    // Only this gateway's way to RabbitMQ goes down; the broker keeps serving others.
+    let proxy = CuttableProxy::start("127.0.0.1:5672");
+    let via_proxy = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port);
+    let gateway = deployment.gateway_with(&[("PARLOR_BROKER__URL", via_proxy)]);
+    let _worker = deployment.worker();
+    let mut client = Client::connect(&gateway).await;
+    assert_eq!(
+        client.chat("before").await.answer,
+        expected_answer("before", 1)
+    );
+
+    proxy.cut();
+    wait_for_readiness(&gateway, 503).await;
+    assert_eq!(client.chat("during").await.ending, "unavailable");
+    let body = json!({ "messages": [{ "role": "user", "content": "during" }] });
+    let response = reqwest::Client::new()
+        .post(gateway.http("/chat"))
+        .json(&body)
+        .send()
+        .await;
+    assert_eq!(response.unwrap().status(), 503);
+    client.send_json(json!({ "type": "ping" })).await;
+    assert_eq!(
+        client.next_frame().await,
+        ServerFrame::Pong,
+        "the session stays open"
+    );
+
+    proxy.restore();
+    wait_for_readiness(&gateway, 200).await;
+    assert_eq!(
+        client.chat("after").await.answer,
+        expected_answer("after", 2)
+    );
 }
