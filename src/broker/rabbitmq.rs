@@ -46,7 +46,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{
     Acker, BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
-    ExchangeKind, PublisherConfirm,
+    ExchangeKind, PublisherConfirm, Queue,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -619,6 +619,20 @@ async fn open_channel(link: &Link) -> Result<Channel, BrokerError> {
     link.connection.create_channel().await.map_err(unavailable)
 }
 
+/// Declares a queue only this connection uses, gone when it closes (an empty
+/// `name` lets RabbitMQ name it).
+async fn declare_private_queue(channel: &Channel, name: &str) -> Result<Queue, BrokerError> {
+    let options = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(short(name)?, options, FieldTable::default())
+        .await
+        .map_err(unavailable)
+}
+
 /// Consumes `queue` with manual acknowledgements, at most `prefetch` unacknowledged.
 async fn consume_acknowledged(
     channel: &Channel,
@@ -656,15 +670,7 @@ impl Subscription for Replies {
         let queue = self.queue.clone();
         async move {
             let channel = open_channel(&link).await?;
-            let options = QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            };
-            channel
-                .queue_declare(short(&queue)?, options, FieldTable::default())
-                .await
-                .map_err(unavailable)?;
+            declare_private_queue(&channel, &queue).await?;
             let consumer = consume_acknowledged(&channel, &queue, REPLY_PREFETCH).await?;
             Ok((channel, consumer))
         }
@@ -713,16 +719,8 @@ impl Subscription for Cancels {
         let exchange = self.exchange.clone();
         async move {
             let channel = open_channel(&link).await?;
-            let options = QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            };
             // Server-named: declared anew (under a new name) on every connection.
-            let queue = channel
-                .queue_declare("".into(), options, FieldTable::default())
-                .await
-                .map_err(unavailable)?;
+            let queue = declare_private_queue(&channel, "").await?;
             channel
                 .queue_bind(
                     queue.name().clone(),
