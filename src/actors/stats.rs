@@ -84,10 +84,6 @@ impl<A: Actor> Tracked<A> {
         Self { addr, stats }
     }
 
-    pub fn stats(&self) -> &Arc<ActorStats> {
-        &self.stats
-    }
-
     /// Whether the actor is still running.
     pub fn connected(&self) -> bool {
         self.addr.connected()

@@ -115,11 +115,6 @@ impl LlmClient {
         })
     }
 
-    /// The configuration this client was built with.
-    pub fn config(&self) -> &LlmConfig {
-        &self.inner.config
-    }
-
     /// Streams the model's answer to `messages`. The stream ends after a
     /// `Finished` event or after the first error. Dropping it cancels the request.
     pub fn stream_chat(

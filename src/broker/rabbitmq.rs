@@ -408,10 +408,6 @@ impl RabbitBroker {
     pub fn connection_name(&self) -> &str {
         &self.shared.connection_name
     }
-
-    pub fn topology(&self) -> &Topology {
-        &self.shared.topology
-    }
 }
 
 impl Drop for RabbitBroker {
