@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::stats::ActorStats;
 use crate::agent::coalesce::coalesce;
 use crate::agent::{Agent, AgentEvent, AgentRequest, AgentStream};
-use crate::broker::{Answer, AnswerBody, Broker, Delivery};
+use crate::broker::{Answer, AnswerBody, Broker, BrokerError, Delivery};
 use crate::conversation::{ErrorCode, FinishReason};
 
 pub struct AgentWorker {
@@ -63,7 +63,8 @@ pub enum TurnOutcome {
     Failed,
     /// The gateway that asked is gone; nobody was there to answer.
     NobodyListening,
-    /// Handed back to the queue unfinished (the process is stopping).
+    /// Handed back to the queue unfinished (the process is stopping, or the broker
+    /// failed to take its answer).
     GivenBack,
 }
 
@@ -165,10 +166,7 @@ async fn answer_question(
             () = cancel.cancelled() => break AnswerBody::Done { finish_reason: FinishReason::Cancelled },
             () = give_back.cancelled() => {
                 drop(events);
-                let turn_id = question.turn_id;
-                if let Err(error) = delivery.requeue().await {
-                    tracing::warn!(%turn_id, %error, "could not give a question back");
-                }
+                requeue(delivery).await;
                 return TurnOutcome::GivenBack;
             }
             event = events.next() => event,
@@ -177,10 +175,17 @@ async fn answer_question(
             Some(Ok(AgentEvent::Text(text))) => {
                 let chunk = answer(AnswerBody::Chunk { seq, text });
                 if let Err(error) = broker.publish_answer(&question.reply_to, chunk).await {
-                    tracing::info!(turn_id = %question.turn_id, %error, "stopping a turn nobody receives");
                     drop(events);
-                    settle(delivery).await;
-                    return TurnOutcome::NobodyListening;
+                    let turn_id = question.turn_id;
+                    if let BrokerError::NoSuchReplyQueue(_) = error {
+                        tracing::info!(%turn_id, "stopping a turn nobody receives");
+                        settle(delivery).await;
+                        return TurnOutcome::NobodyListening;
+                    }
+                    // The broker failed, not the turn: another worker may finish it.
+                    tracing::warn!(%turn_id, %error, "giving a turn back after a failed publish");
+                    requeue(delivery).await;
+                    return TurnOutcome::GivenBack;
                 }
                 seq += 1;
             }
@@ -219,6 +224,13 @@ async fn answer_question(
     }
     settle(delivery).await;
     outcome
+}
+
+async fn requeue(delivery: Delivery) {
+    let turn_id = delivery.question.turn_id;
+    if let Err(error) = delivery.requeue().await {
+        tracing::warn!(%turn_id, %error, "could not give a question back");
+    }
 }
 
 async fn settle(delivery: Delivery) {
