@@ -6,7 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use futures_util::{Stream, StreamExt};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use uuid::Uuid;
@@ -198,6 +198,20 @@ fn seed_events(
     })
 }
 
+/// The data of an answer-text event, its fields in the seed gateway's order (a
+/// struct rather than a JSON map, too, as it is written once per chunk).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SeedTextEvent<'a> {
+    session_id: Uuid,
+    user_id: &'a str,
+    function_id: u32,
+    message: &'a str,
+    reasoning_message: &'static str,
+    #[serde(rename = "type")]
+    kind: u32,
+}
+
 /// Writes the seed protocol's events for one session and user.
 struct SeedEncoder {
     session_id: Uuid,
@@ -205,15 +219,16 @@ struct SeedEncoder {
 }
 
 impl SeedEncoder {
-    fn text(&self, text: &str) -> String {
-        let data = json!({
-            "sessionId": self.session_id,
-            "userId": self.user_id,
-            "functionId": FUNCTION_ID,
-            "message": text,
-            "reasoningMessage": "",
-            "type": ANSWER_TEXT_TYPE,
-        });
+    fn text(&self, message: &str) -> String {
+        let data = SeedTextEvent {
+            session_id: self.session_id,
+            user_id: &self.user_id,
+            function_id: FUNCTION_ID,
+            message,
+            reasoning_message: "",
+            kind: ANSWER_TEXT_TYPE,
+        };
+        let data = serde_json::to_string(&data).expect("seed events always serialize");
         format!("data: {data}\n\n")
     }
 
