@@ -33,6 +33,8 @@ pub enum Command {
     MockLlm(MockLlmArgs),
     /// The load-testing harness: drives chat sessions and checks every answer
     Loadtest(crate::loadtest::LoadtestArgs),
+    /// A running gateway's admin stats as a table (`--watch` refreshes it)
+    Stats(crate::admin_view::StatsArgs),
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 //! engines) and `agent` (knowledge agent, LLM client, mock model).
 
 pub mod actors;
+pub mod admin_view;
 pub mod agent;
 pub mod broker;
 pub mod cli;

@@ -43,6 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(mock_llm::run(&args.bind, options).await?)
         }
         Command::Loadtest(args) => crate::loadtest::run(args).await,
+        Command::Stats(args) => crate::admin_view::run(args).await,
     }
 }
 
