@@ -19,6 +19,9 @@ mod socket;
 mod turn_queue;
 mod turns;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 use std::time::Duration;
 
