@@ -1,0 +1,333 @@
+//! `SessionActor`: one per chat session. It owns the session's WebSocket (through
+//! actix-ws), its conversation history, its queue of pending turns and the turn
+//! that is running, and it outlives its connection for `session.idle_timeout_s` so
+//! a client can re-attach.
+//!
+//! The actor wires together parts that each do one job and know nothing of actix
+//! beyond the socket's sink: [`connection`] (the attached socket: reading frames,
+//! liveness, close codes), [`turn_queue`] (which turn runs, which wait),
+//! [`reassembly`] (a turn's answer from possibly several deliveries) and
+//! [`history`] (the window of the conversation the agent sees). The actor's own
+//! work is in two halves: [`turns`] (from a message to its last frame) and
+//! [`socket`] (attaching, reading and letting go of the WebSocket). The wire
+//! protocol is in `docs/protocol.md`.
+
+mod connection;
+mod history;
+mod reassembly;
+mod socket;
+mod turn_queue;
+mod turns;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::io::WriteHandler;
+use actix::prelude::*;
+use actix_ws::{AggregatedMessage, ProtocolError};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use self::connection::{Connection, Goodbye};
+use self::history::History;
+use self::reassembly::TurnEnd;
+use self::turn_queue::TurnQueue;
+use super::broker::BrokerActor;
+use super::registry::{Register, SessionRegistry, Unregister};
+use super::stats::Tracked;
+use crate::broker::Answer;
+use crate::config::Config;
+use crate::conversation::{ChatMessage, ErrorCode, FinishReason};
+use crate::counters::{Counters, bump};
+use crate::protocol::ServerFrame;
+use crate::shutdown::Draining;
+
+/// The limits a session enforces, read once from the configuration.
+#[derive(Clone, Debug)]
+pub struct SessionLimits {
+    pub max_message_bytes: usize,
+    pub max_queued_turns: usize,
+    pub max_history_messages: usize,
+    pub turn_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub client_timeout: Duration,
+}
+
+impl SessionLimits {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            max_message_bytes: config.http.max_message_bytes,
+            max_queued_turns: config.session.max_queued_turns,
+            max_history_messages: config.agent.max_history_messages,
+            turn_timeout: config.session.turn_timeout(),
+            idle_timeout: config.session.idle_timeout(),
+            client_timeout: config.session.client_timeout(),
+        }
+    }
+}
+
+/// What every session of a gateway shares.
+pub struct SessionDeps {
+    pub registry: Tracked<SessionRegistry>,
+    pub broker: Tracked<BrokerActor>,
+    pub counters: Arc<Counters>,
+    pub limits: SessionLimits,
+    /// Set when the process stops: new turns are refused.
+    pub draining: Draining,
+}
+
+/// Receives the frames of one turn started over HTTP (`POST /chat`). Unbounded
+/// because it holds at most one answer, which the model's token limit bounds.
+pub type TurnListener = mpsc::UnboundedSender<ServerFrame>;
+
+pub struct SessionActor {
+    id: Uuid,
+    deps: Arc<SessionDeps>,
+    connection: Option<Connection>,
+    history: History,
+    turns: TurnQueue,
+    /// Ends the running turn with `timeout` when it takes too long.
+    turn_deadline: Option<SpawnHandle>,
+    idle_timer: Option<SpawnHandle>,
+}
+
+impl SessionActor {
+    /// Starts a session on the current arbiter, seeded with `history` (oldest first).
+    pub fn start(deps: Arc<SessionDeps>, history: Vec<ChatMessage>) -> (Uuid, Addr<Self>) {
+        let actor = Self::new(deps, history);
+        (actor.id, actor.start())
+    }
+
+    /// Starts a session on the current arbiter for a freshly upgraded WebSocket,
+    /// which it reads itself (the frame stream cannot leave this thread; a session
+    /// re-attached from another thread gets its frames as [`SocketInput`]
+    /// messages instead). With `unknown_id`, the client asked for a session that
+    /// is gone: the `session` frame is followed by an `error` `not_found`.
+    pub fn start_connected(
+        deps: Arc<SessionDeps>,
+        socket: actix_ws::Session,
+        frames: actix_ws::AggregatedMessageStream,
+        connection_id: u64,
+        unknown_id: Option<String>,
+    ) -> Addr<Self> {
+        Self::create(move |ctx| {
+            let mut actor = Self::new(deps, Vec::new());
+            actor.attach(socket, connection_id, unknown_id, ctx);
+            let closed =
+                futures_util::stream::once(async move { SocketInput::Closed { connection_id } });
+            let frames = frames.map(move |item| SocketInput::Frame {
+                connection_id,
+                item,
+            });
+            ctx.add_stream(frames.chain(closed));
+            actor
+        })
+    }
+
+    fn new(deps: Arc<SessionDeps>, history: Vec<ChatMessage>) -> Self {
+        let history = History::seeded(history, deps.limits.max_history_messages);
+        Self {
+            id: Uuid::new_v4(),
+            deps,
+            connection: None,
+            history,
+            turns: TurnQueue::default(),
+            turn_deadline: None,
+            idle_timer: None,
+        }
+    }
+
+    fn arm_idle_timer(&mut self, ctx: &mut Context<Self>) {
+        if self.connection.is_some() || self.turns.running().is_some() || self.idle_timer.is_some()
+        {
+            return;
+        }
+        let timer = ctx.run_later(self.deps.limits.idle_timeout, |actor, ctx| {
+            actor.idle_timer = None;
+            if actor.connection.is_none() && actor.turns.running().is_none() {
+                tracing::debug!(session_id = %actor.id, "session idle; closing it");
+                ctx.stop();
+            }
+        });
+        self.idle_timer = Some(timer);
+    }
+
+    fn cancel_idle_timer(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.idle_timer.take() {
+            ctx.cancel_future(timer);
+        }
+    }
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        bump(&self.deps.counters.sessions_created);
+        // The registry's mailbox is large and registration must not wait: a client may
+        // re-attach as soon as it has read the session id.
+        self.deps.registry.do_send(Register {
+            session_id: self.id,
+            session: ctx.address(),
+        });
+        self.arm_idle_timer(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        // Only an idle session stops on its own; at shutdown a turn may still run.
+        if let Some(turn) = self.turns.end() {
+            let turn_id = turn.turn_id;
+            self.stop_worker(turn_id);
+            turn.tell_listener(ServerFrame::Done {
+                turn_id,
+                finish_reason: FinishReason::Cancelled,
+            });
+        }
+        self.deps.registry.do_send(Unregister {
+            session_id: self.id,
+        });
+    }
+}
+
+/// Re-attach this (live) session to a client's new WebSocket. Its first frame
+/// there is `session`; the socket's reader then sends the frames as
+/// [`SocketInput`] tagged with `connection_id`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Attach {
+    pub socket: actix_ws::Session,
+    pub connection_id: u64,
+}
+
+impl Handler<Attach> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, message: Attach, ctx: &mut Self::Context) {
+        self.attach(message.socket, message.connection_id, None, ctx);
+    }
+}
+
+/// Time to ping the client (sent to every session by the registry's one timer:
+/// ten thousand timers of their own would cost sessions ~200 bytes each).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Heartbeat;
+
+impl Handler<Heartbeat> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Heartbeat, ctx: &mut Self::Context) {
+        self.heartbeat(ctx);
+    }
+}
+
+/// The process is stopping: close the socket (`1001 going away`). Turns still
+/// running were given their grace period already.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct GoingAway;
+
+impl Handler<GoingAway> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: GoingAway, ctx: &mut Self::Context) {
+        self.say_goodbye(Goodbye::GoingAway, ctx);
+    }
+}
+
+/// Start a turn whose frames go to `listener` (`POST /chat`); answers the turn id,
+/// or the error code and message it was refused with.
+#[derive(Message)]
+#[rtype(result = "Result<Uuid, (ErrorCode, String)>")]
+pub struct StartTurn {
+    pub text: String,
+    pub listener: TurnListener,
+}
+
+impl Handler<StartTurn> for SessionActor {
+    type Result = Result<Uuid, (ErrorCode, String)>;
+
+    fn handle(&mut self, message: StartTurn, ctx: &mut Self::Context) -> Self::Result {
+        self.queue_turn(message.text, Some(message.listener), ctx)
+    }
+}
+
+/// An answer for one of this session's turns, routed by the broker actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TurnUpdate(pub Answer);
+
+impl Handler<TurnUpdate> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, TurnUpdate(answer): TurnUpdate, ctx: &mut Self::Context) {
+        self.on_answer(answer, ctx);
+    }
+}
+
+/// A turn of this session failed outside any worker (e.g. the broker connection
+/// was lost with its answers).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TurnFailed {
+    pub turn_id: Uuid,
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Handler<TurnFailed> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, failure: TurnFailed, ctx: &mut Self::Context) {
+        if self.turns.is_running(failure.turn_id) {
+            self.end_turn(TurnEnd::Failed(failure.code, failure.message), ctx);
+        }
+    }
+}
+
+/// What a connection yields: a frame, or its end. Tagged with the connection so a
+/// replaced connection's late input is ignored. A session reads its first
+/// connection itself; a re-attached connection is read on its own thread (the
+/// frame stream cannot move between threads) and its input sent as messages.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum SocketInput {
+    Frame {
+        connection_id: u64,
+        item: Result<AggregatedMessage, ProtocolError>,
+    },
+    Closed {
+        connection_id: u64,
+    },
+}
+
+impl Handler<SocketInput> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, input: SocketInput, ctx: &mut Self::Context) {
+        self.on_socket_input(input, ctx);
+    }
+}
+
+impl StreamHandler<SocketInput> for SessionActor {
+    fn handle(&mut self, input: SocketInput, ctx: &mut Self::Context) {
+        self.on_socket_input(input, ctx);
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {
+        // A socket ending is a `Closed` input; the session itself lives on.
+    }
+}
+
+impl WriteHandler<actix_ws::Closed> for SessionActor {
+    fn error(&mut self, _: actix_ws::Closed, _: &mut Self::Context) -> Running {
+        // The socket is gone; its read side reports `Closed` and detaches it.
+        Running::Continue
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {}
+}

@@ -1,0 +1,141 @@
+//! How the session actor serves its WebSocket: attaching one (and sending the one
+//! it replaces away), reading what the client sends through
+//! [`connection::read`], pinging it, and letting it go. The socket itself is a
+//! [`Connection`].
+
+use actix::prelude::*;
+use actix_ws::{AggregatedMessage, ProtocolError};
+
+use super::connection::{self, Connection, Goodbye, Received};
+use super::{SessionActor, SocketInput};
+use crate::conversation::ErrorCode;
+use crate::protocol::{ClientFrame, ServerFrame};
+
+impl SessionActor {
+    pub(super) fn attach(
+        &mut self,
+        socket: actix_ws::Session,
+        connection_id: u64,
+        unknown_id: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Some(old) = self.connection.take() {
+            old.close(Goodbye::Replaced);
+        }
+        self.cancel_idle_timer(ctx);
+        self.connection = Some(Connection::open(connection_id, socket, ctx));
+        self.send_to_socket(&ServerFrame::Session {
+            session_id: self.id,
+        });
+        if let Some(asked) = unknown_id {
+            let text = format!("no live session {asked}; this is a new session");
+            self.send_to_socket(&ServerFrame::error(None, ErrorCode::NotFound, text));
+        }
+    }
+
+    /// Sends a frame to the attached WebSocket, if any.
+    pub(super) fn send_to_socket(&mut self, frame: &ServerFrame) {
+        if let Some(connection) = &mut self.connection {
+            connection.send(frame);
+        }
+    }
+
+    /// Pings the client, or lets it go when it stopped answering.
+    pub(super) fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        let Some(connection) = &mut self.connection else {
+            return;
+        };
+        if !connection.ping_if_alive(self.deps.limits.client_timeout) {
+            tracing::debug!(session_id = %self.id, "client stopped answering pings");
+            self.say_goodbye(Goodbye::Unresponsive, ctx);
+        }
+    }
+
+    pub(super) fn on_socket_input(&mut self, input: SocketInput, ctx: &mut Context<Self>) {
+        match input {
+            SocketInput::Frame {
+                connection_id,
+                item,
+            } => {
+                if self
+                    .connection
+                    .as_ref()
+                    .is_some_and(|c| c.id() == connection_id)
+                {
+                    self.on_socket_frame(item, ctx);
+                }
+            }
+            SocketInput::Closed { connection_id } => {
+                // Its client is gone already: nothing to say to it.
+                if let Some(connection) = self.connection.take_if(|c| c.id() == connection_id) {
+                    connection.drop_socket();
+                    self.connection_left(ctx);
+                }
+            }
+        }
+    }
+
+    fn on_socket_frame(
+        &mut self,
+        item: Result<AggregatedMessage, ProtocolError>,
+        ctx: &mut Context<Self>,
+    ) {
+        if let Err(error) = &item {
+            // The stream cannot continue; the close frame says why.
+            tracing::debug!(session_id = %self.id, %error, "WebSocket protocol error");
+        }
+        let limit = self.deps.limits.max_message_bytes;
+        let Some(connection) = &mut self.connection else {
+            return;
+        };
+        connection.heard();
+        match connection::read(item, limit) {
+            Received::Request(frame) => self.on_request(frame, ctx),
+            Received::Invalid(error) => connection.send(&error),
+            Received::Ping(payload) => connection.pong(payload),
+            Received::Pong => {}
+            Received::Leaving(goodbye) => self.say_goodbye(goodbye, ctx),
+        }
+    }
+
+    fn on_request(&mut self, frame: ClientFrame, ctx: &mut Context<Self>) {
+        match frame {
+            ClientFrame::Message { text } => {
+                if let Err((code, message)) = self.queue_turn(text, None, ctx) {
+                    self.send_to_socket(&ServerFrame::error(None, code, message));
+                }
+            }
+            ClientFrame::Cancel => {
+                if self.turns.running().is_some() {
+                    self.cancel_running_turn(ctx);
+                } else {
+                    let message = "no turn is running";
+                    self.send_to_socket(&ServerFrame::error(None, ErrorCode::NotFound, message));
+                }
+            }
+            ClientFrame::Ping => self.send_to_socket(&ServerFrame::Pong),
+        }
+    }
+
+    /// Closes the attached socket for `goodbye`.
+    pub(super) fn say_goodbye(&mut self, goodbye: Goodbye, ctx: &mut Context<Self>) {
+        if let Some(connection) = self.connection.take() {
+            connection.close(goodbye);
+            self.connection_left(ctx);
+        }
+    }
+
+    /// The socket went away: the turns only it watched stop (the model too), and the
+    /// session waits `idle_timeout` for the client to come back.
+    fn connection_left(&mut self, ctx: &mut Context<Self>) {
+        self.turns.drop_waiting_without_listener();
+        if self
+            .turns
+            .running()
+            .is_some_and(|turn| turn.listener.is_none())
+        {
+            self.cancel_running_turn(ctx);
+        }
+        self.arm_idle_timer(ctx);
+    }
+}

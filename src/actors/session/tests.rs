@@ -1,0 +1,394 @@
+//! The whole session actor in-process: a real registry and broker actor over the
+//! embedded broker, with the test in the worker's place, taking questions and
+//! publishing answers.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::stream::BoxStream;
+use futures_util::{Stream, StreamExt};
+
+use super::*;
+use crate::actors::registry::Lookup;
+use crate::actors::stats::ActorStats;
+use crate::broker::embedded::EmbeddedBroker;
+use crate::broker::{AnswerBody, Broker, Delivery, Question};
+
+/// How long any one step may take (virtual time where the test pauses the clock).
+const WAIT: Duration = Duration::from_secs(5);
+
+fn limits() -> SessionLimits {
+    SessionLimits {
+        max_message_bytes: 1024,
+        max_queued_turns: 1,
+        max_history_messages: 8,
+        turn_timeout: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(300),
+        client_timeout: Duration::from_secs(30),
+    }
+}
+
+/// A gateway's session dependencies, and the worker's end of the broker.
+struct Gateway {
+    deps: Arc<SessionDeps>,
+    broker: Arc<dyn Broker>,
+    questions: BoxStream<'static, Delivery>,
+    cancels: BoxStream<'static, Uuid>,
+}
+
+impl Gateway {
+    /// `capacity` questions may wait for the test to take them.
+    async fn start(capacity: usize) -> Self {
+        let broker: Arc<dyn Broker> = Arc::new(EmbeddedBroker::new(capacity));
+        let questions = broker.consume_questions().await.unwrap();
+        let cancels = broker.subscribe_cancels().await.unwrap();
+        let registry_stats = ActorStats::new("session_registry", "0");
+        let registry = SessionRegistry::new(Duration::from_secs(3600), registry_stats.clone());
+        let reply_queue = broker.open_reply_queue().await.unwrap();
+        let broker_stats = ActorStats::new("broker", reply_queue.address.clone());
+        let counters = Arc::new(Counters::default());
+        let broker_actor = BrokerActor::new(
+            broker.clone(),
+            reply_queue,
+            broker_stats.clone(),
+            counters.clone(),
+        );
+        let deps = SessionDeps {
+            registry: Tracked::new(registry.start(), registry_stats),
+            broker: Tracked::new(broker_actor.start(), broker_stats),
+            counters,
+            limits: limits(),
+            draining: Draining::default(),
+        };
+        Self {
+            deps: Arc::new(deps),
+            broker,
+            questions,
+            cancels,
+        }
+    }
+
+    async fn next_question(&mut self) -> Question {
+        next(&mut self.questions).await.question
+    }
+
+    async fn answer(&self, question: &Question, attempt: u32, body: AnswerBody) {
+        let answer = Answer {
+            session_id: question.session_id,
+            turn_id: question.turn_id,
+            attempt,
+            body,
+        };
+        self.broker
+            .publish_answer(&question.reply_to, answer)
+            .await
+            .unwrap();
+    }
+
+    fn count(&self, counter: impl Fn(&Counters) -> &std::sync::atomic::AtomicU64) -> u64 {
+        counter(&self.deps.counters).load(Ordering::Relaxed)
+    }
+}
+
+async fn next<T>(stream: &mut (impl Stream<Item = T> + Unpin)) -> T {
+    tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("an item within the wait")
+        .expect("the stream is open")
+}
+
+async fn next_frame(frames: &mut mpsc::UnboundedReceiver<ServerFrame>) -> ServerFrame {
+    tokio::time::timeout(WAIT, frames.recv())
+        .await
+        .expect("a frame within the wait")
+        .expect("the session keeps the listener")
+}
+
+async fn start_turn(
+    session: &Addr<SessionActor>,
+    text: &str,
+) -> (Uuid, mpsc::UnboundedReceiver<ServerFrame>) {
+    let (listener, frames) = mpsc::unbounded_channel();
+    let text = text.into();
+    let turn_id = session
+        .send(StartTurn { text, listener })
+        .await
+        .expect("the session is running")
+        .expect("the turn is admitted");
+    (turn_id, frames)
+}
+
+fn chunk(seq: u64, text: &str) -> AnswerBody {
+    AnswerBody::Chunk {
+        seq,
+        text: text.into(),
+    }
+}
+
+fn done() -> AnswerBody {
+    AnswerBody::Done {
+        finish_reason: FinishReason::Stop,
+    }
+}
+
+fn chunk_frame(turn_id: Uuid, seq: u64, text: &str) -> ServerFrame {
+    ServerFrame::Chunk {
+        turn_id,
+        seq,
+        text: text.into(),
+    }
+}
+
+#[actix::test]
+async fn a_restarted_turn_resets_and_only_its_last_delivery_is_remembered() {
+    let mut gateway = Gateway::start(8).await;
+    let seed = vec![
+        ChatMessage::user("earlier"),
+        ChatMessage::assistant("noted"),
+    ];
+    let (session_id, session) = SessionActor::start(gateway.deps.clone(), seed.clone());
+    let (turn_id, mut frames) = start_turn(&session, "hello").await;
+
+    let question = gateway.next_question().await;
+    assert_eq!(question.session_id, session_id);
+    assert_eq!(question.turn_id, turn_id);
+    assert_eq!(question.text, "hello");
+    assert_eq!(question.history, seed);
+    assert_eq!(
+        next_frame(&mut frames).await,
+        ServerFrame::Accepted { turn_id }
+    );
+
+    gateway.answer(&question, 1, chunk(0, "Hel")).await;
+    gateway.answer(&question, 1, chunk(1, "lo wor")).await;
+    assert_eq!(
+        next_frame(&mut frames).await,
+        chunk_frame(turn_id, 0, "Hel")
+    );
+    assert_eq!(
+        next_frame(&mut frames).await,
+        chunk_frame(turn_id, 1, "lo wor")
+    );
+
+    // The first worker died; the second delivery starts over.
+    gateway.answer(&question, 2, chunk(0, "Hello")).await;
+    gateway.answer(&question, 1, chunk(2, "ld")).await; // late, from the dead worker
+    gateway.answer(&question, 2, chunk(0, "Hello")).await; // a duplicate
+    gateway.answer(&question, 2, chunk(1, " world")).await;
+    gateway.answer(&question, 2, done()).await;
+    assert!(matches!(
+        next_frame(&mut frames).await,
+        ServerFrame::Reset { turn_id: reset, .. } if reset == turn_id
+    ));
+    assert_eq!(
+        next_frame(&mut frames).await,
+        chunk_frame(turn_id, 0, "Hello")
+    );
+    assert_eq!(
+        next_frame(&mut frames).await,
+        chunk_frame(turn_id, 1, " world")
+    );
+    assert_eq!(
+        next_frame(&mut frames).await,
+        ServerFrame::Done {
+            turn_id,
+            finish_reason: FinishReason::Stop
+        }
+    );
+    assert_eq!(gateway.count(|c| &c.turns_completed), 1);
+
+    let (_, _frames) = start_turn(&session, "again").await;
+    let mut remembered = seed;
+    remembered.push(ChatMessage::user("hello"));
+    remembered.push(ChatMessage::assistant("Hello world"));
+    assert_eq!(gateway.next_question().await.history, remembered);
+}
+
+#[actix::test]
+async fn messages_wait_for_the_running_turn_and_beyond_the_limit_get_busy() {
+    let mut gateway = Gateway::start(8).await;
+    let (_, session) = SessionActor::start(gateway.deps.clone(), Vec::new());
+    let (first, mut first_frames) = start_turn(&session, "one").await;
+    let (second, mut second_frames) = start_turn(&session, "two").await;
+    let (listener, _frames) = mpsc::unbounded_channel();
+    let refused = session
+        .send(StartTurn {
+            text: "three".into(),
+            listener,
+        })
+        .await
+        .unwrap();
+    assert!(matches!(refused, Err((ErrorCode::Busy, _))), "{refused:?}");
+
+    let question = gateway.next_question().await;
+    assert_eq!(question.turn_id, first);
+    gateway.answer(&question, 1, done()).await;
+    assert_eq!(
+        next_frame(&mut first_frames).await,
+        ServerFrame::Accepted { turn_id: first }
+    );
+    assert!(matches!(
+        next_frame(&mut first_frames).await,
+        ServerFrame::Done { .. }
+    ));
+
+    let question = gateway.next_question().await;
+    assert_eq!(question.turn_id, second);
+    assert_eq!(question.history, vec![ChatMessage::user("one")]);
+    assert_eq!(
+        next_frame(&mut second_frames).await,
+        ServerFrame::Accepted { turn_id: second }
+    );
+}
+
+#[actix::test]
+async fn a_failed_turn_is_reported_and_not_remembered() {
+    let mut gateway = Gateway::start(8).await;
+    let (_, session) = SessionActor::start(gateway.deps.clone(), Vec::new());
+    let (turn_id, mut frames) = start_turn(&session, "hello").await;
+    let question = gateway.next_question().await;
+    gateway.answer(&question, 1, chunk(0, "Hel")).await;
+    let error = AnswerBody::Error {
+        code: ErrorCode::Upstream,
+        message: "the model failed".into(),
+    };
+    gateway.answer(&question, 1, error).await;
+    assert_eq!(
+        next_frame(&mut frames).await,
+        ServerFrame::Accepted { turn_id }
+    );
+    assert_eq!(
+        next_frame(&mut frames).await,
+        chunk_frame(turn_id, 0, "Hel")
+    );
+    assert_eq!(
+        next_frame(&mut frames).await,
+        ServerFrame::error(Some(turn_id), ErrorCode::Upstream, "the model failed")
+    );
+
+    // A turn the broker lost ends the same way.
+    let (lost, mut frames) = start_turn(&session, "again").await;
+    assert_eq!(gateway.next_question().await.history, vec![]);
+    session
+        .send(TurnFailed {
+            turn_id: lost,
+            code: ErrorCode::Unavailable,
+            message: "the broker went away".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        next_frame(&mut frames).await,
+        ServerFrame::Accepted { turn_id: lost }
+    );
+    assert_eq!(
+        next_frame(&mut frames).await,
+        ServerFrame::error(Some(lost), ErrorCode::Unavailable, "the broker went away")
+    );
+    assert_eq!(gateway.count(|c| &c.turns_failed), 2);
+}
+
+#[actix::test]
+async fn missing_chunks_end_the_turn_and_stop_the_worker() {
+    let mut gateway = Gateway::start(8).await;
+    let (_, session) = SessionActor::start(gateway.deps.clone(), Vec::new());
+    let (turn_id, mut frames) = start_turn(&session, "hello").await;
+    let question = gateway.next_question().await;
+    gateway.answer(&question, 1, chunk(0, "a")).await;
+    gateway.answer(&question, 1, chunk(2, "c")).await;
+    assert_eq!(
+        next_frame(&mut frames).await,
+        ServerFrame::Accepted { turn_id }
+    );
+    assert_eq!(next_frame(&mut frames).await, chunk_frame(turn_id, 0, "a"));
+    assert!(matches!(
+        next_frame(&mut frames).await,
+        ServerFrame::Error { code: ErrorCode::Unavailable, turn_id: Some(id), .. } if id == turn_id
+    ));
+    assert_eq!(next(&mut gateway.cancels).await, turn_id);
+}
+
+#[actix::test]
+async fn a_turn_past_its_deadline_times_out_and_stops_the_worker() {
+    tokio::time::pause();
+    let mut gateway = Gateway::start(8).await;
+    let (_, session) = SessionActor::start(gateway.deps.clone(), Vec::new());
+    let (turn_id, mut frames) = start_turn(&session, "hello").await;
+    gateway.next_question().await;
+    assert_eq!(
+        next_frame(&mut frames).await,
+        ServerFrame::Accepted { turn_id }
+    );
+
+    tokio::time::advance(limits().turn_timeout + Duration::from_secs(1)).await;
+    assert!(matches!(
+        next_frame(&mut frames).await,
+        ServerFrame::Error { code: ErrorCode::Timeout, turn_id: Some(id), .. } if id == turn_id
+    ));
+    assert_eq!(next(&mut gateway.cancels).await, turn_id);
+}
+
+#[actix::test]
+async fn a_listener_that_leaves_cancels_its_turn() {
+    let mut gateway = Gateway::start(8).await;
+    let (_, session) = SessionActor::start(gateway.deps.clone(), Vec::new());
+    let (turn_id, frames) = start_turn(&session, "hello").await;
+    gateway.next_question().await;
+    drop(frames);
+    assert_eq!(next(&mut gateway.cancels).await, turn_id);
+    assert_eq!(gateway.count(|c| &c.turns_cancelled), 1);
+}
+
+#[actix::test]
+async fn a_question_the_broker_cannot_take_ends_the_turn_with_busy() {
+    let mut gateway = Gateway::start(1).await;
+    let (_, filler) = SessionActor::start(gateway.deps.clone(), Vec::new());
+    let (_, _filler_frames) = start_turn(&filler, "fills the queue").await;
+    let (_, session) = SessionActor::start(gateway.deps.clone(), Vec::new());
+    let (turn_id, mut frames) = start_turn(&session, "one too many").await;
+    assert!(matches!(
+        next_frame(&mut frames).await,
+        ServerFrame::Error { code: ErrorCode::Busy, turn_id: Some(id), .. } if id == turn_id
+    ));
+    assert_eq!(gateway.next_question().await.text, "fills the queue");
+}
+
+#[actix::test]
+async fn a_draining_session_refuses_new_turns() {
+    let gateway = Gateway::start(8).await;
+    let (_, session) = SessionActor::start(gateway.deps.clone(), Vec::new());
+    gateway.deps.draining.begin();
+    let (listener, _frames) = mpsc::unbounded_channel();
+    let text = "hello".into();
+    let refused = session.send(StartTurn { text, listener }).await.unwrap();
+    assert!(
+        matches!(refused, Err((ErrorCode::Unavailable, _))),
+        "{refused:?}"
+    );
+}
+
+#[actix::test]
+async fn an_idle_session_stops_and_leaves_the_registry() {
+    tokio::time::pause();
+    let mut gateway = Gateway::start(8).await;
+    let (session_id, session) = SessionActor::start(gateway.deps.clone(), Vec::new());
+    let (_, mut frames) = start_turn(&session, "hello").await;
+    let question = gateway.next_question().await;
+    gateway.answer(&question, 1, done()).await;
+    next_frame(&mut frames).await; // accepted
+    next_frame(&mut frames).await; // done
+    let lookup = || gateway.deps.registry.send(Lookup { session_id });
+    assert!(lookup().await.unwrap().is_some());
+
+    tokio::time::advance(limits().idle_timeout - Duration::from_secs(1)).await;
+    assert!(session.connected(), "idle, but not for long enough");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    tokio::time::timeout(WAIT, async {
+        while session.connected() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the session stops");
+    assert!(lookup().await.unwrap().is_none());
+}

@@ -1,0 +1,252 @@
+//! A session's turns: the one running and those waiting for it, in the order the
+//! user sent them. One turn runs at a time so that each sees the ones before it.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use uuid::Uuid;
+
+use super::TurnListener;
+use super::reassembly::Reassembly;
+use crate::conversation::ErrorCode;
+use crate::protocol::ServerFrame;
+
+#[derive(Default)]
+pub struct TurnQueue {
+    waiting: VecDeque<WaitingTurn>,
+    /// Boxed: most sessions are idle most of the time, and each idle byte counts
+    /// ten thousand times.
+    running: Option<Box<ActiveTurn>>,
+}
+
+struct WaitingTurn {
+    turn_id: Uuid,
+    text: String,
+    listener: Option<TurnListener>,
+}
+
+/// The turn being answered.
+pub struct ActiveTurn {
+    pub turn_id: Uuid,
+    /// The user's message.
+    pub text: String,
+    /// Where a `POST /chat` turn's frames go, besides the socket.
+    pub listener: Option<TurnListener>,
+    pub started: Instant,
+    pub reassembly: Reassembly,
+}
+
+impl ActiveTurn {
+    /// Passes a frame of this turn to its `POST /chat` listener, if it has one.
+    pub fn tell_listener(&self, frame: ServerFrame) {
+        if let Some(listener) = &self.listener {
+            // A listener that left cancels the turn through its own watch.
+            let _ = listener.send(frame);
+        }
+    }
+}
+
+impl TurnQueue {
+    /// Takes a user message as a turn, or refuses it with the error code and message
+    /// to answer: `unavailable` while the process stops (`draining`), `busy` when a
+    /// turn runs and `max_waiting` turns wait for it already.
+    pub fn admit(
+        &mut self,
+        text: String,
+        listener: Option<TurnListener>,
+        draining: bool,
+        max_waiting: usize,
+    ) -> Result<Uuid, (ErrorCode, String)> {
+        if draining {
+            let message = "parlor is shutting down; try again shortly";
+            return Err((ErrorCode::Unavailable, message.into()));
+        }
+        if self.running.is_some() && self.waiting.len() >= max_waiting {
+            let message = format!(
+                "{} messages already wait for the running turn; try again when it ends",
+                self.waiting.len()
+            );
+            return Err((ErrorCode::Busy, message));
+        }
+        let turn_id = Uuid::new_v4();
+        self.waiting.push_back(WaitingTurn {
+            turn_id,
+            text,
+            listener,
+        });
+        Ok(turn_id)
+    }
+
+    /// Starts the first waiting turn at `now`, unless a turn runs or none waits.
+    pub fn start_next(&mut self, now: Instant) -> Option<&ActiveTurn> {
+        if self.running.is_some() {
+            return None;
+        }
+        let WaitingTurn {
+            turn_id,
+            text,
+            listener,
+        } = self.waiting.pop_front()?;
+        let turn = self.running.insert(Box::new(ActiveTurn {
+            turn_id,
+            text,
+            listener,
+            started: now,
+            reassembly: Reassembly::default(),
+        }));
+        Some(turn)
+    }
+
+    pub fn running(&self) -> Option<&ActiveTurn> {
+        self.running.as_deref()
+    }
+
+    /// The running turn, if it is `turn_id`.
+    pub fn running_mut(&mut self, turn_id: Uuid) -> Option<&mut ActiveTurn> {
+        self.running
+            .as_deref_mut()
+            .filter(|turn| turn.turn_id == turn_id)
+    }
+
+    pub fn is_running(&self, turn_id: Uuid) -> bool {
+        self.running().is_some_and(|turn| turn.turn_id == turn_id)
+    }
+
+    /// Ends the running turn, handing it back.
+    pub fn end(&mut self) -> Option<Box<ActiveTurn>> {
+        self.running.take()
+    }
+
+    /// Drops the waiting turn `turn_id` (its `POST /chat` client left).
+    pub fn drop_waiting(&mut self, turn_id: Uuid) {
+        self.waiting.retain(|turn| turn.turn_id != turn_id);
+    }
+
+    /// Drops the waiting turns that only the socket watched (it left).
+    pub fn drop_waiting_without_listener(&mut self) {
+        self.waiting.retain(|turn| turn.listener.is_some());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    const MAX_WAITING: usize = 2;
+
+    fn admit(queue: &mut TurnQueue, text: &str) -> Result<Uuid, (ErrorCode, String)> {
+        queue.admit(text.into(), None, false, MAX_WAITING)
+    }
+
+    fn start(queue: &mut TurnQueue) -> Option<String> {
+        queue
+            .start_next(Instant::now())
+            .map(|turn| turn.text.clone())
+    }
+
+    #[test]
+    fn turns_run_one_at_a_time_in_order() {
+        let mut queue = TurnQueue::default();
+        let first = admit(&mut queue, "one").unwrap();
+        let second = admit(&mut queue, "two").unwrap();
+        assert_ne!(first, second);
+        assert_eq!(start(&mut queue).as_deref(), Some("one"));
+        assert!(queue.is_running(first));
+        assert_eq!(start(&mut queue), None, "one turn runs at a time");
+
+        assert_eq!(queue.end().map(|turn| turn.turn_id), Some(first));
+        assert_eq!(start(&mut queue).as_deref(), Some("two"));
+        assert!(queue.running_mut(second).is_some());
+        assert!(queue.running_mut(first).is_none());
+        queue.end();
+        assert_eq!(start(&mut queue), None, "nothing waits");
+        assert!(queue.running().is_none());
+    }
+
+    #[test]
+    fn beyond_the_waiting_limit_a_message_gets_busy() {
+        let mut queue = TurnQueue::default();
+        admit(&mut queue, "running").unwrap();
+        start(&mut queue);
+        admit(&mut queue, "waits 1").unwrap();
+        admit(&mut queue, "waits 2").unwrap();
+        let (code, message) = admit(&mut queue, "one too many").unwrap_err();
+        assert_eq!(code, ErrorCode::Busy);
+        assert!(message.contains("2 messages"), "{message}");
+
+        queue.end();
+        start(&mut queue);
+        admit(&mut queue, "room again").unwrap();
+    }
+
+    #[test]
+    fn an_idle_session_takes_a_turn_even_with_no_room_to_wait() {
+        let mut queue = TurnQueue::default();
+        assert!(queue.admit("hi".into(), None, false, 0).is_ok());
+        assert_eq!(start(&mut queue).as_deref(), Some("hi"));
+        assert_eq!(
+            queue.admit("next".into(), None, false, 0).unwrap_err().0,
+            ErrorCode::Busy
+        );
+    }
+
+    #[test]
+    fn while_draining_every_message_is_refused() {
+        let mut queue = TurnQueue::default();
+        let (code, _) = queue
+            .admit("hi".into(), None, true, MAX_WAITING)
+            .unwrap_err();
+        assert_eq!(code, ErrorCode::Unavailable);
+        assert_eq!(start(&mut queue), None);
+    }
+
+    #[test]
+    fn a_waiting_turn_whose_listener_left_is_dropped() {
+        let mut queue = TurnQueue::default();
+        admit(&mut queue, "running").unwrap();
+        start(&mut queue);
+        let (listener, _frames) = mpsc::unbounded_channel();
+        let left = queue
+            .admit("left".into(), Some(listener), false, MAX_WAITING)
+            .unwrap();
+        admit(&mut queue, "stays").unwrap();
+        queue.drop_waiting(left);
+        queue.end();
+        assert_eq!(start(&mut queue).as_deref(), Some("stays"));
+    }
+
+    #[test]
+    fn when_the_socket_leaves_only_turns_with_a_listener_wait_on() {
+        let mut queue = TurnQueue::default();
+        admit(&mut queue, "running").unwrap();
+        start(&mut queue);
+        admit(&mut queue, "socket only").unwrap();
+        let (listener, _frames) = mpsc::unbounded_channel();
+        queue
+            .admit("over http".into(), Some(listener), false, MAX_WAITING)
+            .unwrap();
+        queue.drop_waiting_without_listener();
+        queue.end();
+        assert_eq!(start(&mut queue).as_deref(), Some("over http"));
+        queue.end();
+        assert_eq!(start(&mut queue), None);
+    }
+
+    #[test]
+    fn the_listener_gets_the_frames_of_its_turn() {
+        let mut queue = TurnQueue::default();
+        let (listener, mut frames) = mpsc::unbounded_channel();
+        let turn_id = queue
+            .admit("hi".into(), Some(listener), false, MAX_WAITING)
+            .unwrap();
+        let turn = queue.start_next(Instant::now()).unwrap();
+        turn.tell_listener(ServerFrame::Accepted { turn_id });
+        assert_eq!(frames.try_recv(), Ok(ServerFrame::Accepted { turn_id }));
+
+        drop(frames);
+        // A listener that left is no error.
+        turn.tell_listener(ServerFrame::Pong);
+    }
+}

@@ -1,0 +1,221 @@
+//! How the session actor runs its turns: a message is admitted to the
+//! [`TurnQueue`](super::turn_queue::TurnQueue), its question goes to the broker
+//! actor with the [`History`](super::history::History), the answers are put back
+//! together by the turn's [`Reassembly`](super::reassembly::Reassembly) and passed
+//! on to the socket and the turn's listener, and the turn ends with exactly one
+//! `done` or `error` frame.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+use uuid::Uuid;
+
+use super::reassembly::{Outcome, Step, TurnEnd};
+use super::turn_queue::ActiveTurn;
+use super::{SessionActor, TurnListener};
+use crate::actors::broker::{AskQuestion, ForgetTurn};
+use crate::broker::{Answer, BrokerError, Question};
+use crate::conversation::{ErrorCode, FinishReason};
+use crate::counters::bump;
+use crate::protocol::ServerFrame;
+
+impl SessionActor {
+    /// Queues a user message as a turn; it starts when the turns before it end.
+    pub(super) fn queue_turn(
+        &mut self,
+        text: String,
+        listener: Option<TurnListener>,
+        ctx: &mut Context<Self>,
+    ) -> Result<Uuid, (ErrorCode, String)> {
+        let watch = listener.clone();
+        let draining = self.deps.draining.is_draining();
+        let max_waiting = self.deps.limits.max_queued_turns;
+        let turn_id = self.turns.admit(text, listener, draining, max_waiting)?;
+        if let Some(gone) = watch {
+            // An HTTP client that leaves cancels its turn, running or queued.
+            ctx.spawn(
+                async move { gone.closed().await }
+                    .into_actor(self)
+                    .map(move |(), actor, ctx| actor.listener_left(turn_id, ctx)),
+            );
+        }
+        self.send_to_socket(&ServerFrame::Accepted { turn_id });
+        self.start_next_turn(ctx);
+        Ok(turn_id)
+    }
+
+    fn start_next_turn(&mut self, ctx: &mut Context<Self>) {
+        let Some(turn) = self.turns.start_next(Instant::now()) else {
+            self.arm_idle_timer(ctx);
+            return;
+        };
+        let turn_id = turn.turn_id;
+        let question = Question {
+            session_id: self.id,
+            turn_id,
+            reply_to: String::new(),
+            history: self.history.messages(),
+            text: turn.text.clone(),
+        };
+        self.cancel_idle_timer(ctx);
+        bump(&self.deps.counters.turns_started);
+        let timeout = self.deps.limits.turn_timeout;
+        let deadline = ctx.run_later(timeout, move |actor, ctx| {
+            if actor.turns.is_running(turn_id) {
+                actor.stop_worker(turn_id);
+                let message = "the turn did not end within session.turn_timeout_s";
+                actor.end_turn(TurnEnd::Failed(ErrorCode::Timeout, message.into()), ctx);
+            }
+        });
+        self.turn_deadline = Some(deadline);
+        let ask = AskQuestion {
+            question,
+            route: ctx.address(),
+        };
+        ctx.spawn(
+            self.deps
+                .broker
+                .send(ask)
+                .into_actor(self)
+                .map(move |result, actor, ctx| actor.asked(turn_id, result, ctx)),
+        );
+    }
+
+    /// The broker took the question of `turn_id`, or refused it.
+    fn asked(
+        &mut self,
+        turn_id: Uuid,
+        result: Result<Result<(), BrokerError>, MailboxError>,
+        ctx: &mut Context<Self>,
+    ) {
+        let Some(turn) = self.turns.running_mut(turn_id) else {
+            return; // it ended meanwhile
+        };
+        let (code, message) = match result {
+            Ok(Ok(())) => {
+                // An HTTP client learns here that its question is on its way.
+                turn.tell_listener(ServerFrame::Accepted { turn_id });
+                return;
+            }
+            Ok(Err(BrokerError::Full)) => (
+                ErrorCode::Busy,
+                "parlor is overloaded; try again shortly".to_owned(),
+            ),
+            Ok(Err(error)) => (ErrorCode::Unavailable, error.to_string()),
+            Err(_) => (
+                ErrorCode::Unavailable,
+                "the broker is not running".to_owned(),
+            ),
+        };
+        self.end_turn(TurnEnd::Failed(code, message), ctx);
+    }
+
+    pub(super) fn on_answer(&mut self, answer: Answer, ctx: &mut Context<Self>) {
+        let turn_id = answer.turn_id;
+        let Some(turn) = self.turns.running_mut(turn_id) else {
+            return; // a turn that already ended (cancelled, timed out)
+        };
+        let Outcome { reset, step } = turn.reassembly.accept(answer.attempt, answer.body);
+        let started = turn.started;
+        if reset {
+            let reason = "the worker answering this turn failed; it restarted on another";
+            self.send_turn_frame(ServerFrame::Reset {
+                turn_id,
+                reason: reason.into(),
+            });
+        }
+        match step {
+            Step::Ignore => {}
+            Step::Chunk { seq, text } => {
+                if seq == 0 {
+                    metrics::histogram!("parlor_turn_first_chunk_seconds")
+                        .record(started.elapsed());
+                }
+                self.send_turn_frame(ServerFrame::Chunk { turn_id, seq, text });
+            }
+            Step::End(end) => self.end_turn(end, ctx),
+            Step::Gap { expected, got } => {
+                tracing::error!(%turn_id, seq = got, expected, "answer chunks went missing");
+                self.stop_worker(turn_id);
+                let message = "parts of the answer were lost on the way; please ask again";
+                self.end_turn(TurnEnd::Failed(ErrorCode::Unavailable, message.into()), ctx);
+            }
+        }
+    }
+
+    /// Ends the running turn with exactly one `done` or `error` frame.
+    pub(super) fn end_turn(&mut self, end: TurnEnd, ctx: &mut Context<Self>) {
+        let Some(turn) = self.turns.end() else {
+            return;
+        };
+        if let Some(deadline) = self.turn_deadline.take() {
+            ctx.cancel_future(deadline);
+        }
+        metrics::histogram!("parlor_turn_duration_seconds").record(turn.started.elapsed());
+        let frame = self.count_end(turn.turn_id, &end);
+        self.send_to_socket(&frame);
+        turn.tell_listener(frame);
+        let ActiveTurn {
+            text, reassembly, ..
+        } = *turn;
+        let window = self.deps.limits.max_history_messages;
+        self.history
+            .turn_ended(text, reassembly.into_answer(), &end, window);
+        self.start_next_turn(ctx);
+    }
+
+    /// Counts how turn `turn_id` ended; answers its last frame.
+    fn count_end(&self, turn_id: Uuid, end: &TurnEnd) -> ServerFrame {
+        let counters = &self.deps.counters;
+        match end {
+            TurnEnd::Finished(finish_reason) => {
+                bump(match finish_reason {
+                    FinishReason::Cancelled => &counters.turns_cancelled,
+                    FinishReason::Stop | FinishReason::Length => &counters.turns_completed,
+                });
+                ServerFrame::Done {
+                    turn_id,
+                    finish_reason: *finish_reason,
+                }
+            }
+            TurnEnd::Failed(code, message) => {
+                bump(&counters.turns_failed);
+                ServerFrame::error(Some(turn_id), *code, message.clone())
+            }
+        }
+    }
+
+    pub(super) fn cancel_running_turn(&mut self, ctx: &mut Context<Self>) {
+        if let Some(turn) = self.turns.running() {
+            self.stop_worker(turn.turn_id);
+            self.end_turn(TurnEnd::Finished(FinishReason::Cancelled), ctx);
+        }
+    }
+
+    /// Tells the worker running `turn_id` to stop; its answers are not wanted.
+    pub(super) fn stop_worker(&self, turn_id: Uuid) {
+        self.deps.broker.do_send(ForgetTurn {
+            turn_id,
+            cancel: true,
+        });
+    }
+
+    fn listener_left(&mut self, turn_id: Uuid, ctx: &mut Context<Self>) {
+        // With a socket attached somebody still watches the turn: let it run.
+        if self.connection.is_some() {
+            return;
+        }
+        self.turns.drop_waiting(turn_id);
+        if self.turns.is_running(turn_id) {
+            self.cancel_running_turn(ctx);
+        }
+    }
+
+    /// Sends a frame of the running turn to the socket and to the turn's listener.
+    fn send_turn_frame(&mut self, frame: ServerFrame) {
+        self.send_to_socket(&frame);
+        if let Some(turn) = self.turns.running() {
+            turn.tell_listener(frame);
+        }
+    }
+}
