@@ -23,7 +23,7 @@ use crate::broker::Broker;
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::rabbitmq::RabbitBroker;
 use crate::cli::{Cli, Command};
-use crate::config::Config;
+use crate::config::{AgentLocation, BrokerEngine, Config, ModelEndpoint};
 use crate::counters::Counters;
 use crate::http::{self, AppState};
 use crate::shutdown::{self, Draining};
@@ -74,7 +74,7 @@ pub async fn gateway(config: Config) -> anyhow::Result<()> {
 
 /// `parlor worker`: consumes questions with a pool of agent workers until
 /// signalled; then takes no more, lets running turns finish within
-/// `http.shutdown_grace_s`, and gives the rest back to the queue.
+/// `worker.shutdown_grace_s`, and gives the rest back to the queue.
 pub async fn worker(config: Config) -> anyhow::Result<()> {
     require_in_process_agent(&config)?;
     require_rabbitmq(&config, "worker")?;
@@ -88,7 +88,7 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
         "worker ready: consuming questions"
     );
     let signal = shutdown::signalled().await;
-    let grace = config.http.shutdown_grace();
+    let grace = config.worker.shutdown_grace();
     tracing::info!(
         signal,
         grace_s = grace.as_secs(),
@@ -125,27 +125,27 @@ async fn wait_until_idle(pool: &Tracked<AgentPool>, limit: Duration) -> usize {
 }
 
 fn require_in_process_agent(config: &Config) -> anyhow::Result<()> {
-    if !config.agent.url.is_empty() {
-        anyhow::bail!(
+    match &config.agent.url {
+        AgentLocation::InProcess => Ok(()),
+        AgentLocation::Remote(_) => anyhow::bail!(
             "agent.url is set, but this version of parlor runs only the in-process agent; \
              leave agent.url empty"
-        );
+        ),
     }
-    Ok(())
 }
 
 fn require_rabbitmq(config: &Config, command: &str) -> anyhow::Result<()> {
-    if config.broker.url.is_empty() {
-        anyhow::bail!(
+    match &config.broker.url {
+        BrokerEngine::RabbitMq(_) => Ok(()),
+        BrokerEngine::Embedded => anyhow::bail!(
             "`parlor {command}` talks to the other processes through RabbitMQ: set broker.url \
              (e.g. PARLOR_BROKER__URL=amqp://guest:guest@127.0.0.1:5672/%2f)"
-        );
+        ),
     }
-    Ok(())
 }
 
 fn bind_gateway(config: &Config) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(&config.http.bind)
+    TcpListener::bind(config.http.bind)
         .with_context(|| format!("cannot listen on {} (http.bind)", config.http.bind))
 }
 
@@ -158,16 +158,19 @@ struct Shared {
 
 /// The embedded broker when `broker.url` is empty, else RabbitMQ.
 async fn connect_broker(config: &Config) -> anyhow::Result<Arc<dyn Broker>> {
-    if config.broker.url.is_empty() {
-        return Ok(Arc::new(EmbeddedBroker::new(
-            config.broker.max_queued_questions,
-        )));
-    }
+    let url = match &config.broker.url {
+        BrokerEngine::Embedded => {
+            return Ok(Arc::new(EmbeddedBroker::new(
+                config.broker.max_queued_questions,
+            )));
+        }
+        BrokerEngine::RabbitMq(url) => url,
+    };
     // Validation caps workers.count at 4096, so it fits.
     let prefetch = u16::try_from(config.workers.count).unwrap_or(u16::MAX);
     let broker = RabbitBroker::connect(&config.broker, prefetch)
         .await
-        .context("cannot connect to RabbitMQ (broker.url)")?;
+        .with_context(|| format!("cannot connect to RabbitMQ at {url} (broker.url)"))?;
     Ok(Arc::new(broker))
 }
 
@@ -230,18 +233,21 @@ async fn knowledge_agent(
     config: &Config,
 ) -> anyhow::Result<(KnowledgeAgent, Option<MockLlmServer>)> {
     let mut llm_config = config.llm.clone();
-    let demo_model = if llm_config.base_url.is_empty() {
-        let listener = TcpListener::bind("127.0.0.1:0").context("cannot start the demo model")?;
-        let options = MockLlmOptions {
-            ttft: Duration::from_millis(llm_config.demo_ttft_ms),
-            token_interval: Duration::from_millis(llm_config.demo_token_ms),
-        };
-        let server = mock_llm::start(listener, options)?;
-        llm_config.base_url = server.base_url();
-        tracing::info!(base_url = %llm_config.base_url, "llm.base_url is empty: answering with the built-in demo model");
-        Some(server)
-    } else {
-        None
+    let demo_model = match &llm_config.base_url {
+        ModelEndpoint::Demo => {
+            let listener =
+                TcpListener::bind("127.0.0.1:0").context("cannot start the demo model")?;
+            let options = MockLlmOptions {
+                ttft: llm_config.demo_ttft(),
+                token_interval: llm_config.demo_token_interval(),
+            };
+            let server = mock_llm::start(listener, options)?;
+            let base_url = server.base_url();
+            tracing::info!(%base_url, "llm.base_url is empty: answering with the built-in demo model");
+            llm_config.base_url = ModelEndpoint::OpenAiCompatible(base_url);
+            Some(server)
+        }
+        ModelEndpoint::OpenAiCompatible(_) => None,
     };
     let llm = LlmClient::new(&llm_config).context("cannot build the model client")?;
     Ok((KnowledgeAgent::new(llm, &config.agent), demo_model))
@@ -297,8 +303,8 @@ async fn gateway_state(
 
 /// `admin.token`, or a random one (logged once, so an operator can use it).
 fn admin_token(config: &Config) -> String {
-    if !config.admin.token.is_empty() {
-        return config.admin.token.clone();
+    if let Some(token) = &config.admin.token {
+        return token.expose().to_owned();
     }
     let token = uuid::Uuid::new_v4().simple().to_string();
     tracing::warn!(%token, "admin.token is not set; /admin/* takes this generated bearer token");

@@ -64,6 +64,22 @@ fn an_invalid_value_is_an_error_naming_the_key() {
     assert!(stderr.contains("workers.count"), "{stderr}");
 }
 
+#[test]
+fn a_listen_address_that_is_not_ip_and_port_is_an_error_naming_the_key_and_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = parlor(&dir)
+        .args(["serve", "--bind", "localhost:0"])
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`http.bind`: \"localhost:0\" is not an IP:PORT address"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test]
 async fn serve_answers_out_of_the_box_with_the_demo_model() {
     // No config file, no model URL: the built-in demo model answers.

@@ -285,7 +285,7 @@ async fn a_full_queue_gets_busy_and_429() {
 #[tokio::test]
 async fn a_stopping_worker_gives_its_turn_to_another() {
     let (deployment, _cleanup) =
-        Deployment::new(mock_llm(0, 50), &[("PARLOR_HTTP__SHUTDOWN_GRACE_S", "0")]);
+        Deployment::new(mock_llm(0, 50), &[("PARLOR_WORKER__SHUTDOWN_GRACE_S", "0")]);
     let gateway = deployment.gateway();
     let mut first_worker = deployment.worker();
     let mut client = Client::connect(&gateway).await;

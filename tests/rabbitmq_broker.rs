@@ -16,7 +16,7 @@ use lapin::options::BasicGetOptions;
 use lapin::{Connection, ConnectionProperties};
 use parlor::broker::rabbitmq::{RabbitBroker, Topology};
 use parlor::broker::{Answer, AnswerBody, Broker, BrokerError, Delivery, Question};
-use parlor::config::BrokerConfig;
+use parlor::config::{BrokerConfig, Millis};
 use parlor::conversation::FinishReason;
 use uuid::Uuid;
 
@@ -25,11 +25,11 @@ const QUIET: Duration = Duration::from_millis(300);
 
 fn config() -> BrokerConfig {
     BrokerConfig {
-        url: URL.into(),
+        url: URL.parse().unwrap(),
         question_queue: unique_queue(),
         max_queued_questions: 100,
         max_deliveries: 3,
-        publish_timeout_ms: 5_000,
+        publish_timeout_ms: Millis::new(5_000),
     }
 }
 

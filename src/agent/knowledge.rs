@@ -87,7 +87,7 @@ mod tests {
 
     fn agent(base_url: &str, max_history_messages: usize) -> KnowledgeAgent {
         let llm_config = LlmConfig {
-            base_url: base_url.into(),
+            base_url: base_url.parse().unwrap(),
             ..LlmConfig::default()
         };
         let config = AgentConfig {
@@ -152,7 +152,7 @@ mod tests {
     async fn answers_through_the_model_with_history() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let server = mock_llm::start(listener, MockLlmOptions::default()).unwrap();
-        let agent = agent(&server.base_url(), 64);
+        let agent = agent(server.base_url().as_str(), 64);
         let history = vec![ChatMessage::user("one"), ChatMessage::assistant("ok")];
         let events: Vec<_> = tokio::time::timeout(
             Duration::from_secs(10),

@@ -32,7 +32,7 @@ use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use tokio::time::{Instant, Sleep};
 
 use crate::agent::AgentError;
-use crate::config::LlmConfig;
+use crate::config::{LlmConfig, ModelEndpoint};
 use crate::conversation::{ChatMessage, FinishReason};
 
 /// A `Retry-After` longer than this is not waited for: the error is reported at once.
@@ -86,24 +86,34 @@ struct ChatRequest<'a> {
 
 impl LlmClient {
     /// Builds a client for `config.base_url` (an OpenAI-compatible `/v1` base URL,
-    /// taken as given).
+    /// taken as given). The built-in demo model must have been started, and
+    /// `base_url` pointed at it, by then.
     pub fn new(config: &LlmConfig) -> Result<Self, AgentError> {
+        let ModelEndpoint::OpenAiCompatible(base_url) = &config.base_url else {
+            return Err(AgentError::Unavailable(
+                "llm.base_url names the built-in demo model, which is not running".into(),
+            ));
+        };
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout())
             .build()
             .map_err(|e| {
                 AgentError::Unavailable(format!("cannot build the HTTP client: {}", describe(&e)))
             })?;
-        let endpoint = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
-        let authorization = if config.api_key.is_empty() {
-            None
-        } else {
-            let mut value =
-                HeaderValue::try_from(format!("Bearer {}", config.api_key)).map_err(|_| {
-                    AgentError::Unavailable("llm.api_key contains invalid characters".into())
-                })?;
-            value.set_sensitive(true);
-            Some(value)
+        let endpoint = format!(
+            "{}/chat/completions",
+            base_url.as_str().trim_end_matches('/')
+        );
+        let authorization = match &config.api_key {
+            None => None,
+            Some(key) => {
+                let mut value =
+                    HeaderValue::try_from(format!("Bearer {}", key.expose())).map_err(|_| {
+                        AgentError::Unavailable("llm.api_key contains invalid characters".into())
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
         };
         Ok(Self {
             http,
@@ -238,7 +248,7 @@ struct Failure {
 fn first_token_timeout(config: &LlmConfig) -> AgentError {
     AgentError::Timeout(format!(
         "no answer token from the model within {} ms",
-        config.first_token_timeout_ms
+        config.first_token_timeout().as_millis()
     ))
 }
 

@@ -97,8 +97,10 @@ pub struct MockLlmServer {
 
 impl MockLlmServer {
     /// The OpenAI-compatible base URL to configure clients with: `http://{addr}/v1`.
-    pub fn base_url(&self) -> String {
+    pub fn base_url(&self) -> reqwest::Url {
         format!("http://{}/v1", self.addr)
+            .parse()
+            .expect("an address and a path make a URL")
     }
 
     /// Stops the server without waiting for open streams.
@@ -506,7 +508,7 @@ mod tests {
     use super::*;
     use crate::agent::AgentError;
     use crate::agent::llm::{LlmClient, LlmEvent};
-    use crate::config::LlmConfig;
+    use crate::config::{LlmConfig, Millis, ModelEndpoint};
     use crate::conversation::{ChatMessage, FinishReason};
 
     /// Upper bound for every wait in these tests.
@@ -613,12 +615,12 @@ mod tests {
 
     fn client_config(server: &MockLlmServer) -> LlmConfig {
         LlmConfig {
-            base_url: server.base_url(),
+            base_url: ModelEndpoint::OpenAiCompatible(server.base_url()),
             model: "test-model".into(),
             max_retries: 2,
-            retry_backoff_ms: 10,
-            first_token_timeout_ms: 5_000,
-            idle_timeout_ms: 5_000,
+            retry_backoff_ms: Millis::new(10),
+            first_token_timeout_ms: Millis::new(5_000),
+            idle_timeout_ms: Millis::new(5_000),
             ..LlmConfig::default()
         }
     }
@@ -757,9 +759,9 @@ mod tests {
             .local_addr()
             .unwrap();
         let config = LlmConfig {
-            base_url: format!("http://{addr}/v1"),
+            base_url: format!("http://{addr}/v1").parse().unwrap(),
             max_retries: 1,
-            retry_backoff_ms: 10,
+            retry_backoff_ms: Millis::new(10),
             ..LlmConfig::default()
         };
         let client = LlmClient::new(&config).unwrap();
@@ -771,7 +773,7 @@ mod tests {
     async fn hanging_model_times_out() {
         let server = start_mock(MockLlmOptions::default());
         let config = LlmConfig {
-            first_token_timeout_ms: 200,
+            first_token_timeout_ms: Millis::new(200),
             ..client_config(&server)
         };
         let client = LlmClient::new(&config).unwrap();
@@ -792,7 +794,7 @@ mod tests {
     async fn stalled_model_hits_the_idle_timeout() {
         let server = start_mock(MockLlmOptions::default());
         let config = LlmConfig {
-            idle_timeout_ms: 200,
+            idle_timeout_ms: Millis::new(200),
             ..client_config(&server)
         };
         let client = LlmClient::new(&config).unwrap();

@@ -53,7 +53,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
 use super::{Answer, Broker, BrokerError, Delivery, Question, ReplyQueue, Settle};
-use crate::config::BrokerConfig;
+use crate::config::{AmqpUrl, BrokerConfig, BrokerEngine};
 
 /// How often the supervisor checks that the connection and its channels are alive.
 const LINK_CHECK_INTERVAL: Duration = Duration::from_millis(200);
@@ -182,7 +182,7 @@ pub struct RabbitBroker {
 /// What the broker handle, its supervisor and its streams share.
 struct Shared {
     topology: Topology,
-    url: String,
+    url: AmqpUrl,
     connection_name: String,
     max_queued_questions: usize,
     publish_timeout: Duration,
@@ -210,7 +210,7 @@ impl Link {
     async fn open(shared: &Shared) -> Result<Self, BrokerError> {
         let properties = ConnectionProperties::default()
             .with_connection_name(shared.connection_name.clone().into());
-        let connection = Connection::connect(&shared.url, properties)
+        let connection = Connection::connect_uri(shared.url.uri().clone(), properties)
             .await
             .map_err(unavailable)?;
         let questions = connection.create_channel().await.map_err(unavailable)?;
@@ -372,10 +372,16 @@ impl Undeliverable {
 
 impl RabbitBroker {
     /// Connects to `config.url` and declares the shared topology. Fails if RabbitMQ
-    /// cannot be reached now; once connected, the connection is re-established by
-    /// itself whenever it is lost. `prefetch` bounds the questions RabbitMQ hands
-    /// this process before it acknowledges them (the worker pool's size).
+    /// cannot be reached now, or `config.url` names the embedded broker; once
+    /// connected, the connection is re-established by itself whenever it is lost.
+    /// `prefetch` bounds the questions RabbitMQ hands this process before it
+    /// acknowledges them (the worker pool's size).
     pub async fn connect(config: &BrokerConfig, prefetch: u16) -> Result<Self, BrokerError> {
+        let BrokerEngine::RabbitMq(url) = &config.url else {
+            return Err(BrokerError::Unavailable(
+                "broker.url is empty: the embedded broker, not RabbitMQ".into(),
+            ));
+        };
         let topology = Topology::new(&config.question_queue)?;
         let (link, _) = watch::channel(None);
         let shared = Arc::new(Shared {
@@ -385,7 +391,7 @@ impl RabbitBroker {
                 Uuid::new_v4().simple()
             ),
             topology,
-            url: config.url.clone(),
+            url: url.clone(),
             max_queued_questions: config.max_queued_questions,
             connections_lost: AtomicU64::new(0),
             publish_timeout: config.publish_timeout(),

@@ -1,0 +1,508 @@
+//! Reading the layers into a [`Config`], and the errors that name the key at fault.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::Serialize;
+
+use super::{Config, Secret};
+
+/// The file read from the working directory when no `--config` is given.
+pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid configuration: {key}: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+/// Values given on the command line; they override every other layer.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides(Vec<(&'static str, figment::value::Value)>);
+
+impl Overrides {
+    /// Sets `key` (a dotted path such as `http.bind`) when `value` is given. The
+    /// value is parsed like the same key in a file.
+    pub fn set<T: Serialize>(mut self, key: &'static str, value: Option<T>) -> Self {
+        if let Some(value) = value {
+            let value = figment::value::Value::serialize(value)
+                .expect("command-line values are plain scalars");
+            self.0.push((key, value));
+        }
+        self
+    }
+}
+
+impl Config {
+    /// Loads the layers in order. `explicit_file` is `--config PATH`, which must exist;
+    /// without it `config.toml` in the working directory is read if present.
+    pub fn load(explicit_file: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        Self::load_with_env(explicit_file, overrides, Env::prefixed("PARLOR_"))
+    }
+
+    fn load_with_env(
+        explicit_file: Option<&Path>,
+        overrides: Overrides,
+        env: Env,
+    ) -> Result<Self, ConfigError> {
+        let file = match explicit_file {
+            Some(path) if !path.is_file() => return Err(ConfigError::MissingFile(path.into())),
+            Some(path) => Some(path.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|path| path.is_file()),
+        };
+        // Only `SECTION__KEY` variables are configuration; others under the prefix
+        // (such as PARLOR_LOG_FORMAT) belong to other parts of the program.
+        let env = env.filter(|key| key.as_str().contains("__")).split("__");
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(env);
+        for (key, value) in overrides.0 {
+            figment = figment.merge(Serialized::default(key, value));
+        }
+        let mut config: Config = figment.extract().map_err(describe_figment_error)?;
+        if config.llm.api_key.is_none() {
+            config.llm.api_key = std::env::var("OPENAI_API_KEY")
+                .ok()
+                .filter(|key| !key.is_empty())
+                .map(Secret::new);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what parsing each key alone cannot: ranges of counts, and keys that
+    /// must agree with each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn invalid(key: &'static str, problem: impl Into<String>) -> ConfigError {
+            ConfigError::Invalid {
+                key,
+                problem: problem.into(),
+            }
+        }
+        if !(1..=16 * 1024 * 1024).contains(&self.http.max_message_bytes) {
+            return Err(invalid(
+                "http.max_message_bytes",
+                "must be between 1 and 16777216",
+            ));
+        }
+        for origin in &self.http.cors_origins {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return Err(invalid(
+                    "http.cors_origins",
+                    format!("{origin:?} is neither \"*\" nor an http(s) origin"),
+                ));
+            }
+        }
+        let queue = &self.broker.question_queue;
+        if queue.is_empty() || queue.len() > 200 || queue.chars().any(char::is_whitespace) {
+            return Err(invalid(
+                "broker.question_queue",
+                "must be 1 to 200 characters without spaces",
+            ));
+        }
+        if self.broker.max_queued_questions == 0 {
+            return Err(invalid("broker.max_queued_questions", "must be at least 1"));
+        }
+        if self.broker.max_deliveries == 0 {
+            return Err(invalid("broker.max_deliveries", "must be at least 1"));
+        }
+        if !(1..=4096).contains(&self.workers.count) {
+            return Err(invalid("workers.count", "must be between 1 and 4096"));
+        }
+        if self.agent.max_history_messages == 0 {
+            return Err(invalid("agent.max_history_messages", "must be at least 1"));
+        }
+        if self.session.client_timeout() <= self.session.heartbeat_interval() {
+            return Err(invalid(
+                "session.client_timeout_s",
+                "must be longer than session.heartbeat_interval_s",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Names the key at fault in each of figment's errors (its path already ends with
+/// an unknown key's name), and the layer it came from.
+fn describe_figment_error(error: figment::Error) -> ConfigError {
+    let messages: Vec<String> = error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            match &e.kind {
+                figment::error::Kind::UnknownField(..) => format!("unknown key `{key}`{source}"),
+                _ if key.is_empty() => format!("{}{source}", e.kind),
+                _ => format!("`{key}`: {}{source}", e.kind),
+            }
+        })
+        .collect();
+    ConfigError::Parse(messages.join("; "))
+}
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::{AgentLocation, BrokerEngine, ModelEndpoint};
+
+    fn load_from(
+        toml: &str,
+        env: &[(&str, &str)],
+        overrides: Overrides,
+    ) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, toml).unwrap();
+        // Env values are read through a prefix unique to each test, so parallel
+        // tests never see each other's variables.
+        let prefix = format!("PARLOR_TEST_{}_", uuid::Uuid::new_v4().simple());
+        for (key, value) in env {
+            // SAFETY: the variable names are unique to this test (random prefix).
+            unsafe { std::env::set_var(format!("{prefix}{key}"), value) };
+        }
+        Config::load_with_env(Some(&path), overrides, Env::prefixed(&prefix))
+    }
+
+    fn load_toml(toml: &str) -> Result<Config, ConfigError> {
+        load_from(toml, &[], Overrides::default())
+    }
+
+    /// The error of loading `toml`, as the user reads it.
+    fn toml_error(toml: &str) -> String {
+        load_toml(toml).unwrap_err().to_string()
+    }
+
+    fn address(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let mut config = load_toml("").unwrap();
+        // The one default that depends on the environment (OPENAI_API_KEY).
+        config.llm.api_key = None;
+        assert_eq!(config, Config::default());
+        assert_eq!(config.http.bind, address("127.0.0.1:8080"));
+        assert_eq!(config.http.max_message_bytes, 65_536);
+        assert_eq!(config.broker.url, BrokerEngine::Embedded);
+        assert_eq!(config.broker.question_queue, "question_queue");
+        assert_eq!(config.workers.count, 16);
+        assert_eq!(config.agent.url, AgentLocation::InProcess);
+        assert_eq!(config.llm.base_url, ModelEndpoint::Demo);
+        assert_eq!(config.session.idle_timeout(), Duration::from_secs(300));
+        assert_eq!(config.admin.token, None);
+    }
+
+    #[test]
+    fn layers_apply_in_order_file_env_flags() {
+        let toml =
+            "[http]\nbind = \"127.0.0.1:1000\"\nmax_message_bytes = 100\n[workers]\ncount = 3\n";
+        let env = [("HTTP__MAX_MESSAGE_BYTES", "200"), ("WORKERS__COUNT", "5")];
+        let flags = Overrides::default().set("workers.count", Some(7));
+        let config = load_from(toml, &env, flags).unwrap();
+        assert_eq!(
+            config.http.bind,
+            address("127.0.0.1:1000"),
+            "file beats default"
+        );
+        assert_eq!(config.http.max_message_bytes, 200, "env beats file");
+        assert_eq!(config.workers.count, 7, "flag beats env");
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let error = toml_error("[http]\nbnd = \"x\"\n");
+        assert!(
+            error.contains("unknown key `http.bnd` (from TOML file)"),
+            "{error}"
+        );
+        let error = toml_error("[htp]\n");
+        assert!(error.contains("unknown key `htp`"), "{error}");
+        let error =
+            load_from("", &[("BROKER__URLL", "amqp://x")], Overrides::default()).unwrap_err();
+        assert!(
+            error.to_string().contains("unknown key `broker.urll`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn agent_bind_is_no_longer_a_key() {
+        let error = toml_error("[agent]\nbind = \"127.0.0.1:8090\"\n");
+        assert!(error.contains("unknown key `agent.bind`"), "{error}");
+    }
+
+    #[test]
+    fn invalid_counts_name_the_key() {
+        let error = toml_error("[workers]\ncount = 0\n");
+        assert!(error.contains("workers.count"), "{error}");
+    }
+
+    #[test]
+    fn a_listen_address_must_be_ip_and_port() {
+        let config = load_toml("[http]\nbind = \"[::1]:0\"\n").unwrap();
+        assert_eq!(config.http.bind, address("[::1]:0"));
+        for bad in ["nowhere", "localhost:8080", "127.0.0.1", "127.0.0.1:99999"] {
+            let error = toml_error(&format!("[http]\nbind = \"{bad}\"\n"));
+            assert!(
+                error.contains(&format!("`http.bind`: \"{bad}\" is not an IP:PORT address")),
+                "{error}"
+            );
+        }
+        let error = toml_error("[worker]\nbind = \"0.0.0.0\"\n");
+        assert!(
+            error.contains("`worker.bind`: \"0.0.0.0\" is not an IP:PORT address"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_flag_still_takes_the_address_as_text() {
+        let flags = Overrides::default().set("http.bind", Some("0.0.0.0:9999".to_owned()));
+        let config = load_from("", &[], flags).unwrap();
+        assert_eq!(config.http.bind, address("0.0.0.0:9999"));
+        let flags = Overrides::default().set("http.bind", Some("nowhere".to_owned()));
+        let error = load_from("", &[], flags).unwrap_err().to_string();
+        assert!(error.contains("`http.bind`: \"nowhere\""), "{error}");
+    }
+
+    #[test]
+    fn broker_url_empty_or_amqp() {
+        let config = load_toml("[broker]\nurl = \"\"\n").unwrap();
+        assert_eq!(config.broker.url, BrokerEngine::Embedded);
+        let config =
+            load_toml("[broker]\nurl = \"amqp://guest:guest@127.0.0.1:5672/%2f\"\n").unwrap();
+        assert!(matches!(config.broker.url, BrokerEngine::RabbitMq(_)));
+        let error = toml_error("[broker]\nurl = \"redis://x\"\n");
+        assert!(
+            error.contains("`broker.url`: must be empty (the embedded broker) or an amqp://"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn llm_base_url_empty_or_http() {
+        let config = load_toml("[llm]\nbase_url = \"\"\n").unwrap();
+        assert_eq!(config.llm.base_url, ModelEndpoint::Demo);
+        let config = load_toml("[llm]\nbase_url = \"https://api.openai.com/v1\"\n").unwrap();
+        assert!(
+            matches!(&config.llm.base_url, ModelEndpoint::OpenAiCompatible(url) if url.as_str() == "https://api.openai.com/v1")
+        );
+        let error = toml_error("[llm]\nbase_url = \"api.openai.com/v1\"\n");
+        assert!(
+            error.contains("`llm.base_url`: must be empty (the built-in demo model) or an http(s):// URL; \"api.openai.com/v1\""),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn agent_url_empty_or_http() {
+        let config = load_toml("[agent]\nurl = \"\"\n").unwrap();
+        assert_eq!(config.agent.url, AgentLocation::InProcess);
+        let config = load_toml("[agent]\nurl = \"http://127.0.0.1:8090\"\n").unwrap();
+        assert!(matches!(config.agent.url, AgentLocation::Remote(_)));
+        let error = toml_error("[agent]\nurl = \"amqp://x\"\n");
+        assert!(
+            error
+                .contains("`agent.url`: must be empty (the in-process agent) or an http(s):// URL"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_enum_keys_still_come_from_the_environment() {
+        let env = [
+            ("BROKER__URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+            ("LLM__BASE_URL", "http://127.0.0.1:9000/v1"),
+            ("AGENT__URL", "http://127.0.0.1:8090"),
+        ];
+        let config = load_from("", &env, Overrides::default()).unwrap();
+        assert!(matches!(config.broker.url, BrokerEngine::RabbitMq(_)));
+        assert!(matches!(
+            config.llm.base_url,
+            ModelEndpoint::OpenAiCompatible(_)
+        ));
+        assert!(matches!(config.agent.url, AgentLocation::Remote(_)));
+
+        // An empty variable brings the built-in one back over the file.
+        let toml = "[broker]\nurl = \"amqp://127.0.0.1\"\n";
+        let config = load_from(toml, &[("BROKER__URL", "")], Overrides::default()).unwrap();
+        assert_eq!(config.broker.url, BrokerEngine::Embedded);
+
+        let error = load_from("", &[("LLM__BASE_URL", "ftp://x")], Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`llm.base_url`"), "{error}");
+    }
+
+    #[test]
+    fn the_enum_keys_round_trip_as_the_same_strings() {
+        let toml = "[broker]\nurl = \"amqp://guest:guest@127.0.0.1:5672/%2f\"\n\
+                    [llm]\nbase_url = \"http://127.0.0.1:9000/v1\"\napi_key = \"sk-1\"\n";
+        let config = load_toml(toml).unwrap();
+        let written = figment::value::Value::serialize(&config).unwrap();
+        let dict = written.as_dict().unwrap();
+        let key = |section: &str, key: &str| {
+            dict[section].as_dict().unwrap()[key]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            key("broker", "url"),
+            "amqp://guest:guest@127.0.0.1:5672/%2f"
+        );
+        assert_eq!(key("llm", "base_url"), "http://127.0.0.1:9000/v1");
+        assert_eq!(key("llm", "api_key"), "sk-1");
+        assert_eq!(key("agent", "url"), "");
+        assert_eq!(key("admin", "token"), "");
+        assert_eq!(key("http", "bind"), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn debug_of_a_config_shows_no_secret() {
+        let toml = "[broker]\nurl = \"amqp://parlor:broker-pass@rabbit:5672/%2f\"\n\
+                    [llm]\napi_key = \"sk-model-key\"\n[admin]\ntoken = \"admin-token\"\n";
+        let config = load_toml(toml).unwrap();
+        for shown in [format!("{config:?}"), format!("{config:#?}")] {
+            for secret in ["broker-pass", "sk-model-key", "admin-token"] {
+                assert!(!shown.contains(secret), "{secret} shows in {shown}");
+            }
+            assert!(
+                shown.contains("amqp://parlor:***@rabbit:5672/%2f"),
+                "{shown}"
+            );
+        }
+        assert_eq!(config.llm.api_key.unwrap().expose(), "sk-model-key");
+        assert_eq!(config.admin.token.unwrap().expose(), "admin-token");
+    }
+
+    #[test]
+    fn an_empty_secret_is_none() {
+        let config = load_toml("[admin]\ntoken = \"\"\n").unwrap();
+        assert_eq!(config.admin.token, None);
+        let env = [("ADMIN__TOKEN", "s3cret")];
+        let config = load_from("", &env, Overrides::default()).unwrap();
+        assert_eq!(config.admin.token, Some(Secret::new("s3cret")));
+    }
+
+    #[test]
+    fn durations_are_bounded_by_key() {
+        // Either would overflow `Instant::now() + grace` at shutdown.
+        let error = toml_error("[http]\nshutdown_grace_s = 9223372036854775807\n");
+        assert!(
+            error.contains(
+                "`http.shutdown_grace_s`: must be between 0 and 3600 seconds, not 9223372036854775807 (from TOML file)"
+            ),
+            "{error}"
+        );
+        let huge = [("WORKER__SHUTDOWN_GRACE_S", "18446744073709551615")];
+        let error = load_from("", &huge, Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`worker.shutdown_grace_s`: must be between 0 and 3600 seconds"),
+            "{error}"
+        );
+        let error = toml_error("[llm]\nconnect_timeout_ms = 0\n");
+        assert!(
+            error.contains("`llm.connect_timeout_ms`: must be between 1 and 300000 milliseconds"),
+            "{error}"
+        );
+        let error = toml_error("[workers]\nchunk_window_ms = 1001\n");
+        assert!(error.contains("`workers.chunk_window_ms`"), "{error}");
+        let error = load_from(
+            "",
+            &[("SESSION__TURN_TIMEOUT_S", "86401")],
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`session.turn_timeout_s`"), "{error}");
+
+        let config =
+            load_toml("[http]\nshutdown_grace_s = 0\n[llm]\nidle_timeout_ms = 1500\n").unwrap();
+        assert_eq!(config.http.shutdown_grace(), Duration::ZERO);
+        assert_eq!(config.llm.idle_timeout(), Duration::from_millis(1_500));
+    }
+
+    #[test]
+    fn keys_that_must_agree_are_checked_together() {
+        let toml = "[session]\nheartbeat_interval_s = 60\nclient_timeout_s = 60\n";
+        let error = toml_error(toml);
+        assert!(error.contains("session.client_timeout_s"), "{error}");
+    }
+
+    #[test]
+    fn the_worker_section_has_its_own_address_and_grace() {
+        let config = load_toml("").unwrap();
+        assert_eq!(config.worker.bind, address("127.0.0.1:8081"));
+        assert_eq!(config.worker.shutdown_grace(), Duration::from_secs(30));
+
+        let toml = "[http]\nshutdown_grace_s = 5\n[worker]\nbind = \"0.0.0.0:9100\"\nshutdown_grace_s = 0\n";
+        let config = load_toml(toml).unwrap();
+        assert_eq!(config.worker.bind, address("0.0.0.0:9100"));
+        assert_eq!(config.worker.shutdown_grace(), Duration::ZERO);
+        assert_eq!(config.http.shutdown_grace(), Duration::from_secs(5));
+
+        let env = [("WORKER__SHUTDOWN_GRACE_S", "7")];
+        let config = load_from("", &env, Overrides::default()).unwrap();
+        assert_eq!(config.worker.shutdown_grace(), Duration::from_secs(7));
+        let error = toml_error("[worker]\nshutdown_grace_s = 3601\n");
+        assert!(error.contains("`worker.shutdown_grace_s`"), "{error}");
+        let error = toml_error("[worker]\nbnd = \"x\"\n");
+        assert!(error.contains("unknown key `worker.bnd`"), "{error}");
+    }
+
+    /// `section.key` of every key in `value`, a dictionary of sections.
+    fn key_names(value: figment::value::Value) -> Vec<String> {
+        let sections = value.into_dict().expect("sections");
+        let mut names: Vec<String> = sections
+            .into_iter()
+            .flat_map(|(section, keys)| {
+                let keys = keys.into_dict().expect("keys");
+                keys.into_keys().map(move |key| format!("{section}.{key}"))
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn the_annotated_file_lists_every_key_with_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_CONFIG_FILE);
+        let listed: figment::value::Value =
+            Figment::from(Toml::file_exact(&path)).extract().unwrap();
+        let every_key = figment::value::Value::serialize(Config::default()).unwrap();
+        assert_eq!(key_names(listed), key_names(every_key));
+
+        let no_env = Env::prefixed("PARLOR_TEST_NONE_");
+        let mut config = Config::load_with_env(Some(&path), Overrides::default(), no_env).unwrap();
+        config.llm.api_key = None;
+        assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error() {
+        let error = Config::load(
+            Some(Path::new("/nonexistent/parlor.toml")),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(error, ConfigError::MissingFile(_)));
+    }
+}

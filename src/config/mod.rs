@@ -1,0 +1,288 @@
+//! Typed, layered configuration: defaults, then `config.toml` (or `--config PATH`),
+//! then `PARLOR_<SECTION>__<KEY>` environment variables, then command-line flags.
+//!
+//! Every value is parsed when it is loaded — addresses into `SocketAddr`, URLs into
+//! URLs, "empty means the built-in one" keys into enums, durations into bounded
+//! types — so an error names its key before anything starts, and the rest of the
+//! program never interprets a string. Each key is still written as before.
+//! Secrets never show in `Debug`.
+
+mod duration;
+mod endpoints;
+mod load;
+mod secret;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use duration::{BoundedDuration, Millis, Milliseconds, Seconds, Secs, TimeUnit};
+pub use endpoints::{AgentLocation, AmqpUrl, BrokerEngine, ModelEndpoint};
+pub use load::{ConfigError, DEFAULT_CONFIG_FILE, Overrides};
+pub use secret::Secret;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub http: HttpConfig,
+    pub broker: BrokerConfig,
+    pub workers: WorkersConfig,
+    pub worker: WorkerConfig,
+    pub agent: AgentConfig,
+    pub llm: LlmConfig,
+    pub session: SessionConfig,
+    pub admin: AdminConfig,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Gateway listen address.
+    #[serde(with = "endpoints::socket_address")]
+    pub bind: SocketAddr,
+    /// Largest accepted user message or WebSocket frame, in bytes.
+    pub max_message_bytes: usize,
+    /// Origins allowed to call `POST /chat` from a browser; `"*"` allows any.
+    pub cors_origins: Vec<String>,
+    /// On SIGTERM/SIGINT, how long running turns may take to finish.
+    pub shutdown_grace_s: Secs<0, 3_600>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            max_message_bytes: 65_536,
+            cors_origins: vec!["*".into()],
+            shutdown_grace_s: Secs::new(30),
+        }
+    }
+}
+
+impl HttpConfig {
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace_s.duration()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// `""`: the embedded in-process broker. An `amqp://` URL: RabbitMQ.
+    pub url: BrokerEngine,
+    /// Name of the work queue; other queue names derive from it.
+    pub question_queue: String,
+    /// Questions that may wait for a worker before new ones are refused with `busy`.
+    pub max_queued_questions: usize,
+    /// Deliveries of one question before it counts as poison: dead-lettered, and its
+    /// session gets an `error` (RabbitMQ only; the embedded broker never redelivers).
+    pub max_deliveries: u32,
+    /// Longest wait for RabbitMQ to confirm a publish.
+    pub publish_timeout_ms: Millis<1, 300_000>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            url: BrokerEngine::Embedded,
+            question_queue: "question_queue".into(),
+            max_queued_questions: 10_000,
+            max_deliveries: 3,
+            publish_timeout_ms: Millis::new(5_000),
+        }
+    }
+}
+
+impl BrokerConfig {
+    pub fn publish_timeout(&self) -> Duration {
+        self.publish_timeout_ms.duration()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// AgentWorker actors per worker process.
+    pub count: usize,
+    /// How long a worker may hold answer text to send it together with what follows.
+    /// 0: text that is already there goes out together, nothing waits.
+    pub chunk_window_ms: Millis<0, 1_000>,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        Self {
+            count: 16,
+            chunk_window_ms: Millis::new(0),
+        }
+    }
+}
+
+impl WorkersConfig {
+    pub fn chunk_window(&self) -> Duration {
+        self.chunk_window_ms.duration()
+    }
+}
+
+/// The `parlor worker` process itself (its pool is `[workers]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Where `parlor worker` serves `/healthz`, `/readyz` and `/metrics`.
+    #[serde(with = "endpoints::socket_address")]
+    pub bind: SocketAddr,
+    /// On SIGTERM/SIGINT, how long running turns may take to finish before the
+    /// rest are given back to the queue.
+    pub shutdown_grace_s: Secs<0, 3_600>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 8081)),
+            shutdown_grace_s: Secs::new(30),
+        }
+    }
+}
+
+impl WorkerConfig {
+    pub fn shutdown_grace(&self) -> Duration {
+        self.shutdown_grace_s.duration()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// `""`: the knowledge agent runs in-process. Otherwise a remote A2A agent's URL.
+    pub url: AgentLocation,
+    /// The system prompt put before every conversation.
+    pub system_prompt: String,
+    /// How many earlier messages of a conversation the model sees (user and assistant
+    /// messages both count). Older ones are left out so prompts stay bounded.
+    pub max_history_messages: usize,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        Self {
+            url: AgentLocation::InProcess,
+            system_prompt: "You are a helpful knowledge assistant. Answer clearly and concisely."
+                .into(),
+            max_history_messages: 64,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// `""`: the built-in demo model. Otherwise an OpenAI-compatible `/v1` base URL.
+    pub base_url: ModelEndpoint,
+    pub model: String,
+    /// API key, written `""` for none; then `OPENAI_API_KEY` is used if set.
+    #[serde(with = "secret::optional")]
+    pub api_key: Option<Secret>,
+    pub connect_timeout_ms: Millis<1, 300_000>,
+    /// Longest wait from sending the request to the first answer token.
+    pub first_token_timeout_ms: Millis<1, 3_600_000>,
+    /// Longest silence between two chunks of a streaming answer.
+    pub idle_timeout_ms: Millis<1, 3_600_000>,
+    /// Retries on connect errors, 429 and 5xx, only before the first token.
+    pub max_retries: u32,
+    /// First retry delay; doubled on every further retry.
+    pub retry_backoff_ms: Millis<0, 60_000>,
+    /// Pacing of the built-in demo model (used when `base_url` is empty).
+    pub demo_ttft_ms: Millis<0, 60_000>,
+    pub demo_token_ms: Millis<0, 60_000>,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            base_url: ModelEndpoint::Demo,
+            model: "parlor-demo".into(),
+            api_key: None,
+            connect_timeout_ms: Millis::new(5_000),
+            first_token_timeout_ms: Millis::new(60_000),
+            idle_timeout_ms: Millis::new(30_000),
+            max_retries: 2,
+            retry_backoff_ms: Millis::new(200),
+            demo_ttft_ms: Millis::new(150),
+            demo_token_ms: Millis::new(40),
+        }
+    }
+}
+
+impl LlmConfig {
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout_ms.duration()
+    }
+    pub fn first_token_timeout(&self) -> Duration {
+        self.first_token_timeout_ms.duration()
+    }
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout_ms.duration()
+    }
+    pub fn retry_backoff(&self) -> Duration {
+        self.retry_backoff_ms.duration()
+    }
+    pub fn demo_ttft(&self) -> Duration {
+        self.demo_ttft_ms.duration()
+    }
+    pub fn demo_token_interval(&self) -> Duration {
+        self.demo_token_ms.duration()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// How long a session outlives its last connection.
+    pub idle_timeout_s: Secs<1, 86_400>,
+    /// Messages that may wait behind a running turn before new ones get `busy`.
+    pub max_queued_turns: usize,
+    /// A turn that has not ended after this long ends with `timeout`.
+    pub turn_timeout_s: Secs<1, 86_400>,
+    /// Time between WebSocket pings to the client.
+    pub heartbeat_interval_s: Secs<1, 3_600>,
+    /// A client silent this long (no frame, no pong) is disconnected.
+    pub client_timeout_s: Secs<1, 86_400>,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout_s: Secs::new(300),
+            max_queued_turns: 8,
+            turn_timeout_s: Secs::new(300),
+            heartbeat_interval_s: Secs::new(20),
+            client_timeout_s: Secs::new(60),
+        }
+    }
+}
+
+impl SessionConfig {
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout_s.duration()
+    }
+    pub fn turn_timeout(&self) -> Duration {
+        self.turn_timeout_s.duration()
+    }
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.heartbeat_interval_s.duration()
+    }
+    pub fn client_timeout(&self) -> Duration {
+        self.client_timeout_s.duration()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Bearer token for `/admin/*`, written `""` for none: then a random one is
+    /// generated at start.
+    #[serde(with = "secret::optional")]
+    pub token: Option<Secret>,
+}
