@@ -265,7 +265,7 @@ async fn gateway_state(
     let registry_stats = ActorStats::new("session_registry", "0");
     shared.directory.register(&registry_stats);
     let heartbeat_interval = config.session.heartbeat_interval();
-    let registry = SessionRegistry::new(heartbeat_interval, registry_stats.clone()).start();
+    let registry = SessionRegistry::new(heartbeat_interval).start();
 
     let reply_queue = broker
         .open_reply_queue()

@@ -101,7 +101,6 @@ impl AgentPool {
             self.agent.clone(),
             self.broker.clone(),
             self.settings.chunk_window,
-            stats.clone(),
         );
         Tracked::new(worker.start(), stats)
     }
@@ -196,8 +195,9 @@ impl Actor for AgentPool {
                 move |(questions, cancels), pool, ctx| match (questions, cancels) {
                     (Ok(questions), Ok(cancels)) => {
                         let questions = when_a_worker_is_idle(questions, idle_workers);
+                        let questions = pool.stats.count_items(questions);
                         pool.taking = Some(ctx.add_stream(questions));
-                        ctx.add_stream(cancels.map(CancelRequested));
+                        ctx.add_stream(pool.stats.count_items(cancels.map(CancelRequested)));
                     }
                     (Err(error), _) | (_, Err(error)) => {
                         tracing::error!(%error, "the worker pool cannot consume questions");
@@ -235,7 +235,6 @@ struct CancelRequested(Uuid);
 
 impl StreamHandler<Dispatch> for AgentPool {
     fn handle(&mut self, Dispatch { delivery, permit }: Dispatch, ctx: &mut Self::Context) {
-        self.stats.handled_event();
         bump(&self.counters.questions_consumed);
         if delivery.attempt > 1 {
             bump(&self.counters.questions_redelivered);
@@ -278,7 +277,6 @@ impl StreamHandler<Dispatch> for AgentPool {
 
 impl StreamHandler<CancelRequested> for AgentPool {
     fn handle(&mut self, CancelRequested(turn_id): CancelRequested, _: &mut Self::Context) {
-        self.stats.handled_event();
         match self.workers.iter().find(|slot| slot.turn == Some(turn_id)) {
             // Cancels are rare and tiny; the worker handles them between chunks.
             Some(slot) => slot.worker.do_send(CancelTurn { turn_id }),
@@ -295,11 +293,12 @@ impl StreamHandler<CancelRequested> for AgentPool {
 #[rtype(result = "()")]
 pub struct StopTaking;
 
+crate::counted_messages!(AgentPool => StopTaking, GiveBackRunning, GetPoolStatus);
+
 impl Handler<StopTaking> for AgentPool {
     type Result = ();
 
     fn handle(&mut self, _: StopTaking, ctx: &mut Self::Context) {
-        self.stats.took_message();
         if let Some(taking) = self.taking.take() {
             ctx.cancel_future(taking);
         }
@@ -315,7 +314,6 @@ impl Handler<GiveBackRunning> for AgentPool {
     type Result = ();
 
     fn handle(&mut self, _: GiveBackRunning, _: &mut Self::Context) {
-        self.stats.took_message();
         for slot in self.workers.iter().filter(|slot| slot.turn.is_some()) {
             slot.worker.do_send(GiveBack);
         }
@@ -327,26 +325,25 @@ impl Handler<GiveBackRunning> for AgentPool {
 #[rtype(result = "PoolStatus")]
 pub struct GetPoolStatus;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, MessageResponse)]
 pub struct PoolStatus {
     pub size: usize,
     pub busy: usize,
 }
 
 impl Handler<GetPoolStatus> for AgentPool {
-    type Result = MessageResult<GetPoolStatus>;
+    type Result = PoolStatus;
 
     fn handle(&mut self, _: GetPoolStatus, _: &mut Self::Context) -> Self::Result {
-        self.stats.took_message();
         let busy = self
             .workers
             .iter()
             .filter(|slot| slot.turn.is_some())
             .count();
-        MessageResult(PoolStatus {
+        PoolStatus {
             size: self.workers.len(),
             busy,
-        })
+        }
     }
 }
 

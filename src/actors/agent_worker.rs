@@ -10,7 +10,6 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::stats::ActorStats;
 use crate::agent::coalesce::coalesce;
 use crate::agent::{Agent, AgentEvent, AgentRequest, AgentStream};
 use crate::broker::{Answer, AnswerBody, Broker, BrokerError, Delivery};
@@ -21,7 +20,6 @@ pub struct AgentWorker {
     broker: Arc<dyn Broker>,
     /// See [`coalesce`].
     chunk_window: Duration,
-    stats: Arc<ActorStats>,
     /// The running turn and the tokens that stop it.
     current: Option<RunningTurn>,
 }
@@ -35,17 +33,11 @@ struct RunningTurn {
 }
 
 impl AgentWorker {
-    pub fn new(
-        agent: Arc<dyn Agent>,
-        broker: Arc<dyn Broker>,
-        chunk_window: Duration,
-        stats: Arc<ActorStats>,
-    ) -> Self {
+    pub fn new(agent: Arc<dyn Agent>, broker: Arc<dyn Broker>, chunk_window: Duration) -> Self {
         Self {
             agent,
             broker,
             chunk_window,
-            stats,
             current: None,
         }
     }
@@ -88,11 +80,12 @@ pub struct CancelTurn {
 #[rtype(result = "()")]
 pub struct GiveBack;
 
+crate::counted_messages!(AgentWorker => RunTurn, CancelTurn, GiveBack);
+
 impl Handler<RunTurn> for AgentWorker {
     type Result = ResponseActFuture<Self, TurnOutcome>;
 
     fn handle(&mut self, message: RunTurn, _: &mut Self::Context) -> Self::Result {
-        self.stats.took_message();
         let running = RunningTurn {
             turn_id: message.delivery.question.turn_id,
             cancel: CancellationToken::new(),
@@ -123,7 +116,6 @@ impl Handler<CancelTurn> for AgentWorker {
     type Result = ();
 
     fn handle(&mut self, message: CancelTurn, _: &mut Self::Context) {
-        self.stats.took_message();
         if let Some(running) = &self.current
             && running.turn_id == message.turn_id
         {
@@ -136,7 +128,6 @@ impl Handler<GiveBack> for AgentWorker {
     type Result = ();
 
     fn handle(&mut self, _: GiveBack, _: &mut Self::Context) {
-        self.stats.took_message();
         if let Some(running) = &self.current {
             running.give_back.cancel();
         }

@@ -54,7 +54,7 @@ impl Actor for BrokerActor {
         // Every session publishes through this one actor; waiting senders queue here.
         ctx.set_mailbox_capacity(4096);
         if let Some(answers) = self.answers.take() {
-            ctx.add_stream(answers);
+            ctx.add_stream(self.stats.count_items(answers));
         }
         ctx.run_interval(CONNECTION_CHECK_INTERVAL, |actor, _| {
             actor.check_connection()
@@ -106,11 +106,12 @@ pub struct ForgetTurn {
     pub cancel: bool,
 }
 
+crate::counted_messages!(BrokerActor => AskQuestion, ForgetTurn);
+
 impl Handler<AskQuestion> for BrokerActor {
     type Result = ResponseActFuture<Self, Result<(), BrokerError>>;
 
     fn handle(&mut self, message: AskQuestion, _: &mut Self::Context) -> Self::Result {
-        self.stats.took_message();
         let AskQuestion {
             mut question,
             route,
@@ -135,7 +136,6 @@ impl Handler<ForgetTurn> for BrokerActor {
     type Result = ();
 
     fn handle(&mut self, message: ForgetTurn, ctx: &mut Self::Context) {
-        self.stats.took_message();
         self.routes.remove(&message.turn_id);
         if message.cancel {
             let turn_id = message.turn_id;
@@ -151,7 +151,6 @@ impl Handler<ForgetTurn> for BrokerActor {
 
 impl StreamHandler<Answer> for BrokerActor {
     fn handle(&mut self, answer: Answer, _: &mut Self::Context) {
-        self.stats.handled_event();
         let turn_id = answer.turn_id;
         let Some(session) = self.routes.get(&turn_id) else {
             tracing::debug!(%turn_id, "answer for a turn nobody waits for; dropped");

@@ -3,7 +3,6 @@
 //! Knowing every session, the registry also paces their heartbeats with one timer.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use actix::prelude::*;
 use uuid::Uuid;
@@ -11,20 +10,17 @@ use uuid::Uuid;
 use std::time::Duration;
 
 use super::session::{GoingAway, Heartbeat, SessionActor};
-use super::stats::ActorStats;
 
 pub struct SessionRegistry {
     sessions: HashMap<Uuid, Addr<SessionActor>>,
     heartbeat_interval: Duration,
-    stats: Arc<ActorStats>,
 }
 
 impl SessionRegistry {
-    pub fn new(heartbeat_interval: Duration, stats: Arc<ActorStats>) -> Self {
+    pub fn new(heartbeat_interval: Duration) -> Self {
         Self {
             sessions: HashMap::new(),
             heartbeat_interval,
-            stats,
         }
     }
 }
@@ -72,11 +68,12 @@ pub struct Lookup {
 #[rtype(result = "usize")]
 pub struct CountSessions;
 
+crate::counted_messages!(SessionRegistry => Register, Unregister, Lookup, CountSessions, CloseAllSessions);
+
 impl Handler<Register> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, message: Register, _: &mut Self::Context) {
-        self.stats.took_message();
         self.sessions.insert(message.session_id, message.session);
     }
 }
@@ -85,7 +82,6 @@ impl Handler<Unregister> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, message: Unregister, _: &mut Self::Context) {
-        self.stats.took_message();
         self.sessions.remove(&message.session_id);
     }
 }
@@ -94,7 +90,6 @@ impl Handler<Lookup> for SessionRegistry {
     type Result = Option<Addr<SessionActor>>;
 
     fn handle(&mut self, message: Lookup, _: &mut Self::Context) -> Self::Result {
-        self.stats.took_message();
         self.sessions
             .get(&message.session_id)
             .filter(|addr| addr.connected())
@@ -106,7 +101,6 @@ impl Handler<CountSessions> for SessionRegistry {
     type Result = usize;
 
     fn handle(&mut self, _: CountSessions, _: &mut Self::Context) -> usize {
-        self.stats.took_message();
         self.sessions.len()
     }
 }
@@ -120,7 +114,6 @@ impl Handler<CloseAllSessions> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, _: CloseAllSessions, _: &mut Self::Context) {
-        self.stats.took_message();
         for session in self.sessions.values() {
             // Once per session, at shutdown: nothing piles up.
             session.do_send(GoingAway);

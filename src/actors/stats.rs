@@ -1,15 +1,20 @@
 //! Mailbox and throughput counters for actors, which actix does not expose.
 //!
-//! Senders go through [`Tracked`], which counts a message into the mailbox; the
-//! actor's handlers call [`ActorStats::took_message`] (mailbox messages) or
-//! [`ActorStats::handled_event`] (stream items, which never sit in the mailbox).
-//! The admin endpoint reads the [`ActorDirectory`].
+//! Senders go through [`Tracked`], which wraps each message in a [`Counted`]
+//! envelope and counts it into the mailbox. The envelope counts it out again when
+//! it is dropped — after its handler opened it, or with the mailbox of an actor
+//! that stopped first — so the mailbox length cannot drift, and an actor cannot
+//! forget to count: a message reaches it through `Tracked` only if it handles the
+//! envelope, which [`counted_messages!`](crate::counted_messages) implements by
+//! forwarding to the plain handler. Stream items are counted as they are read
+//! ([`ActorStats::count_items`]). The admin endpoint reads the [`ActorDirectory`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use actix::dev::ToEnvelope;
 use actix::prelude::*;
+use futures_util::StreamExt;
 use serde::Serialize;
 
 #[derive(Debug)]
@@ -32,15 +37,16 @@ impl ActorStats {
         })
     }
 
-    /// A message sent through [`Tracked`] was taken out of the mailbox and handled.
-    pub fn took_message(&self) {
-        self.dequeued.fetch_add(1, Ordering::Relaxed);
-        self.handled.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// A stream item (not a mailbox message) was handled.
-    pub fn handled_event(&self) {
-        self.handled.fetch_add(1, Ordering::Relaxed);
+    /// Counts each item of `stream` as handled as the actor reads it (stream items
+    /// never sit in the mailbox).
+    pub fn count_items<S: Stream>(
+        self: &Arc<Self>,
+        stream: S,
+    ) -> impl Stream<Item = S::Item> + use<S> {
+        let stats = self.clone();
+        stream.inspect(move |_| {
+            stats.handled.fetch_add(1, Ordering::Relaxed);
+        })
     }
 
     pub fn snapshot(&self) -> ActorSnapshot {
@@ -62,6 +68,59 @@ pub struct ActorSnapshot {
     pub id: String,
     pub mailbox_len: u64,
     pub handled_total: u64,
+}
+
+/// A message sent through [`Tracked`]; see the module doc.
+pub struct Counted<M> {
+    message: M,
+    ticket: MailboxTicket,
+}
+
+impl<M: Message> Message for Counted<M> {
+    type Result = M::Result;
+}
+
+impl<M> Counted<M> {
+    /// The message, for its handler: it counts as handled.
+    pub fn open(self) -> M {
+        self.ticket.0.handled.fetch_add(1, Ordering::Relaxed);
+        self.message
+    }
+}
+
+/// Counts its message out of the mailbox when dropped, whatever happened to it.
+struct MailboxTicket(Arc<ActorStats>);
+
+impl MailboxTicket {
+    fn issue(stats: &Arc<ActorStats>) -> Self {
+        stats.enqueued.fetch_add(1, Ordering::Relaxed);
+        Self(stats.clone())
+    }
+}
+
+impl Drop for MailboxTicket {
+    fn drop(&mut self) {
+        self.0.dequeued.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Lets an actor take `Counted` messages by forwarding each to its plain handler:
+/// `counted_messages!(MyActor => MessageA, MessageB);`.
+#[macro_export]
+macro_rules! counted_messages {
+    ($actor:ty => $($message:ty),+ $(,)?) => {$(
+        impl ::actix::Handler<$crate::actors::stats::Counted<$message>> for $actor {
+            type Result = <$actor as ::actix::Handler<$message>>::Result;
+
+            fn handle(
+                &mut self,
+                counted: $crate::actors::stats::Counted<$message>,
+                ctx: &mut Self::Context,
+            ) -> Self::Result {
+                <$actor as ::actix::Handler<$message>>::handle(self, counted.open(), ctx)
+            }
+        }
+    )+};
 }
 
 /// An actor's address that counts what it sends into the mailbox.
@@ -95,23 +154,28 @@ impl<A: Actor> Tracked<A> {
     where
         M: Message + Send + 'static,
         M::Result: Send,
-        A: Handler<M>,
-        A::Context: ToEnvelope<A, M>,
+        A: Handler<Counted<M>>,
+        A::Context: ToEnvelope<A, Counted<M>>,
     {
-        self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
-        self.addr.do_send(message);
+        self.addr.do_send(self.counted(message));
     }
 
     /// Sends and waits for the handler's result.
-    pub fn send<M>(&self, message: M) -> actix::dev::Request<A, M>
+    pub fn send<M>(&self, message: M) -> actix::dev::Request<A, Counted<M>>
     where
         M: Message + Send + 'static,
         M::Result: Send,
-        A: Handler<M>,
-        A::Context: ToEnvelope<A, M>,
+        A: Handler<Counted<M>>,
+        A::Context: ToEnvelope<A, Counted<M>>,
     {
-        self.stats.enqueued.fetch_add(1, Ordering::Relaxed);
-        self.addr.send(message)
+        self.addr.send(self.counted(message))
+    }
+
+    fn counted<M>(&self, message: M) -> Counted<M> {
+        Counted {
+            message,
+            ticket: MailboxTicket::issue(&self.stats),
+        }
     }
 }
 
@@ -143,15 +207,95 @@ impl ActorDirectory {
 mod tests {
     use super::*;
 
-    #[test]
-    fn mailbox_length_is_sent_minus_taken() {
-        let stats = ActorStats::new("test", "1");
-        stats.enqueued.fetch_add(3, Ordering::Relaxed);
-        stats.took_message();
-        stats.handled_event();
+    /// Answers `Add` with the running total; `Hold` makes it wait before it takes
+    /// its next message.
+    struct Adder {
+        total: u64,
+    }
+
+    impl Actor for Adder {
+        type Context = Context<Self>;
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "u64")]
+    struct Add(u64);
+
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Hold(std::time::Duration);
+
+    impl Handler<Add> for Adder {
+        type Result = u64;
+
+        fn handle(&mut self, Add(n): Add, _: &mut Self::Context) -> u64 {
+            self.total += n;
+            self.total
+        }
+    }
+
+    impl Handler<Hold> for Adder {
+        type Result = ();
+
+        fn handle(&mut self, Hold(pause): Hold, ctx: &mut Self::Context) {
+            ctx.wait(actix::fut::wrap_future(tokio::time::sleep(pause)));
+        }
+    }
+
+    crate::counted_messages!(Adder => Add, Hold);
+
+    #[actix::test]
+    async fn every_message_counts_in_and_out_of_the_mailbox() {
+        let stats = ActorStats::new("adder", "1");
+        let adder = Tracked::new(Adder { total: 0 }.start(), stats.clone());
+        assert_eq!(adder.send(Add(2)).await.unwrap(), 2);
+        adder.do_send(Hold(std::time::Duration::from_millis(200)));
+        for _ in 0..3 {
+            adder.do_send(Add(1));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let waiting = stats.snapshot();
+        assert_eq!(waiting.mailbox_len, 3, "three wait behind the hold");
+        assert_eq!(waiting.handled_total, 2);
+        assert_eq!(adder.send(Add(0)).await.unwrap(), 5);
+        let after = stats.snapshot();
+        assert_eq!(after.mailbox_len, 0);
+        assert_eq!(after.handled_total, 6);
+    }
+
+    #[actix::test]
+    async fn messages_an_actor_never_took_leave_the_mailbox_count() {
+        let stats = ActorStats::new("adder", "2");
+        let arbiter = Arbiter::new();
+        let addr = Adder::start_in_arbiter(&arbiter.handle(), |_| Adder { total: 0 });
+        let adder = Tracked::new(addr, stats.clone());
+        adder.do_send(Hold(std::time::Duration::from_secs(60)));
+        adder.do_send(Add(1));
+        adder.do_send(Add(1));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(stats.snapshot().mailbox_len, 2);
+        // The actor's thread ends with two messages still queued: the mailbox goes
+        // with it, and so do their counts.
+        arbiter.stop();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while stats.snapshot().mailbox_len > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let snapshot = stats.snapshot();
-        assert_eq!(snapshot.mailbox_len, 2);
-        assert_eq!(snapshot.handled_total, 2);
+        assert_eq!(snapshot.mailbox_len, 0);
+        assert_eq!(snapshot.handled_total, 1, "only the hold was handled");
+    }
+
+    #[tokio::test]
+    async fn stream_items_count_as_handled() {
+        let stats = ActorStats::new("reader", "1");
+        let items: Vec<u32> = stats
+            .count_items(futures_util::stream::iter([1, 2, 3]))
+            .collect()
+            .await;
+        assert_eq!(items, [1, 2, 3]);
+        assert_eq!(stats.snapshot().handled_total, 3);
+        assert_eq!(stats.snapshot().mailbox_len, 0);
     }
 
     #[test]
