@@ -1,4 +1,4 @@
-//! The command line: `parlor <command> [--config PATH]` (SPEC §1).
+//! The command line: `parlor <command> [--config PATH]` (docs/protocol.md#commands-and-configuration).
 
 use std::path::PathBuf;
 

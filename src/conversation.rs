@@ -1,5 +1,5 @@
 //! The vocabulary every layer shares: chat messages, how a turn finished, and the
-//! error codes of the wire contract (SPEC §2). Kept free of actors, routes and queues
+//! error codes of the wire protocol (docs/protocol.md#error-codes). Kept free of actors, routes and queues
 //! so the broker, the agent and the HTTP layer can all speak it.
 
 use serde::{Deserialize, Serialize};
@@ -55,7 +55,7 @@ pub enum FinishReason {
     Cancelled,
 }
 
-/// The `code` of an `error` frame (SPEC §2).
+/// The `code` of an `error` frame (docs/protocol.md#error-codes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {

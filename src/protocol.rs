@@ -1,4 +1,4 @@
-//! The WebSocket chat protocol (SPEC §2): JSON text frames in both directions.
+//! The WebSocket chat protocol (docs/protocol.md#websocket-chat): JSON text frames in both directions.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

@@ -1,4 +1,4 @@
-//! The command line and configuration layering (SPEC §1), from outside the process.
+//! The command line and configuration layering (docs/protocol.md#commands-and-configuration), from outside the process.
 
 mod common;
 

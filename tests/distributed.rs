@@ -1,4 +1,4 @@
-//! Gateways and workers as separate processes around the real RabbitMQ (SPEC §6):
+//! Gateways and workers as separate processes around the real RabbitMQ (docs/protocol.md#rabbitmq-topology):
 //! nothing lost or misrouted, crashes redelivered, cancels crossing processes,
 //! poison set aside, outages survived without a restart.
 

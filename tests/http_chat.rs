@@ -1,5 +1,5 @@
-//! `POST /chat` in the original design's SSE format (SPEC §3), and the small
-//! operational routes (SPEC §4).
+//! `POST /chat` in the original design's SSE format (docs/protocol.md#http-chat), and the small
+//! operational routes (docs/protocol.md#operations).
 
 mod common;
 

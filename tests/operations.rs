@@ -1,4 +1,4 @@
-//! The operator's routes (SPEC §4): `/admin/stats` behind its token, `/metrics`.
+//! The operator's routes (docs/protocol.md#operations): `/admin/stats` behind its token, `/metrics`.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! SIGTERM (SPEC §4): no new turns, running turns finish, then a clean exit.
+//! SIGTERM (docs/protocol.md#stopping): no new turns, running turns finish, then a clean exit.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! The WebSocket chat of SPEC §2 against a real `parlor serve` and a real mock model.
+//! The WebSocket chat of docs/protocol.md#websocket-chat against a real `parlor serve` and a real mock model.
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Bad input and failing models over the WebSocket: each gets the error code of
-//! SPEC §2, and the connection keeps serving.
+//! docs/protocol.md#error-codes, and the connection keeps serving.
 
 mod common;
 

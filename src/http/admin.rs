@@ -15,7 +15,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config.route("/admin/stats", web::get().to(admin_stats));
 }
 
-/// The body of `/admin/stats` (SPEC §4); `/metrics` reports the same numbers.
+/// The body of `/admin/stats` (docs/protocol.md#admin-stats); `/metrics` reports the same numbers.
 #[derive(Clone, Debug, Serialize)]
 pub struct Stats {
     pub sessions: SessionTotals,

@@ -1,4 +1,4 @@
-//! `POST /chat`: the original design's SSE chat API (SPEC §3), wire-compatible so
+//! `POST /chat`: the original design's SSE chat API (docs/protocol.md#http-chat), wire-compatible so
 //! its web frontend works unchanged.
 
 use actix_cors::Cors;

@@ -1,4 +1,4 @@
-//! `GET /ws`: the WebSocket chat (SPEC §2). A connection is one session;
+//! `GET /ws`: the WebSocket chat (docs/protocol.md#websocket-chat). A connection is one session;
 //! `?session_id=` re-attaches to a live one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
