@@ -30,9 +30,9 @@ pub enum Command {
     /// The question consumer with its agent worker pool (needs RabbitMQ: broker.url)
     Worker(WorkerArgs),
     /// An OpenAI-compatible mock model server, for development and tests
-    MockLlm(MockLlmArgs),
+    MockLlm(parlor_mock_llm::MockLlmArgs),
     /// The load-testing harness: drives chat sessions and checks every answer
-    Loadtest(crate::loadtest::LoadtestArgs),
+    Loadtest(parlor_loadtest::LoadtestArgs),
     /// A running gateway's admin stats as a table (`--watch` refreshes it)
     Stats(crate::admin_view::StatsArgs),
 }
@@ -74,19 +74,6 @@ pub struct WorkerArgs {
     /// OpenAI-compatible /v1 base URL of the model (overrides llm.base_url)
     #[arg(long, value_name = "URL")]
     pub llm_base_url: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct MockLlmArgs {
-    /// Listen address
-    #[arg(long, default_value = "127.0.0.1:9000", value_name = "ADDR")]
-    pub bind: String,
-    /// Milliseconds before the first token
-    #[arg(long, default_value_t = 0, value_name = "T")]
-    pub ttft_ms: u64,
-    /// Milliseconds between tokens
-    #[arg(long, default_value_t = 0, value_name = "D")]
-    pub token_ms: u64,
 }
 
 impl ServeArgs {

@@ -2,7 +2,13 @@
 //!
 //! Imports point one way: `cli`/`startup` wire things up → `http` (routes) →
 //! `actors` (sessions, registry, broker actor, agent pool) → `broker` (the queue
-//! engines) and `agent` (knowledge agent, LLM client, mock model).
+//! engines) and `agent` (knowledge agent, LLM client).
+//!
+//! The tools live in crates of their own in `crates/`: the mock model
+//! (`parlor-mock-llm`, also the demo model `serve` starts when no model URL is
+//! configured) and the load tester (`parlor-loadtest`). Neither depends on this
+//! crate; `cli`/`startup` only dispatch `parlor mock-llm` and `parlor loadtest`
+//! to them.
 
 pub mod actors;
 pub mod admin_view;
@@ -13,7 +19,6 @@ pub mod config;
 pub mod conversation;
 pub mod counters;
 pub mod http;
-pub mod loadtest;
 pub mod memory;
 pub mod net;
 pub mod protocol;

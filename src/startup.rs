@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_web::{App, HttpServer};
 use anyhow::Context as _;
+use parlor_mock_llm::{MockLlmOptions, MockLlmServer};
 
 use crate::actors::agent_pool::{
     AgentPool, GetPoolStatus, GiveBackRunning, PoolSettings, StopTaking,
@@ -18,7 +19,6 @@ use crate::actors::stats::{ActorDirectory, ActorStats, Tracked};
 use crate::agent::Agent;
 use crate::agent::knowledge::{DataSource, KnowledgeAgent};
 use crate::agent::llm::LlmClient;
-use crate::agent::mock_llm::{self, MockLlmOptions, MockLlmServer};
 use crate::broker::Broker;
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::rabbitmq::RabbitBroker;
@@ -35,14 +35,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args.load_config(file)?).await,
         Command::Gateway(args) => gateway(args.load_config(file)?).await,
         Command::Worker(args) => worker(args.load_config(file)?).await,
-        Command::MockLlm(args) => {
-            let options = MockLlmOptions {
-                ttft: Duration::from_millis(args.ttft_ms),
-                token_interval: Duration::from_millis(args.token_ms),
-            };
-            Ok(mock_llm::run(&args.bind, options).await?)
-        }
-        Command::Loadtest(args) => crate::loadtest::run(args).await,
+        Command::MockLlm(args) => Ok(parlor_mock_llm::run(&args.bind, args.options()).await?),
+        Command::Loadtest(args) => parlor_loadtest::run(args).await,
         Command::Stats(args) => crate::admin_view::run(args).await,
     }
 }
@@ -241,8 +235,11 @@ async fn knowledge_agent(
                 ttft: llm_config.demo_ttft(),
                 token_interval: llm_config.demo_token_interval(),
             };
-            let server = mock_llm::start(listener, options)?;
-            let base_url = server.base_url();
+            let server = parlor_mock_llm::start(listener, options)?;
+            let base_url = server
+                .base_url()
+                .parse()
+                .context("the demo model's address is not a URL")?;
             tracing::info!(%base_url, "llm.base_url is empty: answering with the built-in demo model");
             llm_config.base_url = ModelEndpoint::OpenAiCompatible(base_url);
             Some(server)

@@ -80,8 +80,9 @@ mod tests {
     use std::net::TcpListener;
     use std::time::Duration;
 
+    use parlor_mock_llm::MockLlmOptions;
+
     use super::*;
-    use crate::agent::mock_llm::{self, MockLlmOptions};
     use crate::config::LlmConfig;
     use crate::conversation::{FinishReason, Role};
 
@@ -151,8 +152,8 @@ mod tests {
     #[actix_web::test]
     async fn answers_through_the_model_with_history() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let server = mock_llm::start(listener, MockLlmOptions::default()).unwrap();
-        let agent = agent(server.base_url().as_str(), 64);
+        let server = parlor_mock_llm::start(listener, MockLlmOptions::default()).unwrap();
+        let agent = agent(&server.base_url(), 64);
         let history = vec![ChatMessage::user("one"), ChatMessage::assistant("ok")];
         let events: Vec<_> = tokio::time::timeout(
             Duration::from_secs(10),

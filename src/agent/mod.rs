@@ -5,7 +5,6 @@
 pub mod coalesce;
 pub mod knowledge;
 pub mod llm;
-pub mod mock_llm;
 
 use futures_util::stream::BoxStream;
 

@@ -686,7 +686,9 @@ impl Subscription for Replies {
             .received
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
-        let acker = (received % REPLY_ACK_EVERY == 0).then(|| delivery.acker.clone());
+        let acker = received
+            .is_multiple_of(REPLY_ACK_EVERY)
+            .then(|| delivery.acker.clone());
         let answer = serde_json::from_slice::<Answer>(&delivery.data);
         async move {
             if let Some(acker) = acker

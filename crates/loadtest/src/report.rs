@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::options::{Mode, Plan};
 use super::stats::{Percentiles, Recorder};
 
-/// The JSON of `--json` (SPEC §8). The first fields are the contract; the rest
+/// The JSON of `--json`. The first fields are the contract scripts rely on; the rest
 /// are extras.
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
@@ -215,14 +215,14 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadtest::stats::TurnRecord;
+    use crate::stats::TurnRecord;
 
     fn plan() -> Plan {
         use clap::Parser;
         #[derive(Parser)]
         struct Harness {
             #[command(flatten)]
-            args: crate::loadtest::LoadtestArgs,
+            args: crate::LoadtestArgs,
         }
         Harness::try_parse_from([
             "loadtest",

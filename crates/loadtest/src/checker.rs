@@ -1,10 +1,10 @@
-//! Checking answers against the mock model (SPEC §7) from outside.
+//! Checking answers against the mock model (`parlor-mock-llm`) from outside.
 //!
 //! Every message of session `i` carries the session's token `lt<run>s<i>`. The mock
 //! echoes the last user message, so every answer holds its own session's token, and
 //! a chunk that holds another session's token can only have been misrouted.
 
-use crate::agent::mock_llm::expected_answer;
+use parlor_mock_llm::expected_answer;
 
 /// The token that marks every message of one session of one run.
 #[derive(Clone, Debug)]
@@ -76,7 +76,7 @@ pub fn is_expected_answer(answer: &str, message: &str, turn: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::mock_llm::answer_chunks;
+    use parlor_mock_llm::answer_chunks;
 
     #[test]
     fn the_right_answer_passes() {

@@ -7,8 +7,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use super::sse_events::EventReader;
-use super::{EventsRead, Failure, post_for_events};
-use crate::loadtest::probe::TurnProbe;
+use super::{EventsRead, TurnFailure, post_for_events};
+use crate::probe::TurnProbe;
 
 #[derive(Serialize)]
 struct CompletionRequest<'a> {
@@ -58,7 +58,7 @@ impl OpenaiSession {
         model: &str,
         text: &str,
         probe: &mut TurnProbe,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), TurnFailure> {
         let mut messages: Vec<RequestMessage<'_>> = self
             .history
             .iter()
@@ -95,9 +95,9 @@ fn read_events(events: &mut EventReader, probe: &mut TurnProbe) -> EventsRead {
             return Ok(Some(Ok(())));
         }
         let chunk: CompletionChunk<'_> = serde_json::from_str(&event.data)
-            .map_err(|e| Failure::new("protocol", format!("bad event: {e}: {}", event.data)))?;
+            .map_err(|e| TurnFailure::new("protocol", format!("bad event: {e}: {}", event.data)))?;
         if let Some(error) = chunk.error {
-            return Ok(Some(Err(Failure::new("stream_error", error))));
+            return Ok(Some(Err(TurnFailure::new("stream_error", error))));
         }
         for choice in chunk.choices {
             if let Some(content) = choice.delta.and_then(|delta| delta.content)

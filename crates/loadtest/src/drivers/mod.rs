@@ -19,14 +19,14 @@ use super::probe::TurnProbe;
 /// (`connect`, `closed`, `timeout`, `emfile`, `protocol`, `http_503`, an error
 /// frame's code...), and a description of the first case.
 #[derive(Debug)]
-pub struct Failure {
+pub struct TurnFailure {
     pub code: Cow<'static, str>,
     pub detail: String,
 }
 
-impl Failure {
+impl TurnFailure {
     pub fn new(code: impl Into<Cow<'static, str>>, detail: impl Display) -> Self {
-        Failure {
+        TurnFailure {
             code: code.into(),
             detail: detail.to_string(),
         }
@@ -43,13 +43,13 @@ fn io_code(error: &std::io::Error, otherwise: &'static str) -> &'static str {
 }
 
 /// The failure of an HTTP request.
-fn http_failure(error: reqwest::Error) -> Failure {
+fn http_failure(error: reqwest::Error) -> TurnFailure {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>()
             && io_code(io, "") == "emfile"
         {
-            return Failure::new("emfile", format!("{error:#}"));
+            return TurnFailure::new("emfile", format!("{error:#}"));
         }
         source = cause.source();
     }
@@ -60,7 +60,7 @@ fn http_failure(error: reqwest::Error) -> Failure {
     } else {
         "closed"
     };
-    Failure::new(code, display_chain(&error))
+    TurnFailure::new(code, display_chain(&error))
 }
 
 fn display_chain(error: &dyn std::error::Error) -> String {
@@ -74,13 +74,13 @@ fn display_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-fn http_status_failure(status: reqwest::StatusCode, body: &str) -> Failure {
+fn http_status_failure(status: reqwest::StatusCode, body: &str) -> TurnFailure {
     let body: String = body.chars().take(200).collect();
-    Failure::new(format!("http_{}", status.as_u16()), body)
+    TurnFailure::new(format!("http_{}", status.as_u16()), body)
 }
 
 /// What reading the events received so far found: `Some` once the turn ended.
-type EventsRead = Result<Option<Result<(), Failure>>, Failure>;
+type EventsRead = Result<Option<Result<(), TurnFailure>>, TurnFailure>;
 
 /// Posts the JSON `body`, then feeds the answer's server-sent events through
 /// `events` to `read` until it says the turn ended; a stream that stops first fails
@@ -93,7 +93,7 @@ async fn post_for_events(
     events: &mut EventReader,
     unended: &'static str,
     mut read: impl FnMut(&mut EventReader) -> EventsRead,
-) -> Result<(), Failure> {
+) -> Result<(), TurnFailure> {
     let mut response = client
         .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -109,11 +109,11 @@ async fn post_for_events(
     events.clear();
     let ended = loop {
         let Some(bytes) = response.chunk().await.map_err(http_failure)? else {
-            break Err(Failure::new("closed", unended));
+            break Err(TurnFailure::new("closed", unended));
         };
         events
             .push(&bytes)
-            .map_err(|_| Failure::new("protocol", "an endless event"))?;
+            .map_err(|_| TurnFailure::new("protocol", "an endless event"))?;
         if let Some(ended) = read(events)? {
             break ended;
         }
@@ -173,7 +173,7 @@ impl Driver {
 
     /// Opens a session: a WebSocket connection (read up to its `session` frame), or
     /// nothing yet over HTTP, whose connections come from the pool turn by turn.
-    pub async fn open(&self) -> Result<Session, Failure> {
+    pub async fn open(&self) -> Result<Session, TurnFailure> {
         Ok(match self {
             Driver::Ws { url } => Session::Ws(Box::new(ws::WsSession::open(url).await?)),
             Driver::Sse { .. } => Session::Sse(chat_sse::ChatSession::default()),
@@ -189,7 +189,7 @@ impl Session {
         driver: &Driver,
         text: &str,
         probe: &mut TurnProbe,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), TurnFailure> {
         match (self, driver) {
             (Session::Ws(session), _) => session.turn(text, probe).await,
             (Session::Sse(session), Driver::Sse { client, url }) => {
@@ -198,7 +198,7 @@ impl Session {
             (Session::Openai(session), Driver::Openai { client, url, model }) => {
                 session.turn(client, url, model, text, probe).await
             }
-            _ => Err(Failure::new("internal", "a session of another mode")),
+            _ => Err(TurnFailure::new("internal", "a session of another mode")),
         }
     }
 

@@ -1,4 +1,4 @@
-//! `--mode ws`: a session is one WebSocket connection to `GET /ws` (SPEC §2).
+//! `--mode ws`: a session is one WebSocket connection to `GET /ws` (docs/protocol.md).
 
 use std::borrow::Cow;
 
@@ -10,8 +10,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
-use super::{Failure, io_code};
-use crate::loadtest::probe::TurnProbe;
+use super::{TurnFailure, io_code};
+use crate::probe::TurnProbe;
 
 /// A server frame, borrowed from the message text where it can be.
 #[derive(Deserialize)]
@@ -59,18 +59,18 @@ pub struct WsSession {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
-fn transport_failure(error: tungstenite::Error) -> Failure {
+fn transport_failure(error: tungstenite::Error) -> TurnFailure {
     match error {
-        tungstenite::Error::Io(io) => Failure::new(io_code(&io, "closed"), io),
+        tungstenite::Error::Io(io) => TurnFailure::new(io_code(&io, "closed"), io),
         tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => {
-            Failure::new("closed", "the server closed the connection")
+            TurnFailure::new("closed", "the server closed the connection")
         }
-        other => Failure::new("protocol", other),
+        other => TurnFailure::new("protocol", other),
     }
 }
 
-fn protocol(detail: impl std::fmt::Display) -> Failure {
-    Failure::new("protocol", detail)
+fn protocol(detail: impl std::fmt::Display) -> TurnFailure {
+    TurnFailure::new("protocol", detail)
 }
 
 /// Whether a frame's `turn_id` names the turn in flight.
@@ -86,17 +86,17 @@ fn is_turn(frame_turn: Option<&str>, in_flight: Option<Uuid>) -> bool {
 
 impl WsSession {
     /// Connects and reads the `session` frame that always comes first.
-    pub async fn open(url: &str) -> Result<WsSession, Failure> {
+    pub async fn open(url: &str) -> Result<WsSession, TurnFailure> {
         let (socket, _) =
             tokio_tungstenite::connect_async_with_config(url, Some(socket_config()), true)
                 .await
                 .map_err(|error| match error {
-                    tungstenite::Error::Io(io) => Failure::new(io_code(&io, "connect"), io),
-                    tungstenite::Error::Http(response) => Failure::new(
+                    tungstenite::Error::Io(io) => TurnFailure::new(io_code(&io, "connect"), io),
+                    tungstenite::Error::Http(response) => TurnFailure::new(
                         format!("http_{}", response.status().as_u16()),
                         "the WebSocket upgrade was refused",
                     ),
-                    other => Failure::new("connect", other),
+                    other => TurnFailure::new("connect", other),
                 })?;
         let mut session = WsSession { socket };
         let text = session.next_text().await?;
@@ -111,14 +111,17 @@ impl WsSession {
     }
 
     /// The next text message (control frames are answered and skipped).
-    async fn next_text(&mut self) -> Result<tungstenite::Utf8Bytes, Failure> {
+    async fn next_text(&mut self) -> Result<tungstenite::Utf8Bytes, TurnFailure> {
         loop {
             match self.socket.next().await {
-                None => return Err(Failure::new("closed", "the connection ended")),
+                None => return Err(TurnFailure::new("closed", "the connection ended")),
                 Some(Err(error)) => return Err(transport_failure(error)),
                 Some(Ok(Message::Text(text))) => return Ok(text),
                 Some(Ok(Message::Close(_))) => {
-                    return Err(Failure::new("closed", "the server closed the connection"));
+                    return Err(TurnFailure::new(
+                        "closed",
+                        "the server closed the connection",
+                    ));
                 }
                 Some(Ok(Message::Binary(_))) => return Err(protocol("a binary message")),
                 Some(Ok(_)) => continue,
@@ -126,12 +129,12 @@ impl WsSession {
         }
     }
 
-    pub async fn turn(&mut self, text: &str, probe: &mut TurnProbe) -> Result<(), Failure> {
+    pub async fn turn(&mut self, text: &str, probe: &mut TurnProbe) -> Result<(), TurnFailure> {
         let frame = MessageFrame {
             kind: "message",
             text,
         };
-        let frame = serde_json::to_string(&frame).map_err(|e| Failure::new("internal", e))?;
+        let frame = serde_json::to_string(&frame).map_err(|e| TurnFailure::new("internal", e))?;
         self.socket
             .send(Message::text(frame))
             .await
@@ -153,7 +156,7 @@ impl WsSession {
                 "chunk" | "reset" | "done" if !ours => probe.stray_chunk(),
                 "chunk" => {
                     if frame.seq != Some(next_seq) {
-                        return Err(Failure::new(
+                        return Err(TurnFailure::new(
                             "seq",
                             format!("chunk seq {:?} where {next_seq} was due", frame.seq),
                         ));
@@ -168,7 +171,7 @@ impl WsSession {
                 "done" => {
                     return match frame.finish_reason {
                         Some("stop") => Ok(()),
-                        Some(other) => Err(Failure::new(
+                        Some(other) => Err(TurnFailure::new(
                             format!("finish_{other}"),
                             "the turn did not end with `stop`",
                         )),
@@ -182,7 +185,7 @@ impl WsSession {
                 }
                 "error" => {
                     let code = frame.code.unwrap_or("error").to_owned();
-                    return Err(Failure::new(code, frame.message.unwrap_or_default()));
+                    return Err(TurnFailure::new(code, frame.message.unwrap_or_default()));
                 }
                 "pong" => {}
                 other => return Err(protocol(format!("unexpected `{other}` frame in a turn"))),

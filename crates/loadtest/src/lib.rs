@@ -1,13 +1,14 @@
-//! `parlor loadtest` (SPEC §8): drives many chat sessions against a gateway's
-//! WebSocket or `POST /chat`, or straight against an OpenAI-compatible model
-//! server (the baseline), measures time to first token, inter-chunk latency and
-//! turn latency in HDR histograms, checks every answer against the mock model and
-//! every chunk for another session's token, and prints (and writes as JSON) a
+//! The load tester behind `parlor loadtest`: drives many chat sessions against a
+//! gateway's WebSocket or `POST /chat`, or straight against an OpenAI-compatible
+//! model server (the baseline), measures time to first token, inter-chunk latency
+//! and turn latency in HDR histograms, checks every answer against the mock model
+//! and every chunk for another session's token, and prints (and writes as JSON) a
 //! summary. Thresholds make it exit non-zero.
 //!
-//! It is a client that speaks only the wire protocol: its frames are its own serde
-//! types, so it checks the contract independently of the server's code. The only
-//! import from the server is the mock model's pure `expected_answer`.
+//! It is a client that speaks only the wire protocol (docs/protocol.md): its frames
+//! are its own serde types, so it checks the contract independently of the
+//! server's code, which it does not depend on. The only import from elsewhere is
+//! the mock model's pure `expected_answer`.
 //!
 //! - [`options`]: flags and the checked [`options::Plan`];
 //! - `runner`: closed / open loop, ramp, duration, progress bar, sessions;

@@ -1,4 +1,4 @@
-//! `--mode sse`: the seed-compatible `POST /chat` (SPEC §3). The first turn makes
+//! `--mode sse`: the seed-compatible `POST /chat` (docs/protocol.md). The first turn makes
 //! a session; later turns pass its `sessionId` and send only the new message.
 
 use std::borrow::Cow;
@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use super::sse_events::EventReader;
-use super::{EventsRead, Failure, post_for_events};
-use crate::loadtest::probe::TurnProbe;
+use super::{EventsRead, TurnFailure, post_for_events};
+use crate::probe::TurnProbe;
 
 #[derive(Serialize)]
 struct ChatRequest<'a> {
@@ -46,7 +46,7 @@ impl ChatSession {
         url: &str,
         text: &str,
         probe: &mut TurnProbe,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), TurnFailure> {
         let request = ChatRequest {
             user_id: probe.token().as_str(),
             messages: [SeedMessage {
@@ -74,7 +74,7 @@ fn read_events(
 ) -> EventsRead {
     while let Some(event) = events.next_event() {
         let data: SeedEvent<'_> = serde_json::from_str(&event.data).map_err(|e| {
-            Failure::new("protocol", format!("bad event data: {e}: {}", event.data))
+            TurnFailure::new("protocol", format!("bad event data: {e}: {}", event.data))
         })?;
         match (&data.session_id, session_id.as_deref()) {
             (Some(theirs), None) => *session_id = Some(theirs.to_string()),
@@ -93,7 +93,7 @@ fn read_events(
         }
         let message = data.message.unwrap_or_default();
         if let Some(reason) = message.strip_prefix("[error] ") {
-            return Ok(Some(Err(Failure::new("stream_error", reason))));
+            return Ok(Some(Err(TurnFailure::new("stream_error", reason))));
         }
         if message.starts_with("[reset] ") {
             probe.reset();

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
 use super::checker::{SessionToken, is_expected_answer};
-use super::drivers::{Driver, Failure};
+use super::drivers::{Driver, TurnFailure};
 use super::limits::open_file_limit;
 use super::options::Plan;
 use super::probe::TurnProbe;
@@ -28,8 +28,8 @@ const RECORDER_SHARDS: usize = 16;
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
-/// What all sessions of a run share.
-struct Shared {
+/// One run: its plan, driver and recorders, and the counters all its sessions share.
+struct RunState {
     plan: Plan,
     driver: Driver,
     recorder: ShardedRecorder,
@@ -51,7 +51,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
     let driver = Driver::new(&plan)?;
     let progress = progress_bar(&plan);
     let started = Instant::now();
-    let shared = Arc::new(Shared {
+    let state = Arc::new(RunState {
         deadline: plan.duration.map(|duration| started + duration),
         driver,
         recorder: ShardedRecorder::new(RECORDER_SHARDS),
@@ -65,23 +65,23 @@ pub async fn run(plan: Plan) -> anyhow::Result<Report> {
         described: Mutex::new(BTreeSet::new()),
         plan,
     });
-    let ticker = tokio::spawn(show_progress(shared.clone()));
-    match shared.plan.rate {
-        Some(rate) => open_loop(&shared, rate).await,
-        None => closed_loop(&shared).await,
+    let ticker = tokio::spawn(show_progress(state.clone()));
+    match state.plan.rate {
+        Some(rate) => open_loop(&state, rate).await,
+        None => closed_loop(&state).await,
     }
     ticker.abort();
-    shared.progress.finish_and_clear();
+    state.progress.finish_and_clear();
 
-    let totals = shared.recorder.merged();
-    let last_turn_end = Duration::from_micros(shared.last_turn_end.load(Ordering::Relaxed));
+    let totals = state.recorder.merged();
+    let last_turn_end = Duration::from_micros(state.last_turn_end.load(Ordering::Relaxed));
     let elapsed = if last_turn_end.is_zero() {
         started.elapsed()
     } else {
         last_turn_end
     };
-    let sessions = shared.sessions_started.load(Ordering::Relaxed);
-    Ok(Report::new(&shared.plan, sessions, &totals, elapsed))
+    let sessions = state.sessions_started.load(Ordering::Relaxed);
+    Ok(Report::new(&state.plan, sessions, &totals, elapsed))
 }
 
 fn progress_bar(plan: &Plan) -> ProgressBar {
@@ -108,13 +108,13 @@ fn progress_bar(plan: &Plan) -> ProgressBar {
     bar
 }
 
-async fn show_progress(shared: Arc<Shared>) {
+async fn show_progress(state: Arc<RunState>) {
     let mut ticks = tokio::time::interval(PROGRESS_EVERY);
     let mut last = (Instant::now(), 0u64);
     loop {
         ticks.tick().await;
-        let ok = shared.turns_ok.load(Ordering::Relaxed);
-        let failed = shared.turns_failed.load(Ordering::Relaxed);
+        let ok = state.turns_ok.load(Ordering::Relaxed);
+        let failed = state.turns_failed.load(Ordering::Relaxed);
         let now = Instant::now();
         let done = ok + failed;
         let seconds = (now - last.0).as_secs_f64();
@@ -124,15 +124,15 @@ async fn show_progress(shared: Arc<Shared>) {
             0.0
         };
         last = (now, done);
-        shared.progress.set_position(done);
-        shared.progress.set_message(format!(
+        state.progress.set_position(done);
+        state.progress.set_message(format!(
             "{rate:.0} turns/s  {failed} failed  {} sessions in flight",
-            shared.sessions_in_flight.load(Ordering::Relaxed)
+            state.sessions_in_flight.load(Ordering::Relaxed)
         ));
     }
 }
 
-impl Shared {
+impl RunState {
     fn past_deadline(&self, at: Instant) -> bool {
         self.deadline.is_some_and(|deadline| at >= deadline)
     }
@@ -142,7 +142,7 @@ impl Shared {
     }
 
     /// Says on stderr what the first failure of each kind was.
-    fn describe(&self, failure: &Failure) {
+    fn describe(&self, failure: &TurnFailure) {
         let first = self
             .described
             .lock()
@@ -166,7 +166,7 @@ impl Shared {
 
     /// Counts a failure that ended session `index` before `unsent` of its turns
     /// were sent (the first of them counts as the failed one, the others as skipped).
-    fn fail_session(&self, index: u64, failure: &Failure, unsent: u32) {
+    fn fail_session(&self, index: u64, failure: &TurnFailure, unsent: u32) {
         self.describe(failure);
         self.recorder.with(index, |recorder| {
             recorder.count_error(&failure.code);
@@ -185,29 +185,29 @@ impl Shared {
 
 /// `--concurrency` slots; each runs sessions one after another until all have
 /// started or the duration is over. With a ramp, slots start spread over it.
-async fn closed_loop(shared: &Arc<Shared>) {
-    let concurrency = shared.plan.concurrency.unwrap_or(1);
-    let slots = match shared.plan.sessions {
+async fn closed_loop(state: &Arc<RunState>) {
+    let concurrency = state.plan.concurrency.unwrap_or(1);
+    let slots = match state.plan.sessions {
         Some(sessions) => concurrency.min(usize::try_from(sessions).unwrap_or(usize::MAX)),
         None => concurrency,
     };
     let next_index = Arc::new(AtomicU64::new(0));
     let mut tasks = JoinSet::new();
     for slot in 0..slots {
-        let shared = shared.clone();
+        let state = state.clone();
         let next_index = next_index.clone();
-        let start_at = shared.started + shared.plan.ramp.mul_f64(slot as f64 / slots as f64);
+        let start_at = state.started + state.plan.ramp.mul_f64(slot as f64 / slots as f64);
         tasks.spawn(async move {
             sleep_until(start_at).await;
             loop {
-                if shared.past_deadline(Instant::now()) {
+                if state.past_deadline(Instant::now()) {
                     break;
                 }
                 let index = next_index.fetch_add(1, Ordering::Relaxed);
-                if shared.all_started(index) {
+                if state.all_started(index) {
                     break;
                 }
-                run_session(&shared, index, None).await;
+                run_session(&state, index, None).await;
             }
         });
     }
@@ -218,18 +218,18 @@ async fn closed_loop(shared: &Arc<Shared>) {
 /// over the ramp), at most `--concurrency` in flight if given. A session that
 /// starts late — the cap, or a loaded machine — counts its first turn from its
 /// intended start, so queueing shows in the latencies.
-async fn open_loop(shared: &Arc<Shared>, rate: f64) {
-    let cap = shared
+async fn open_loop(state: &Arc<RunState>, rate: f64) {
+    let cap = state
         .plan
         .concurrency
         .map(|cap| Arc::new(Semaphore::new(cap)));
     let mut tasks = JoinSet::new();
     for index in 0u64.. {
-        if shared.all_started(index) {
+        if state.all_started(index) {
             break;
         }
-        let intended = shared.started + intended_start(index, rate, shared.plan.ramp);
-        if shared.past_deadline(intended) {
+        let intended = state.started + intended_start(index, rate, state.plan.ramp);
+        if state.past_deadline(intended) {
             break;
         }
         sleep_until(intended).await;
@@ -240,9 +240,9 @@ async fn open_loop(shared: &Arc<Shared>, rate: f64) {
             },
             None => None,
         };
-        let session_shared = shared.clone();
+        let session_state = state.clone();
         tasks.spawn(async move {
-            run_session(&session_shared, index, Some(intended)).await;
+            run_session(&session_state, index, Some(intended)).await;
             drop(permit);
         });
         while tasks.try_join_next().is_some() {}
@@ -266,27 +266,27 @@ pub fn intended_start(index: u64, rate: f64, ramp: Duration) -> Duration {
 }
 
 /// One session: open it, run its turns, hold it open if asked, close it.
-async fn run_session(shared: &Shared, index: u64, intended: Option<Instant>) {
-    let plan = &shared.plan;
-    shared.sessions_started.fetch_add(1, Ordering::Relaxed);
-    shared.sessions_in_flight.fetch_add(1, Ordering::Relaxed);
+async fn run_session(state: &RunState, index: u64, intended: Option<Instant>) {
+    let plan = &state.plan;
+    state.sessions_started.fetch_add(1, Ordering::Relaxed);
+    state.sessions_in_flight.fetch_add(1, Ordering::Relaxed);
 
     let opening = Instant::now();
-    let mut session = match timeout(plan.turn_timeout, shared.driver.open()).await {
+    let mut session = match timeout(plan.turn_timeout, state.driver.open()).await {
         Ok(Ok(session)) => {
             let took = opening.elapsed();
-            shared
+            state
                 .recorder
                 .with(index, |recorder| recorder.connect.record(took));
             Some(session)
         }
         Ok(Err(failure)) => {
-            shared.fail_session(index, &failure, plan.turns);
+            state.fail_session(index, &failure, plan.turns);
             None
         }
         Err(_) => {
-            let failure = Failure::new("timeout", "opening the session took too long");
-            shared.fail_session(index, &failure, plan.turns);
+            let failure = TurnFailure::new("timeout", "opening the session took too long");
+            state.fail_session(index, &failure, plan.turns);
             None
         }
     };
@@ -307,16 +307,16 @@ async fn run_session(shared: &Shared, index: u64, intended: Option<Instant>) {
             });
             let result = timeout(
                 plan.turn_timeout,
-                open.turn(&shared.driver, &text, &mut probe),
+                open.turn(&state.driver, &text, &mut probe),
             )
             .await
             .unwrap_or_else(|_| {
-                Err(Failure::new(
+                Err(TurnFailure::new(
                     "timeout",
                     format!("no end of turn within {:?}", plan.turn_timeout),
                 ))
             });
-            shared.turn_ended();
+            state.turn_ended();
             match result {
                 Ok(()) => {
                     let wrong = plan.check_answers
@@ -324,19 +324,19 @@ async fn run_session(shared: &Shared, index: u64, intended: Option<Instant>) {
                             .answer()
                             .is_some_and(|answer| is_expected_answer(answer, &text, turn));
                     let record = probe.record(None, wrong);
-                    shared.recorder.with(index, |r| r.record_turn(&record));
-                    shared.turns_ok.fetch_add(1, Ordering::Relaxed);
+                    state.recorder.with(index, |r| r.record_turn(&record));
+                    state.turns_ok.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(failure) => {
-                    shared.describe(&failure);
+                    state.describe(&failure);
                     let record = probe.record(Some(&failure.code), false);
-                    shared.recorder.with(index, |recorder| {
+                    state.recorder.with(index, |recorder| {
                         recorder.record_turn(&record);
                         let skipped = u64::from(plan.turns - turn);
                         recorder.turns_failed += skipped;
                         recorder.turns_skipped += skipped;
                     });
-                    shared
+                    state
                         .turns_failed
                         .fetch_add(u64::from(plan.turns - turn + 1), Ordering::Relaxed);
                     failed = true;
@@ -351,7 +351,7 @@ async fn run_session(shared: &Shared, index: u64, intended: Option<Instant>) {
     if let Some(session) = session {
         let _ = timeout(CLOSE_WAIT, session.close()).await;
     }
-    shared.sessions_in_flight.fetch_sub(1, Ordering::Relaxed);
+    state.sessions_in_flight.fetch_sub(1, Ordering::Relaxed);
 }
 
 #[cfg(test)]

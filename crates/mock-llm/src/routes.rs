@@ -1,0 +1,114 @@
+//! The mock's HTTP routes: chat completions (streamed or not), the model list and
+//! the counters.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::{HttpResponse, web};
+use tokio::time::Instant;
+
+use crate::answer::{CompletionRequest, answer_chunks, expected_answer, last_user_and_turn};
+use crate::fault::InjectedFault;
+use crate::stats::MockStats;
+use crate::stream::{WordStream, stream_batches};
+use crate::{MOCK_MODEL_ID, MockLlmOptions};
+
+/// What every request of one server shares.
+pub(crate) struct MockState {
+    pub(crate) options: MockLlmOptions,
+    pub(crate) stats: Arc<MockStats>,
+}
+
+/// Registers the routes (pass to `App::configure`).
+pub(crate) fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route("/v1/chat/completions", web::post().to(chat_completions))
+        .route("/v1/models", web::get().to(models))
+        .route("/stats", web::get().to(stats_route));
+}
+
+async fn models() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "object": "list",
+        "data": [{"id": MOCK_MODEL_ID, "object": "model", "owned_by": "parlor"}],
+    }))
+}
+
+async fn stats_route(state: web::Data<MockState>) -> HttpResponse {
+    HttpResponse::Ok().json(state.stats.snapshot())
+}
+
+fn error_response(status: StatusCode, message: &str, kind: &str) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({
+        "error": {"message": message, "type": kind, "param": null, "code": status.as_u16()}
+    }))
+}
+
+async fn chat_completions(state: web::Data<MockState>, body: web::Bytes) -> HttpResponse {
+    let received = Instant::now();
+    state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let request: CompletionRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            let message = format!("invalid request body: {e}");
+            return error_response(StatusCode::BAD_REQUEST, &message, "invalid_request_error");
+        }
+    };
+    let (last_user, turn) = last_user_and_turn(&request.messages);
+    let fault = InjectedFault::find(&last_user);
+    if let Some(InjectedFault::Status(status)) = fault {
+        let message = format!("mock failure: status {}", status.as_u16());
+        return error_response(status, &message, "mock_error");
+    }
+    let answer = expected_answer(&last_user, turn);
+    let model = request.model.unwrap_or_else(|| MOCK_MODEL_ID.to_owned());
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if request.stream {
+        let batches = stream_batches(&id, created, &model, &answer, fault, state.options);
+        let body = WordStream::new(batches, fault.is_some(), received, state.stats.clone());
+        HttpResponse::Ok()
+            .insert_header((CONTENT_TYPE, "text/event-stream"))
+            .insert_header((CACHE_CONTROL, "no-cache"))
+            .streaming(body)
+    } else {
+        complete(id, created, model, answer, fault, state.options).await
+    }
+}
+
+/// A non-streaming answer, after as long as streaming it would have taken.
+async fn complete(
+    id: String,
+    created: u64,
+    model: String,
+    answer: String,
+    fault: Option<InjectedFault>,
+    options: MockLlmOptions,
+) -> HttpResponse {
+    if fault.is_some() {
+        // Hang and stall: nothing complete ever comes; the client gives up.
+        std::future::pending::<()>().await;
+    }
+    let words = answer_chunks(&answer).count();
+    let delay = options.ttft + options.token_interval * (words.saturating_sub(1) as u32);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    HttpResponse::Ok().json(serde_json::json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": answer},
+            "finish_reason": "stop",
+        }],
+        "usage": {"prompt_tokens": 0, "completion_tokens": words, "total_tokens": words},
+    }))
+}
