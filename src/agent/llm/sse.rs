@@ -1,325 +1,22 @@
-//! A streaming client for OpenAI-compatible chat models (OpenAI, vLLM, Ollama,
-//! llama.cpp server, and parlor's own mock model).
-//!
-//! [`LlmClient::stream_chat`] posts `{base_url}/chat/completions` with
-//! `"stream": true` and turns the server-sent events into [`LlmEvent`]s. Every
-//! failure becomes an [`AgentError`]:
-//!
-//! - the model cannot be reached (connect error, connect timeout): `Unavailable`;
-//! - the model answers an error status, an error event, or a broken stream: `Upstream`;
-//! - no answer token within `first_token_timeout`, or silence longer than
-//!   `idle_timeout` in the middle of an answer: `Timeout`.
-//!
-//! Connect errors, HTTP 429 and 5xx are retried with exponential backoff, but only
-//! before the first token: once text has reached the caller, a retry would repeat
-//! it. Dropping the returned stream drops the HTTP response, which closes the
-//! connection, so the model stops generating; nothing outlives the stream.
+//! Reading a chat completion's server-sent events: what each event means, and a
+//! reader that turns a response body into [`LlmEvent`]s under the first-token and
+//! idle timeouts.
 
-use std::error::Error as StdError;
 use std::fmt::{self, Display};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use eventsource_stream::{Event, EventStream, Eventsource};
-use futures_util::stream::{self, BoxStream, Stream, StreamExt};
-use reqwest::StatusCode;
-use reqwest::header::{self, HeaderValue};
+use futures_util::stream::Stream;
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use tokio::time::{Instant, Sleep};
 
+use super::LlmEvent;
+use super::error_text::{error_message, excerpt};
 use crate::agent::AgentError;
-use crate::config::{LlmConfig, ModelEndpoint};
-use crate::conversation::{ChatMessage, FinishReason};
-
-/// A `Retry-After` longer than this is not waited for: the error is reported at once.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
-/// How much of an error response body is read to explain the failure.
-const ERROR_BODY_LIMIT: usize = 2048;
-/// How many characters of an error explanation are kept.
-const ERROR_EXCERPT_CHARS: usize = 300;
-
-/// What a model's answer stream yields.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LlmEvent {
-    /// The next piece of answer text (never empty).
-    Delta(String),
-    /// The answer is complete; always the last item of a successful stream.
-    Finished(FinishReason),
-}
-
-/// A client for one OpenAI-compatible model. Cheap to clone: clones share the
-/// connection pool and the configuration.
-#[derive(Clone)]
-pub struct LlmClient {
-    http: reqwest::Client,
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    config: LlmConfig,
-    /// `{base_url}/chat/completions`.
-    endpoint: String,
-    /// `Bearer <api_key>`, when a key is configured.
-    authorization: Option<HeaderValue>,
-}
-
-impl fmt::Debug for LlmClient {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The configuration holds the API key: show only what identifies the model.
-        f.debug_struct("LlmClient")
-            .field("endpoint", &self.inner.endpoint)
-            .field("model", &self.inner.config.model)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(serde::Serialize)]
-struct ChatRequest<'a> {
-    model: &'a str,
-    messages: &'a [ChatMessage],
-    stream: bool,
-}
-
-impl LlmClient {
-    /// Builds a client for `config.base_url` (an OpenAI-compatible `/v1` base URL,
-    /// taken as given). The built-in demo model must have been started, and
-    /// `base_url` pointed at it, by then.
-    pub fn new(config: &LlmConfig) -> Result<Self, AgentError> {
-        let ModelEndpoint::OpenAiCompatible(base_url) = &config.base_url else {
-            return Err(AgentError::Unavailable(
-                "llm.base_url names the built-in demo model, which is not running".into(),
-            ));
-        };
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout())
-            .build()
-            .map_err(|e| {
-                AgentError::Unavailable(format!("cannot build the HTTP client: {}", describe(&e)))
-            })?;
-        let endpoint = format!(
-            "{}/chat/completions",
-            base_url.as_str().trim_end_matches('/')
-        );
-        let authorization = match &config.api_key {
-            None => None,
-            Some(key) => {
-                let mut value =
-                    HeaderValue::try_from(format!("Bearer {}", key.expose())).map_err(|_| {
-                        AgentError::Unavailable("llm.api_key contains invalid characters".into())
-                    })?;
-                value.set_sensitive(true);
-                Some(value)
-            }
-        };
-        Ok(Self {
-            http,
-            inner: Arc::new(Inner {
-                config: config.clone(),
-                endpoint,
-                authorization,
-            }),
-        })
-    }
-
-    /// Streams the model's answer to `messages`. The stream ends after a
-    /// `Finished` event or after the first error. Dropping it cancels the request.
-    pub fn stream_chat(
-        &self,
-        messages: Vec<ChatMessage>,
-    ) -> BoxStream<'static, Result<LlmEvent, AgentError>> {
-        let request = ChatRequest {
-            model: &self.inner.config.model,
-            messages: &messages,
-            stream: true,
-        };
-        let body = match serde_json::to_vec(&request) {
-            Ok(body) => Bytes::from(body),
-            Err(e) => {
-                let error = AgentError::Upstream(format!("cannot encode the request: {e}"));
-                return stream::once(async move { Err(error) }).boxed();
-            }
-        };
-        drop(messages);
-        let client = self.clone();
-        stream::once(async move { client.open(body).await })
-            .flat_map(|opened| match opened {
-                Ok(reader) => reader.left_stream(),
-                Err(error) => stream::once(async move { Err(error) }).right_stream(),
-            })
-            .boxed()
-    }
-
-    /// Sends the request, retrying what may be retried, until a response with a
-    /// success status arrives; returns the reader of its event stream.
-    async fn open(
-        self,
-        body: Bytes,
-    ) -> Result<SseReader<impl Stream<Item = reqwest::Result<Bytes>>>, AgentError> {
-        let config = &self.inner.config;
-        let mut attempt: u32 = 0;
-        loop {
-            // The first-token clock starts when this attempt's request is sent.
-            let deadline = Instant::now() + config.first_token_timeout();
-            let failure = match tokio::time::timeout_at(deadline, self.send(body.clone())).await {
-                Err(_) => return Err(first_token_timeout(config)),
-                Ok(Ok(response)) if response.status().is_success() => {
-                    return Ok(SseReader::new(
-                        response.bytes_stream(),
-                        deadline,
-                        config.first_token_timeout(),
-                        config.idle_timeout(),
-                    ));
-                }
-                Ok(Ok(response)) => {
-                    let status = response.status();
-                    let retry_after = retry_after(&response);
-                    let detail = tokio::time::timeout_at(deadline, error_detail(response))
-                        .await
-                        .unwrap_or_default();
-                    let error =
-                        AgentError::Upstream(format!("the model answered HTTP {status}{detail}"));
-                    let retryable =
-                        status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
-                    if !retryable {
-                        return Err(error);
-                    }
-                    match retry_after {
-                        Some(wait) if wait > MAX_RETRY_AFTER => return Err(error),
-                        _ => Failure { error, retry_after },
-                    }
-                }
-                Ok(Err(e)) if e.is_connect() => Failure {
-                    error: AgentError::Unavailable(format!(
-                        "cannot reach the model at {}: {}",
-                        self.inner.endpoint,
-                        describe(&e)
-                    )),
-                    retry_after: None,
-                },
-                Ok(Err(e)) if e.is_timeout() => return Err(first_token_timeout(config)),
-                Ok(Err(e)) => {
-                    return Err(AgentError::Upstream(format!(
-                        "the request to the model failed: {}",
-                        describe(&e)
-                    )));
-                }
-            };
-            if attempt >= config.max_retries {
-                return Err(failure.error);
-            }
-            let delay = backoff(config.retry_backoff(), attempt)
-                .max(failure.retry_after.unwrap_or_default());
-            attempt += 1;
-            tracing::debug!(
-                attempt,
-                max_retries = config.max_retries,
-                delay_ms = delay.as_millis() as u64,
-                error = %failure.error,
-                "retrying the model request"
-            );
-            tokio::time::sleep(delay).await;
-        }
-    }
-
-    async fn send(&self, body: Bytes) -> reqwest::Result<reqwest::Response> {
-        let mut request = self
-            .http
-            .post(&self.inner.endpoint)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "text/event-stream")
-            .body(body);
-        if let Some(authorization) = &self.inner.authorization {
-            request = request.header(header::AUTHORIZATION, authorization.clone());
-        }
-        request.send().await
-    }
-}
-
-/// A failed attempt that may be retried.
-struct Failure {
-    error: AgentError,
-    retry_after: Option<Duration>,
-}
-
-fn first_token_timeout(config: &LlmConfig) -> AgentError {
-    AgentError::Timeout(format!(
-        "no answer token from the model within {} ms",
-        config.first_token_timeout().as_millis()
-    ))
-}
-
-/// `base`, doubled for every earlier retry.
-fn backoff(base: Duration, attempt: u32) -> Duration {
-    base.saturating_mul(1u32 << attempt.min(16))
-}
-
-/// The `Retry-After` header in seconds (the HTTP-date form is not used by model APIs).
-fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    let value = response.headers().get(header::RETRY_AFTER)?.to_str().ok()?;
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
-}
-
-/// `": <explanation>"` from the start of an error response body, or `""`. OpenAI-style
-/// bodies (`{"error":{"message":...}}`) give their message; others a text excerpt.
-async fn error_detail(mut response: reqwest::Response) -> String {
-    let mut body = Vec::new();
-    while body.len() < ERROR_BODY_LIMIT {
-        match response.chunk().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            _ => break,
-        }
-    }
-    let text = match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(value) => error_message(&value),
-        Err(_) => String::from_utf8_lossy(&body).into_owned(),
-    };
-    let text = excerpt(text.trim());
-    if text.is_empty() {
-        String::new()
-    } else {
-        format!(": {text}")
-    }
-}
-
-/// The message of an OpenAI-style error value: `{"error":{"message":...}}`,
-/// `{"error":"..."}` or `{"message":...}`; otherwise the JSON itself.
-fn error_message(value: &serde_json::Value) -> String {
-    let error = value.get("error").unwrap_or(value);
-    match error {
-        serde_json::Value::String(message) => message.clone(),
-        other => match other.get("message").and_then(|m| m.as_str()) {
-            Some(message) => message.to_owned(),
-            None => other.to_string(),
-        },
-    }
-}
-
-fn excerpt(text: &str) -> String {
-    match text.char_indices().nth(ERROR_EXCERPT_CHARS) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
-}
-
-/// An error with its chain of causes, which is where reqwest keeps the useful part
-/// ("connection refused", "dns error", ...).
-fn describe(error: &dyn StdError) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+use crate::conversation::FinishReason;
 
 /// What one server-sent event of a chat completion stream means.
 #[derive(Debug, PartialEq, Eq)]
@@ -443,7 +140,7 @@ fn parse_data(data: &str) -> Result<SseItem, AgentError> {
 ///
 /// The finish reason is reported when `[DONE]` (or the end of the body) follows it,
 /// so the body is read to its end and the connection can be reused.
-struct SseReader<S> {
+pub(super) struct SseReader<S> {
     events: Pin<Box<EventStream<S>>>,
     /// Fires at `deadline`; only re-armed when the reader is about to wait, so a burst
     /// of buffered events costs no timer operations.
@@ -463,7 +160,7 @@ where
     E: Display,
 {
     /// `first_token_deadline`: when the first text must have arrived.
-    fn new(
+    pub(super) fn new(
         body: S,
         first_token_deadline: Instant,
         first_token_timeout: Duration,
@@ -585,6 +282,9 @@ where
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
+
+    use bytes::Bytes;
+    use futures_util::stream::{self, StreamExt};
 
     use super::*;
 
@@ -830,25 +530,5 @@ mod tests {
             events,
             vec![delta("a"), Ok(LlmEvent::Finished(FinishReason::Length))]
         );
-    }
-
-    #[test]
-    fn backoff_doubles() {
-        let base = Duration::from_millis(100);
-        assert_eq!(backoff(base, 0), base);
-        assert_eq!(backoff(base, 1), Duration::from_millis(200));
-        assert_eq!(backoff(base, 3), Duration::from_millis(800));
-    }
-
-    #[test]
-    fn error_messages_are_extracted_and_cut() {
-        let value = serde_json::json!({"error": {"message": "bad key", "type": "auth"}});
-        assert_eq!(error_message(&value), "bad key");
-        assert_eq!(
-            error_message(&serde_json::json!({"error": "plain"})),
-            "plain"
-        );
-        let long = "x".repeat(1000);
-        assert_eq!(excerpt(&long).chars().count(), ERROR_EXCERPT_CHARS + 1);
     }
 }

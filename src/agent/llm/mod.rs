@@ -1,0 +1,273 @@
+//! A streaming client for OpenAI-compatible chat models (OpenAI, vLLM, Ollama,
+//! llama.cpp server, and parlor's own mock model).
+//!
+//! [`LlmClient::stream_chat`] posts `{base_url}/chat/completions` with
+//! `"stream": true` and turns the server-sent events into [`LlmEvent`]s. Every
+//! failure becomes an [`AgentError`]:
+//!
+//! - the model cannot be reached (connect error, connect timeout): `Unavailable`;
+//! - the model answers an error status, an error event, or a broken stream: `Upstream`;
+//! - no answer token within `first_token_timeout`, or silence longer than
+//!   `idle_timeout` in the middle of an answer: `Timeout`.
+//!
+//! Connect errors, HTTP 429 and 5xx are retried with exponential backoff, but only
+//! before the first token: once text has reached the caller, a retry would repeat
+//! it. Dropping the returned stream drops the HTTP response, which closes the
+//! connection, so the model stops generating; nothing outlives the stream.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::{self, BoxStream, Stream, StreamExt};
+use reqwest::StatusCode;
+use reqwest::header::{self, HeaderValue};
+use tokio::time::Instant;
+
+mod error_text;
+mod sse;
+
+use error_text::{describe, error_detail};
+use sse::SseReader;
+
+use crate::agent::AgentError;
+use crate::config::{LlmConfig, ModelEndpoint};
+use crate::conversation::{ChatMessage, FinishReason};
+
+/// A `Retry-After` longer than this is not waited for: the error is reported at once.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// What a model's answer stream yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LlmEvent {
+    /// The next piece of answer text (never empty).
+    Delta(String),
+    /// The answer is complete; always the last item of a successful stream.
+    Finished(FinishReason),
+}
+
+/// A client for one OpenAI-compatible model. Cheap to clone: clones share the
+/// connection pool and the configuration.
+#[derive(Clone)]
+pub struct LlmClient {
+    http: reqwest::Client,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: LlmConfig,
+    /// `{base_url}/chat/completions`.
+    endpoint: String,
+    /// `Bearer <api_key>`, when a key is configured.
+    authorization: Option<HeaderValue>,
+}
+
+impl fmt::Debug for LlmClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The configuration holds the API key: show only what identifies the model.
+        f.debug_struct("LlmClient")
+            .field("endpoint", &self.inner.endpoint)
+            .field("model", &self.inner.config.model)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ChatRequest<'a> {
+    model: &'a str,
+    messages: &'a [ChatMessage],
+    stream: bool,
+}
+
+impl LlmClient {
+    /// Builds a client for `config.base_url` (an OpenAI-compatible `/v1` base URL,
+    /// taken as given). The built-in demo model must have been started, and
+    /// `base_url` pointed at it, by then.
+    pub fn new(config: &LlmConfig) -> Result<Self, AgentError> {
+        let ModelEndpoint::OpenAiCompatible(base_url) = &config.base_url else {
+            return Err(AgentError::Unavailable(
+                "llm.base_url names the built-in demo model, which is not running".into(),
+            ));
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout())
+            .build()
+            .map_err(|e| {
+                AgentError::Unavailable(format!("cannot build the HTTP client: {}", describe(&e)))
+            })?;
+        let endpoint = format!(
+            "{}/chat/completions",
+            base_url.as_str().trim_end_matches('/')
+        );
+        let authorization = match &config.api_key {
+            None => None,
+            Some(key) => {
+                let mut value =
+                    HeaderValue::try_from(format!("Bearer {}", key.expose())).map_err(|_| {
+                        AgentError::Unavailable("llm.api_key contains invalid characters".into())
+                    })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+        };
+        Ok(Self {
+            http,
+            inner: Arc::new(Inner {
+                config: config.clone(),
+                endpoint,
+                authorization,
+            }),
+        })
+    }
+
+    /// Streams the model's answer to `messages`. The stream ends after a
+    /// `Finished` event or after the first error. Dropping it cancels the request.
+    pub fn stream_chat(
+        &self,
+        messages: Vec<ChatMessage>,
+    ) -> BoxStream<'static, Result<LlmEvent, AgentError>> {
+        let request = ChatRequest {
+            model: &self.inner.config.model,
+            messages: &messages,
+            stream: true,
+        };
+        let body = match serde_json::to_vec(&request) {
+            Ok(body) => Bytes::from(body),
+            Err(e) => {
+                let error = AgentError::Upstream(format!("cannot encode the request: {e}"));
+                return stream::once(async move { Err(error) }).boxed();
+            }
+        };
+        drop(messages);
+        let client = self.clone();
+        stream::once(async move { client.open(body).await })
+            .flat_map(|opened| match opened {
+                Ok(reader) => reader.left_stream(),
+                Err(error) => stream::once(async move { Err(error) }).right_stream(),
+            })
+            .boxed()
+    }
+
+    /// Sends the request, retrying what may be retried, until a response with a
+    /// success status arrives; returns the reader of its event stream.
+    async fn open(
+        self,
+        body: Bytes,
+    ) -> Result<SseReader<impl Stream<Item = reqwest::Result<Bytes>>>, AgentError> {
+        let config = &self.inner.config;
+        let mut attempt: u32 = 0;
+        loop {
+            // The first-token clock starts when this attempt's request is sent.
+            let deadline = Instant::now() + config.first_token_timeout();
+            let failure = match tokio::time::timeout_at(deadline, self.send(body.clone())).await {
+                Err(_) => return Err(first_token_timeout(config)),
+                Ok(Ok(response)) if response.status().is_success() => {
+                    return Ok(SseReader::new(
+                        response.bytes_stream(),
+                        deadline,
+                        config.first_token_timeout(),
+                        config.idle_timeout(),
+                    ));
+                }
+                Ok(Ok(response)) => {
+                    let status = response.status();
+                    let retry_after = retry_after(&response);
+                    let detail = tokio::time::timeout_at(deadline, error_detail(response))
+                        .await
+                        .unwrap_or_default();
+                    let error =
+                        AgentError::Upstream(format!("the model answered HTTP {status}{detail}"));
+                    let retryable =
+                        status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error();
+                    if !retryable {
+                        return Err(error);
+                    }
+                    match retry_after {
+                        Some(wait) if wait > MAX_RETRY_AFTER => return Err(error),
+                        _ => FailedAttempt { error, retry_after },
+                    }
+                }
+                Ok(Err(e)) if e.is_connect() => FailedAttempt {
+                    error: AgentError::Unavailable(format!(
+                        "cannot reach the model at {}: {}",
+                        self.inner.endpoint,
+                        describe(&e)
+                    )),
+                    retry_after: None,
+                },
+                Ok(Err(e)) if e.is_timeout() => return Err(first_token_timeout(config)),
+                Ok(Err(e)) => {
+                    return Err(AgentError::Upstream(format!(
+                        "the request to the model failed: {}",
+                        describe(&e)
+                    )));
+                }
+            };
+            if attempt >= config.max_retries {
+                return Err(failure.error);
+            }
+            let delay = backoff(config.retry_backoff(), attempt)
+                .max(failure.retry_after.unwrap_or_default());
+            attempt += 1;
+            tracing::debug!(
+                attempt,
+                max_retries = config.max_retries,
+                delay_ms = delay.as_millis() as u64,
+                error = %failure.error,
+                "retrying the model request"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn send(&self, body: Bytes) -> reqwest::Result<reqwest::Response> {
+        let mut request = self
+            .http
+            .post(&self.inner.endpoint)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "text/event-stream")
+            .body(body);
+        if let Some(authorization) = &self.inner.authorization {
+            request = request.header(header::AUTHORIZATION, authorization.clone());
+        }
+        request.send().await
+    }
+}
+
+/// A failed attempt that may be retried.
+struct FailedAttempt {
+    error: AgentError,
+    retry_after: Option<Duration>,
+}
+
+fn first_token_timeout(config: &LlmConfig) -> AgentError {
+    AgentError::Timeout(format!(
+        "no answer token from the model within {} ms",
+        config.first_token_timeout().as_millis()
+    ))
+}
+
+/// `base`, doubled for every earlier retry.
+fn backoff(base: Duration, attempt: u32) -> Duration {
+    base.saturating_mul(1u32 << attempt.min(16))
+}
+
+/// The `Retry-After` header in seconds (the HTTP-date form is not used by model APIs).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let value = response.headers().get(header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles() {
+        let base = Duration::from_millis(100);
+        assert_eq!(backoff(base, 0), base);
+        assert_eq!(backoff(base, 1), Duration::from_millis(200));
+        assert_eq!(backoff(base, 3), Duration::from_millis(800));
+    }
+}
