@@ -13,9 +13,10 @@
 //!
 //! # Reconnection
 //!
-//! One connection per process ([`Link`]). A supervisor task checks it a few times a
-//! second; when it is lost it is dropped, and a new one is opened with capped
-//! exponential backoff and the shared topology declared again. Meanwhile
+//! One connection per process ([`Link`]). A supervisor task waits for lapin's
+//! connection events; when one shows the link broken it is dropped, the change is
+//! published on [`Broker::connection_state`], and a new connection is opened with
+//! capped exponential backoff and the shared topology declared again. Meanwhile
 //! [`Broker::is_connected`] is false and every publish fails at once with
 //! [`BrokerError::Unavailable`]. The streams handed out by
 //! [`Broker::open_reply_queue`], [`Broker::consume_questions`] and
@@ -31,7 +32,6 @@
 //! nothing of the old connection is reused.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,11 +52,14 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
-use super::{Answer, Broker, BrokerError, Delivery, Question, ReplyQueue, Settle};
+use super::{Answer, Broker, BrokerError, ConnectionState, Delivery, Question, ReplyQueue, Settle};
 use crate::config::BrokerConfig;
 
-/// How often the supervisor checks that the connection and its channels are alive.
-const LINK_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+/// How often the supervisor looks at a link that sent no event. lapin announces
+/// every failure (I/O errors, missed heartbeats, a `connection.close` or
+/// `channel.close` with an error code) as an event, which the supervisor acts on at
+/// once; only a close with a success code comes without one, and this catches it.
+const QUIET_LINK_CHECK: Duration = Duration::from_secs(5);
 /// The first wait before reconnecting; it doubles up to [`RECONNECT_MAX_DELAY`].
 const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(100);
 const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
@@ -186,8 +189,9 @@ struct Shared {
     connection_name: String,
     max_queued_questions: usize,
     publish_timeout: Duration,
-    /// Times the connection was lost, taking any answers in flight with it.
-    connections_lost: AtomicU64,
+    /// Whether a link is up, and how many were lost (taking any answers in flight
+    /// with them).
+    connection: watch::Sender<ConnectionState>,
     prefetch: u16,
     /// The live connection, `None` while reconnecting. Streams watch it to
     /// subscribe again on the next one.
@@ -242,6 +246,19 @@ impl Link {
         self.connection.status().connected()
             && self.questions.status().connected()
             && self.answers.status().connected()
+    }
+
+    /// Resolves once the connection or one of its publishing channels has failed.
+    async fn broken(&self) {
+        // Listen before looking, so a failure between the two is not missed.
+        let mut events = std::pin::pin!(self.connection.events_listener());
+        while self.is_healthy() {
+            // Any event (an error on some channel, a blocked connection) is a
+            // reason to look again; most leave the link healthy.
+            if let Ok(None) = tokio::time::timeout(QUIET_LINK_CHECK, events.next()).await {
+                return;
+            }
+        }
     }
 }
 
@@ -387,7 +404,10 @@ impl RabbitBroker {
             topology,
             url: config.url.clone(),
             max_queued_questions: config.max_queued_questions,
-            connections_lost: AtomicU64::new(0),
+            connection: watch::Sender::new(ConnectionState {
+                connected: false,
+                lost: 0,
+            }),
             publish_timeout: config.publish_timeout(),
             prefetch: prefetch.max(1),
             link,
@@ -400,6 +420,9 @@ impl RabbitBroker {
         )
         .await?;
         shared.link.send_replace(Some(Arc::new(link)));
+        shared
+            .connection
+            .send_modify(|state| state.connected = true);
         let supervisor = tokio::spawn(supervise(shared.clone()));
         Ok(Self { shared, supervisor })
     }
@@ -434,12 +457,13 @@ async fn supervise(shared: Arc<Shared>) {
     loop {
         let current = shared.link.borrow().clone();
         if let Some(link) = current {
-            while link.is_healthy() {
-                tokio::time::sleep(LINK_CHECK_INTERVAL).await;
-            }
+            link.broken().await;
             tracing::warn!(connection = %shared.connection_name, "lost the connection to RabbitMQ; reconnecting");
-            shared.connections_lost.fetch_add(1, Ordering::Relaxed);
             shared.link.send_replace(None);
+            shared.connection.send_modify(|state| {
+                state.connected = false;
+                state.lost += 1;
+            });
             // A channel may have died on a live connection: close it all, so that
             // exclusive queues and unacknowledged deliveries are released now.
             let _ = tokio::time::timeout(
@@ -460,6 +484,9 @@ async fn supervise(shared: Arc<Shared>) {
                 Ok(link) => {
                     tracing::info!(connection = %shared.connection_name, "reconnected to RabbitMQ");
                     shared.link.send_replace(Some(Arc::new(link)));
+                    shared
+                        .connection
+                        .send_modify(|state| state.connected = true);
                     break;
                 }
                 Err(error) => {
@@ -930,8 +957,8 @@ impl Broker for RabbitBroker {
         self.shared.current_link().is_ok()
     }
 
-    fn connections_lost(&self) -> u64 {
-        self.shared.connections_lost.load(Ordering::Relaxed)
+    fn connection_state(&self) -> watch::Receiver<ConnectionState> {
+        self.shared.connection.subscribe()
     }
 
     fn open_reply_queue(&self) -> BoxFuture<'static, Result<ReplyQueue, BrokerError>> {
