@@ -508,8 +508,13 @@ trait Subscription: Send + Sync + 'static {
         &self,
         link: Arc<Link>,
     ) -> BoxFuture<'static, Result<(Channel, Consumer), BrokerError>>;
-    /// `None` skips a delivery (it is settled here).
-    fn convert(&self, delivery: LapinDelivery) -> BoxFuture<'static, Option<Self::Item>>;
+    /// `None` skips a delivery (it is settled here). `channel` is the one it came
+    /// on, to be kept open while the delivery is unsettled.
+    fn convert(
+        &self,
+        delivery: LapinDelivery,
+        channel: &Channel,
+    ) -> BoxFuture<'static, Option<Self::Item>>;
 }
 
 /// A consumer that survives connections: on a new link it subscribes again.
@@ -521,7 +526,7 @@ struct Feed<S> {
 
 struct Active {
     link: Arc<Link>,
-    _channel: Channel,
+    channel: Channel,
     consumer: Consumer,
 }
 
@@ -540,7 +545,7 @@ impl<S: Subscription> Feed<S> {
             subscription,
             active: Some(Active {
                 link,
-                _channel: channel,
+                channel,
                 consumer,
             }),
         })
@@ -566,7 +571,8 @@ impl<S: Subscription> Feed<S> {
             };
             match delivery {
                 Some(Ok(delivery)) => {
-                    if let Some(item) = self.subscription.convert(delivery).await {
+                    let item = self.subscription.convert(delivery, &active.channel);
+                    if let Some(item) = item.await {
                         return Some(item);
                     }
                 }
@@ -596,7 +602,7 @@ impl<S: Subscription> Feed<S> {
                 Ok((channel, consumer)) => {
                     self.active = Some(Active {
                         link,
-                        _channel: channel,
+                        channel,
                         consumer,
                     });
                     return Some(());
@@ -700,7 +706,7 @@ impl Subscription for Replies {
         .boxed()
     }
 
-    fn convert(&self, delivery: LapinDelivery) -> BoxFuture<'static, Option<Answer>> {
+    fn convert(&self, delivery: LapinDelivery, _: &Channel) -> BoxFuture<'static, Option<Answer>> {
         // Answers are transient: acknowledging only bounds what RabbitMQ pushes
         // ahead, so one acknowledgement covers many.
         let received = self
@@ -771,7 +777,7 @@ impl Subscription for Cancels {
         .boxed()
     }
 
-    fn convert(&self, delivery: LapinDelivery) -> BoxFuture<'static, Option<Uuid>> {
+    fn convert(&self, delivery: LapinDelivery, _: &Channel) -> BoxFuture<'static, Option<Uuid>> {
         let turn_id = std::str::from_utf8(&delivery.data)
             .ok()
             .and_then(|text| Uuid::parse_str(text).ok());
@@ -805,11 +811,15 @@ impl Subscription for Questions {
         .boxed()
     }
 
-    fn convert(&self, delivery: LapinDelivery) -> BoxFuture<'static, Option<Delivery>> {
+    fn convert(
+        &self,
+        delivery: LapinDelivery,
+        channel: &Channel,
+    ) -> BoxFuture<'static, Option<Delivery>> {
         let attempt = attempt_from_headers(delivery.properties.headers().as_ref());
         let question = serde_json::from_slice::<Question>(&delivery.data);
+        let settle = RabbitSettle::new(delivery.acker, channel.clone());
         async move {
-            let settle = RabbitSettle::new(delivery.acker);
             let question = match question {
                 Ok(question) => question,
                 Err(error) => {
@@ -827,7 +837,15 @@ impl Subscription for Questions {
 /// Settles one question on the channel it came from. Once that channel is gone
 /// (its connection was lost), settling does nothing: RabbitMQ redelivers it.
 struct RabbitSettle {
-    acker: Option<Acker>,
+    unsettled: Option<Unsettled>,
+}
+
+/// A delivery's acker and its channel. Holding the channel keeps it open after its
+/// consumer is gone (the pool stopped taking questions): closing it would hand
+/// every running turn's question to another worker while this one answers it.
+struct Unsettled {
+    acker: Acker,
+    _channel: Channel,
 }
 
 enum Outcome {
@@ -837,14 +855,21 @@ enum Outcome {
 }
 
 impl RabbitSettle {
-    fn new(acker: Acker) -> Self {
-        Self { acker: Some(acker) }
+    fn new(acker: Acker, channel: Channel) -> Self {
+        Self {
+            unsettled: Some(Unsettled {
+                acker,
+                _channel: channel,
+            }),
+        }
     }
 
     fn settle(mut self, outcome: Outcome) -> BoxFuture<'static, Result<(), BrokerError>> {
-        let acker = self.acker.take();
+        let unsettled = self.unsettled.take();
         async move {
-            let Some(acker) = acker else { return Ok(()) };
+            let Some(Unsettled { acker, _channel }) = unsettled else {
+                return Ok(());
+            };
             let settled = match outcome {
                 Outcome::Ack => acker.ack(BasicAckOptions::default()).await,
                 Outcome::Requeue => {
@@ -890,12 +915,13 @@ impl Drop for RabbitSettle {
     fn drop(&mut self) {
         // Dropped unsettled: whoever held it died. Dead-letter rather than retry a
         // question that may be what killed it.
-        if let Some(acker) = self.acker.take()
+        if let Some(Unsettled { acker, _channel }) = self.unsettled.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             tracing::warn!("a question was dropped unsettled; dead-lettering it");
             runtime.spawn(async move {
                 let _ = acker.reject(BasicRejectOptions { requeue: false }).await;
+                drop(_channel);
             });
         }
     }
