@@ -608,6 +608,10 @@ mod tests {
         assert_eq!(rig.end_of(next).await, done());
         rig.until_busy(0).await;
         assert_eq!(rig.pool.send(GetPoolStatus).await.unwrap().size, 2);
+
+        // The bystander's turn died with its worker: it never answers or settles.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(rig.broker.settled(), vec![(next, Settled::Acked)]);
     }
 
     #[actix::test]
