@@ -1,4 +1,31 @@
-//! Wiring: builds the actors and servers each command runs.
+//! Wiring: builds the actors and servers each command runs, and stops them well.
+//!
+//! # Which thread runs what
+//!
+//! `main` runs [`run`] on the System arbiter, a single-threaded runtime; actix-web
+//! adds one HTTP worker thread per core.
+//!
+//! - **HTTP worker threads** accept and serve the sockets (`/ws`, `POST /chat`, the
+//!   operations routes), and each runs the `SessionActor`s its requests start: a
+//!   session's frames, history and turn queue stay on the thread that owns its
+//!   socket, with no hop per frame.
+//! - **The System arbiter** runs everything started here: the `SessionRegistry`,
+//!   the `BrokerActor`, the `AgentPool` and its `AgentWorker`s with their turns'
+//!   tasks — so the model client's HTTP requests and SSE parsing, the publishing
+//!   of answers, and their routing back to sessions. RabbitMQ's socket I/O runs on
+//!   lapin's own thread; its reconnecting and consuming tasks run here. The
+//!   built-in demo model, when `llm.base_url` is empty, adds one HTTP worker thread.
+//!
+//! Why: the actors started here serve every session, so they live on one arbiter,
+//! and the System's exists before the HTTP server starts and outlives it while
+//! the process drains. Each crossing between the two sides is one message (a
+//! question out, an answer in), never a lock. Moving the pool and its workers to
+//! an arbiter of their own, so that model I/O leaves the System thread, was
+//! measured on two cores (`parlor loadtest`, ws, 1,000 sessions × 20 turns at
+//! concurrency 100, mock model without delays): 8,800–10,900 turns/s against
+//! 9,800–11,400 on the System arbiter, and no change below saturation. A third
+//! busy thread only competes with the HTTP workers for the cores, so the pool
+//! stays here.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -9,11 +36,9 @@ use actix_web::{App, HttpServer};
 use anyhow::Context as _;
 use parlor_mock_llm::{MockLlmOptions, MockLlmServer};
 
-use crate::actors::agent_pool::{
-    AgentPool, GetPoolStatus, GiveBackRunning, PoolSettings, StopTaking,
-};
+use crate::actors::agent_pool::{AgentPool, PoolSettings};
 use crate::actors::broker::BrokerActor;
-use crate::actors::registry::{CloseAllSessions, SessionRegistry};
+use crate::actors::registry::SessionRegistry;
 use crate::actors::session::{SessionDeps, SessionLimits};
 use crate::actors::stats::{ActorDirectory, ActorStats, Tracked};
 use crate::agent::Agent;
@@ -41,6 +66,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Turns each AgentWorker runs at once. One, as before workers could run more,
+/// so `workers.count` is still the number of turns run at once and the measured
+/// benchmarks stand; a performance change will raise it (and size
+/// `workers.count` with it).
+const TURNS_PER_WORKER: usize = 1;
+
 /// `parlor serve`: gateway, worker pool and knowledge agent in one process, over
 /// the embedded broker or, with `broker.url`, RabbitMQ.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
@@ -51,8 +82,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (agent, _demo_model) = knowledge_agent(&config).await?;
     let data_sources = agent.data_sources();
     let pool = start_pool(&config, Arc::new(agent), broker.clone(), &shared);
-    let state = gateway_state(&config, broker, Some(pool), data_sources, &shared).await?;
-    run_gateway(state, listener).await
+    let state = gateway_state(&config, broker, Some(pool.clone()), data_sources, &shared).await?;
+    // One process, one grace: the gateway's turns are the pool's turns.
+    let pool = pool_to_drain(&config, pool, config.http.shutdown_grace());
+    run_gateway(state, listener, Some(pool)).await
 }
 
 /// `parlor gateway`: the HTTP/WebSocket front alone; workers run elsewhere.
@@ -63,12 +96,12 @@ pub async fn gateway(config: Config) -> anyhow::Result<()> {
     let broker = connect_broker(&config).await?;
     // The agent runs in the workers; its knowledge sources are not known here.
     let state = gateway_state(&config, broker, None, Vec::new(), &shared).await?;
-    run_gateway(state, listener).await
+    run_gateway(state, listener, None).await
 }
 
 /// `parlor worker`: consumes questions with a pool of agent workers until
-/// signalled; then takes no more, lets running turns finish within
-/// `worker.shutdown_grace_s`, and gives the rest back to the queue.
+/// signalled, then drains it (see [`shutdown::drain`]) within
+/// `worker.shutdown_grace_s`.
 pub async fn worker(config: Config) -> anyhow::Result<()> {
     require_in_process_agent(&config)?;
     require_rabbitmq(&config, "worker")?;
@@ -79,42 +112,30 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         queue = %config.broker.question_queue,
         workers = config.workers.count,
+        turns_per_worker = TURNS_PER_WORKER,
         "worker ready: consuming questions"
     );
     let signal = shutdown::signalled().await;
-    let grace = config.worker.shutdown_grace();
+    let pool = pool_to_drain(&config, pool, config.worker.shutdown_grace());
     tracing::info!(
         signal,
-        grace_s = grace.as_secs(),
+        grace_s = pool.grace.as_secs(),
         "stopping: taking no more questions"
     );
-    pool.send(StopTaking).await?;
-    let unfinished = wait_until_idle(&pool, grace).await;
-    if unfinished > 0 {
-        tracing::warn!(unfinished, "giving unfinished questions back to the queue");
-        pool.send(GiveBackRunning).await?;
-        wait_until_idle(&pool, GIVE_BACK_WAIT).await;
-    }
+    shutdown::drain(shutdown::Work {
+        sessions: None,
+        pool: Some(pool),
+    })
+    .await;
     Ok(())
 }
 
-/// How long giving questions back may take before the process exits anyway (the
-/// broker requeues what is unacknowledged when the connection closes).
-const GIVE_BACK_WAIT: Duration = Duration::from_secs(5);
-
-/// Waits until no worker is busy, or `limit` has passed; answers how many still are.
-async fn wait_until_idle(pool: &Tracked<AgentPool>, limit: Duration) -> usize {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        let busy = pool
-            .send(GetPoolStatus)
-            .await
-            .map(|status| status.busy)
-            .unwrap_or(0);
-        if busy == 0 || tokio::time::Instant::now() >= deadline {
-            return busy;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+fn pool_to_drain(config: &Config, pool: Tracked<AgentPool>, grace: Duration) -> shutdown::Pool {
+    shutdown::Pool {
+        pool,
+        // With RabbitMQ, other workers can take what this one leaves.
+        shares_queue: matches!(config.broker.url, BrokerEngine::RabbitMq(_)),
+        grace,
     }
 }
 
@@ -160,12 +181,21 @@ async fn connect_broker(config: &Config) -> anyhow::Result<Arc<dyn Broker>> {
         }
         BrokerEngine::RabbitMq(url) => url,
     };
-    // Validation caps workers.count at 4096, so it fits.
-    let prefetch = u16::try_from(config.workers.count).unwrap_or(u16::MAX);
+    // RabbitMQ hands this process at most as many questions as its pool can run.
+    let prefetch = u16::try_from(pool_settings(config).turn_slots()).unwrap_or(u16::MAX);
     let broker = RabbitBroker::connect(&config.broker, prefetch)
         .await
         .with_context(|| format!("cannot connect to RabbitMQ at {url} (broker.url)"))?;
     Ok(Arc::new(broker))
+}
+
+fn pool_settings(config: &Config) -> PoolSettings {
+    PoolSettings {
+        workers: config.workers.count,
+        turns_per_worker: TURNS_PER_WORKER,
+        max_deliveries: config.broker.max_deliveries,
+        chunk_window: config.workers.chunk_window(),
+    }
 }
 
 fn start_pool(
@@ -174,13 +204,8 @@ fn start_pool(
     broker: Arc<dyn Broker>,
     shared: &Shared,
 ) -> Tracked<AgentPool> {
-    let settings = PoolSettings {
-        size: config.workers.count,
-        max_deliveries: config.broker.max_deliveries,
-        chunk_window: config.workers.chunk_window(),
-    };
     AgentPool::new(
-        settings,
+        pool_settings(config),
         agent,
         broker,
         shared.counters.clone(),
@@ -189,10 +214,13 @@ fn start_pool(
     .start_tracked()
 }
 
-/// Serves HTTP until the server fails or a signal asks it to stop, then stops
-/// well: no new turns, running turns finish within `http.shutdown_grace_s`, sockets
-/// are closed with `going away`.
-async fn run_gateway(state: AppState, listener: TcpListener) -> anyhow::Result<()> {
+/// Serves HTTP until the server fails or a signal asks it to stop, then drains the
+/// sessions (and `pool`, in `parlor serve`) and stops the server.
+async fn run_gateway(
+    state: AppState,
+    listener: TcpListener,
+    pool: Option<shutdown::Pool>,
+) -> anyhow::Result<()> {
     let (server, address) = gateway_server(state.clone(), listener)?;
     let handle = server.handle();
     let mut serving = actix_web::rt::spawn(server);
@@ -202,21 +230,22 @@ async fn run_gateway(state: AppState, listener: TcpListener) -> anyhow::Result<(
         result = &mut serving => return result?.context("the HTTP server failed"),
         signal = shutdown::signalled() => signal,
     };
-    let grace = state.config.http.shutdown_grace();
+    let sessions = shutdown::Sessions {
+        draining: state.sessions.draining.clone(),
+        counters: state.sessions.counters.clone(),
+        registry: state.sessions.registry.clone(),
+        grace: state.config.http.shutdown_grace(),
+    };
     tracing::info!(
         signal,
-        grace_s = grace.as_secs(),
+        grace_s = sessions.grace.as_secs(),
         "stopping: no new turns; running turns may finish"
     );
-    state.sessions.draining.begin();
-    let unfinished = shutdown::let_running_turns_finish(&state.sessions.counters, grace).await;
-    if unfinished > 0 {
-        tracing::warn!(
-            unfinished,
-            "the grace period ended with turns still running"
-        );
-    }
-    let _ = state.sessions.registry.send(CloseAllSessions).await;
+    shutdown::drain(shutdown::Work {
+        sessions: Some(sessions),
+        pool,
+    })
+    .await;
     handle.stop(true).await;
     serving.await?.context("the HTTP server failed")
 }

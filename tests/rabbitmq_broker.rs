@@ -237,8 +237,11 @@ async fn a_question_whose_worker_vanished_is_redelivered_as_a_second_attempt() {
     let mut deliveries = vanishing.consume_questions().await.unwrap();
     let delivery = next("a question", &mut deliveries).await;
     assert_eq!((delivery.attempt, &delivery.question), (1, &asked));
-    // The process dies: nothing is settled, the connection goes away.
+    // The process dies: nothing is settled, the connection goes away. (An
+    // unsettled delivery keeps its channel, and so the connection, open: close it
+    // from the server, as the death of its process would.)
     std::mem::forget(delivery);
+    assert_eq!(close_connections_matching(vanishing.connection_name()), 1);
     drop(deliveries);
     drop(vanishing);
 
@@ -248,6 +251,26 @@ async fn a_question_whose_worker_vanished_is_redelivered_as_a_second_attempt() {
     assert_eq!((delivery.attempt, &delivery.question), (2, &asked));
     delivery.ack().await.unwrap();
     nothing_more(&mut deliveries).await;
+}
+
+#[tokio::test]
+async fn a_question_taken_before_its_stream_ends_is_still_settled_on_its_channel() {
+    let config = config();
+    let _cleanup = cleanup(&config);
+    let broker = connect(&config).await;
+    broker
+        .publish_question(question("r", "finish me"))
+        .await
+        .unwrap();
+    let mut deliveries = broker.consume_questions().await.unwrap();
+    let delivery = next("a question", &mut deliveries).await;
+    // The pool stops taking questions while this one's turn still runs.
+    drop(deliveries);
+    tokio::time::sleep(QUIET).await;
+    delivery.ack().await.unwrap();
+
+    let mut later = broker.consume_questions().await.unwrap();
+    nothing_more(&mut later).await;
 }
 
 #[tokio::test]

@@ -4,7 +4,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, expected_answer, mock_llm, serve};
+use common::rabbitmq::{Cleanup, URL, message_count, unique_queue};
+use common::{Client, Process, WAIT, expected_answer, mock_llm, serve};
 use parlor::protocol::ServerFrame;
 
 #[tokio::test]
@@ -46,4 +47,73 @@ async fn sigterm_lets_the_running_turn_finish_and_refuses_new_ones() {
     );
     let status = server.wait_exit(Duration::from_secs(15));
     assert!(status.expect("parlor exits").success());
+}
+
+/// `parlor serve` over RabbitMQ on a question queue of its own.
+fn serve_over_rabbitmq(model: &Process, grace_s: &str) -> (Process, String, Cleanup) {
+    let queue = unique_queue();
+    let settings = [
+        ("PARLOR_BROKER__URL", URL),
+        ("PARLOR_BROKER__QUESTION_QUEUE", queue.as_str()),
+        ("PARLOR_HTTP__SHUTDOWN_GRACE_S", grace_s),
+    ];
+    let server = serve(model, &settings);
+    let cleanup = Cleanup(queue.clone());
+    (server, queue, cleanup)
+}
+
+/// Sends a long message and waits for its first chunk: the pool is mid-answer.
+async fn mid_answer(client: &mut Client, text: &str) -> (uuid::Uuid, String) {
+    client.send_message(text).await;
+    let turn_id = client.expect_accepted().await;
+    match client.next_frame().await {
+        ServerFrame::Chunk { seq: 0, text, .. } => (turn_id, text),
+        other => panic!("expected the first chunk, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn serve_over_rabbitmq_lets_its_pool_finish_the_running_turn_on_sigterm() {
+    let model = mock_llm(0, 20);
+    let (mut server, queue, _cleanup) = serve_over_rabbitmq(&model, "30");
+    let mut client = Client::connect(&server).await;
+    let text = "word ".repeat(30);
+    let text = text.trim();
+    let (turn_id, mut answer) = mid_answer(&mut client, text).await;
+
+    server.terminate();
+    let turn = client.read_turn_from(turn_id, 1).await;
+    answer.push_str(&turn.answer);
+    assert_eq!(turn.ending, "stop");
+    assert_eq!(answer, expected_answer(text, 1));
+    assert!(
+        client.closed_by_server().await,
+        "sockets are closed at the end"
+    );
+    // Well within the 30 s grace: the drain ends with the turn.
+    let status = server.wait_exit(WAIT).expect("parlor exits");
+    assert!(status.success());
+    assert_eq!(message_count(&queue).await, 0, "the question was answered");
+}
+
+#[tokio::test]
+async fn serve_over_rabbitmq_gives_back_what_outlasts_the_grace() {
+    let model = mock_llm(0, 50);
+    let (mut server, queue, _cleanup) = serve_over_rabbitmq(&model, "0");
+    let mut client = Client::connect(&server).await;
+    mid_answer(&mut client, &"word ".repeat(100)).await;
+
+    server.terminate();
+    let status = server.wait_exit(WAIT).expect("parlor exits");
+    assert!(status.success());
+    assert!(
+        server.log().contains("giving unfinished questions back"),
+        "{}",
+        server.log()
+    );
+    assert_eq!(
+        message_count(&queue).await,
+        1,
+        "the question is back in the queue"
+    );
 }

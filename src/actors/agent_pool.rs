@@ -1,9 +1,14 @@
-//! `AgentPool`: consumes questions and hands each to an idle
-//! [`AgentWorker`]. It takes a question only when a worker is free, so the
-//! broker's queue — not this process's memory — absorbs bursts. It supervises its
-//! workers: one that dies is replaced, and the turn it held ends with an `error`.
+//! `AgentPool`: consumes questions and hands each to an [`AgentWorker`] with a free
+//! turn slot, the least loaded first. It takes a question from the broker only
+//! when some worker has a free slot, so the broker's queue — not this process's
+//! memory — absorbs bursts. It supervises its workers: one that dies is replaced,
+//! and every turn it held ends with an `error`.
+//!
+//! One record bounds the work: the turns each worker runs, by id. A question is
+//! pulled while some worker's count is under `turns_per_worker`, one pull at a
+//! time, and a turn leaves the record when its worker reports it ended.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,10 +16,10 @@ use actix::prelude::*;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::agent_worker::{AgentWorker, CancelTurn, GiveBack, RunTurn, TurnOutcome};
+use super::agent_worker::{AgentWorker, CancelTurn, GiveBackAll, RunTurn, TurnOutcome};
 use super::stats::{ActorDirectory, ActorStats, Tracked};
 use crate::agent::Agent;
 use crate::broker::{Answer, AnswerBody, Broker, Delivery};
@@ -27,14 +32,12 @@ const REMEMBERED_CANCELS: usize = 4096;
 pub struct AgentPool {
     agent: Arc<dyn Agent>,
     broker: Arc<dyn Broker>,
-    workers: Vec<WorkerSlot>,
-    /// One permit per idle worker: a question is pulled only with a permit in hand.
-    idle_workers: Arc<Semaphore>,
+    workers: Vec<WorkerRecord>,
     settings: PoolSettings,
-    /// Pulls questions while the pool takes them.
-    taking: Option<SpawnHandle>,
+    questions: Taking,
     cancelled_early: VecDeque<Uuid>,
     cancelled_early_set: HashSet<Uuid>,
+    status: watch::Sender<PoolStatus>,
     stats: Arc<ActorStats>,
     counters: Arc<Counters>,
     directory: ActorDirectory,
@@ -43,8 +46,10 @@ pub struct AgentPool {
 /// How a pool is sized and how its workers behave.
 #[derive(Clone, Debug)]
 pub struct PoolSettings {
-    /// Agent workers, each answering one turn at a time.
-    pub size: usize,
+    /// AgentWorker actors (`workers.count`).
+    pub workers: usize,
+    /// Turns each worker runs at once.
+    pub turns_per_worker: usize,
     /// A question delivered more often than this is poison (it keeps killing
     /// workers): it is set aside and its session told.
     pub max_deliveries: u32,
@@ -52,9 +57,31 @@ pub struct PoolSettings {
     pub chunk_window: Duration,
 }
 
-struct WorkerSlot {
+impl PoolSettings {
+    /// Turns the whole pool runs at once.
+    pub fn turn_slots(&self) -> usize {
+        self.workers * self.turns_per_worker
+    }
+}
+
+/// Where the pool stands with the broker's question stream.
+enum Taking {
+    /// Consuming has not started yet.
+    NotYet,
+    /// Waiting for a free slot to pull the next question.
+    Idle(BoxStream<'static, Delivery>),
+    /// Pulling one question (the stream is inside the pull).
+    Pulling(SpawnHandle),
+    /// Takes no more questions.
+    Stopped,
+}
+
+struct WorkerRecord {
     worker: Tracked<AgentWorker>,
-    turn: Option<Uuid>,
+    /// Tells this worker from the one that replaces it in the same place.
+    generation: u64,
+    /// The turns it runs, with where their answers go.
+    turns: HashMap<Uuid, TurnAddress>,
 }
 
 impl AgentPool {
@@ -67,23 +94,30 @@ impl AgentPool {
     ) -> Self {
         let stats = ActorStats::new("agent_pool", "0");
         directory.register(&stats);
-        let size = settings.size;
+        let status = watch::Sender::new(PoolStatus {
+            size: settings.turn_slots(),
+            busy: 0,
+        });
         let mut pool = Self {
             agent,
             broker,
-            workers: Vec::with_capacity(size),
-            idle_workers: Arc::new(Semaphore::new(size)),
+            workers: Vec::with_capacity(settings.workers),
             settings,
-            taking: None,
+            questions: Taking::NotYet,
             cancelled_early: VecDeque::new(),
             cancelled_early_set: HashSet::new(),
+            status,
             stats,
             counters,
             directory,
         };
-        for index in 0..size {
+        for index in 0..pool.settings.workers {
             let worker = pool.start_worker(index);
-            pool.workers.push(WorkerSlot { worker, turn: None });
+            pool.workers.push(WorkerRecord {
+                worker,
+                generation: 0,
+                turns: HashMap::new(),
+            });
         }
         pool
     }
@@ -105,6 +139,125 @@ impl AgentPool {
         Tracked::new(worker.start(), stats)
     }
 
+    fn busy(&self) -> usize {
+        self.workers.iter().map(|record| record.turns.len()).sum()
+    }
+
+    /// The worker with a free slot that runs the fewest turns.
+    fn least_loaded(&self) -> Option<usize> {
+        self.workers
+            .iter()
+            .enumerate()
+            .filter(|(_, record)| record.turns.len() < self.settings.turns_per_worker)
+            .min_by_key(|(_, record)| record.turns.len())
+            .map(|(index, _)| index)
+    }
+
+    fn publish_status(&self) {
+        let status = PoolStatus {
+            size: self.settings.turn_slots(),
+            busy: self.busy(),
+        };
+        self.status.send_if_modified(|current| {
+            let changed = *current != status;
+            *current = status;
+            changed
+        });
+    }
+
+    /// Pulls the next question if a worker has a free slot and none is pulled yet.
+    fn take_if_free(&mut self, ctx: &mut Context<Self>) {
+        if self.least_loaded().is_none() || !matches!(self.questions, Taking::Idle(_)) {
+            return;
+        }
+        let Taking::Idle(mut questions) = std::mem::replace(&mut self.questions, Taking::Stopped)
+        else {
+            unreachable!("checked above");
+        };
+        let pull = async move {
+            let next = questions.next().await;
+            (questions, next)
+        };
+        let pulling = ctx.spawn(pull.into_actor(self).map(|(questions, next), pool, ctx| {
+            let Some(delivery) = next else {
+                tracing::warn!("the question stream ended; this pool takes no more questions");
+                pool.questions = Taking::Stopped;
+                return;
+            };
+            pool.questions = Taking::Idle(questions);
+            pool.take(delivery, ctx);
+            pool.take_if_free(ctx);
+        }));
+        self.questions = Taking::Pulling(pulling);
+    }
+
+    /// Handles one question pulled from the broker.
+    fn take(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
+        bump(&self.counters.questions_consumed);
+        if delivery.attempt > 1 {
+            bump(&self.counters.questions_redelivered);
+        }
+        if self.cancelled_early_set.remove(&delivery.question.turn_id) {
+            // Cancelled while it waited in the queue: the session already ended it.
+            ctx.spawn(delivery.ack().into_actor(self).map(|_, _, _| ()));
+            return;
+        }
+        if delivery.attempt > self.settings.max_deliveries {
+            self.set_aside(delivery, ctx);
+            return;
+        }
+        let index = self
+            .least_loaded()
+            .expect("a question is pulled only while a slot is free");
+        let address = TurnAddress::of(&delivery);
+        let turn_id = address.turn_id;
+        let record = &mut self.workers[index];
+        record.turns.insert(turn_id, address);
+        let generation = record.generation;
+        let run = record.worker.send(RunTurn { delivery });
+        ctx.spawn(run.into_actor(self).map(move |result, pool, ctx| {
+            match result {
+                Ok(outcome) => pool.turn_ended(index, generation, turn_id, outcome),
+                Err(_) => pool.replace_dead_worker(index, generation, ctx),
+            }
+            pool.publish_status();
+            pool.take_if_free(ctx);
+        }));
+        self.publish_status();
+    }
+
+    fn turn_ended(&mut self, index: usize, generation: u64, turn_id: Uuid, outcome: TurnOutcome) {
+        let record = &mut self.workers[index];
+        if record.generation == generation {
+            record.turns.remove(&turn_id);
+        }
+        if outcome == TurnOutcome::Failed {
+            tracing::debug!(%turn_id, "turn failed");
+        }
+    }
+
+    /// The worker at `index` died: start another in its place and end every turn
+    /// it held. Its other turns report the same death; the first one counts.
+    fn replace_dead_worker(&mut self, index: usize, generation: u64, ctx: &mut Context<Self>) {
+        if self.workers[index].generation != generation {
+            return;
+        }
+        let turns = std::mem::take(&mut self.workers[index].turns);
+        tracing::error!(
+            worker = index,
+            turns = turns.len(),
+            "agent worker died; restarting it"
+        );
+        bump(&self.counters.worker_restarts);
+        let worker = self.start_worker(index);
+        let record = &mut self.workers[index];
+        record.worker = worker;
+        record.generation += 1;
+        for turn in turns.values() {
+            self.report_failure(turn, "the worker answering this turn failed".into(), ctx);
+        }
+    }
+
     fn remember_early_cancel(&mut self, turn_id: Uuid) {
         if self.cancelled_early.len() == REMEMBERED_CANCELS
             && let Some(oldest) = self.cancelled_early.pop_front()
@@ -113,14 +266,6 @@ impl AgentPool {
         }
         self.cancelled_early.push_back(turn_id);
         self.cancelled_early_set.insert(turn_id);
-    }
-
-    /// The worker at `index` died holding a turn: replace it and end the turn.
-    fn replace_dead_worker(&mut self, index: usize, turn: &TurnAddress, ctx: &mut Context<Self>) {
-        tracing::error!(worker = index, turn_id = %turn.turn_id, "agent worker died; restarting it");
-        bump(&self.counters.worker_restarts);
-        self.workers[index].worker = self.start_worker(index);
-        self.report_failure(turn, "the worker answering this turn failed".into(), ctx);
     }
 
     /// Ends a turn with an `error` no worker will send.
@@ -183,7 +328,6 @@ impl Actor for AgentPool {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let broker = self.broker.clone();
-        let idle_workers = self.idle_workers.clone();
         ctx.wait(
             async move {
                 let questions = broker.consume_questions().await;
@@ -192,11 +336,14 @@ impl Actor for AgentPool {
             }
             .into_actor(self)
             .map(
-                move |(questions, cancels), pool, ctx| match (questions, cancels) {
+                |(questions, cancels), pool, ctx| match (questions, cancels) {
                     (Ok(questions), Ok(cancels)) => {
-                        let questions = when_a_worker_is_idle(questions, idle_workers);
-                        let questions = pool.stats.count_items(questions);
-                        pool.taking = Some(ctx.add_stream(questions));
+                        // Stopped before it could start: leave the questions to others.
+                        if let Taking::NotYet = pool.questions {
+                            let questions = pool.stats.count_items(questions).boxed();
+                            pool.questions = Taking::Idle(questions);
+                            pool.take_if_free(ctx);
+                        }
                         ctx.add_stream(pool.stats.count_items(cancels.map(CancelRequested)));
                     }
                     (Err(error), _) | (_, Err(error)) => {
@@ -209,77 +356,17 @@ impl Actor for AgentPool {
     }
 }
 
-/// A question together with the idle worker's permit it was pulled with.
-struct Dispatch {
-    delivery: Delivery,
-    permit: OwnedSemaphorePermit,
-}
-
-/// Yields questions only while a worker is idle, so no question waits in this
-/// process that another worker process could have taken.
-fn when_a_worker_is_idle(
-    questions: BoxStream<'static, Delivery>,
-    idle_workers: Arc<Semaphore>,
-) -> impl Stream<Item = Dispatch> {
-    futures_util::stream::unfold(
-        (questions, idle_workers),
-        |(mut questions, idle)| async move {
-            let permit = idle.clone().acquire_owned().await.ok()?;
-            let delivery = questions.next().await?;
-            Some((Dispatch { delivery, permit }, (questions, idle)))
-        },
-    )
-}
-
 struct CancelRequested(Uuid);
-
-impl StreamHandler<Dispatch> for AgentPool {
-    fn handle(&mut self, Dispatch { delivery, permit }: Dispatch, ctx: &mut Self::Context) {
-        bump(&self.counters.questions_consumed);
-        if delivery.attempt > 1 {
-            bump(&self.counters.questions_redelivered);
-        }
-        if self.cancelled_early_set.remove(&delivery.question.turn_id) {
-            // Cancelled while it waited in the queue: the session already ended it.
-            ctx.spawn(delivery.ack().into_actor(self).map(|_, _, _| ()));
-            return;
-        }
-        if delivery.attempt > self.settings.max_deliveries {
-            self.set_aside(delivery, ctx);
-            return;
-        }
-        let index = self
-            .workers
-            .iter()
-            .position(|slot| slot.turn.is_none())
-            .expect("a permit is held only while a worker is idle");
-        let address = TurnAddress::of(&delivery);
-        let slot = &mut self.workers[index];
-        slot.turn = Some(address.turn_id);
-        let run = slot.worker.send(RunTurn { delivery });
-        ctx.spawn(run.into_actor(self).map(move |result, pool, ctx| {
-            pool.workers[index].turn = None;
-            match result {
-                Ok(TurnOutcome::Failed) => {
-                    tracing::debug!(turn_id = %address.turn_id, "turn failed")
-                }
-                Ok(_) => {}
-                Err(_) => pool.replace_dead_worker(index, &address, ctx),
-            }
-            drop(permit);
-        }));
-    }
-
-    fn finished(&mut self, _: &mut Self::Context) {
-        tracing::warn!("the question stream ended; this pool takes no more questions");
-    }
-}
 
 impl StreamHandler<CancelRequested> for AgentPool {
     fn handle(&mut self, CancelRequested(turn_id): CancelRequested, _: &mut Self::Context) {
-        match self.workers.iter().find(|slot| slot.turn == Some(turn_id)) {
+        let running = self
+            .workers
+            .iter()
+            .find(|record| record.turns.contains_key(&turn_id));
+        match running {
             // Cancels are rare and tiny; the worker handles them between chunks.
-            Some(slot) => slot.worker.do_send(CancelTurn { turn_id }),
+            Some(record) => record.worker.do_send(CancelTurn { turn_id }),
             None => self.remember_early_cancel(turn_id),
         }
     }
@@ -293,14 +380,14 @@ impl StreamHandler<CancelRequested> for AgentPool {
 #[rtype(result = "()")]
 pub struct StopTaking;
 
-crate::counted_messages!(AgentPool => StopTaking, GiveBackRunning, GetPoolStatus);
+crate::counted_messages!(AgentPool => StopTaking, GiveBackRunning, GetPoolStatus, WatchPoolStatus);
 
 impl Handler<StopTaking> for AgentPool {
     type Result = ();
 
     fn handle(&mut self, _: StopTaking, ctx: &mut Self::Context) {
-        if let Some(taking) = self.taking.take() {
-            ctx.cancel_future(taking);
+        if let Taking::Pulling(pulling) = std::mem::replace(&mut self.questions, Taking::Stopped) {
+            ctx.cancel_future(pulling);
         }
     }
 }
@@ -314,8 +401,12 @@ impl Handler<GiveBackRunning> for AgentPool {
     type Result = ();
 
     fn handle(&mut self, _: GiveBackRunning, _: &mut Self::Context) {
-        for slot in self.workers.iter().filter(|slot| slot.turn.is_some()) {
-            slot.worker.do_send(GiveBack);
+        for record in self
+            .workers
+            .iter()
+            .filter(|record| !record.turns.is_empty())
+        {
+            record.worker.do_send(GiveBackAll);
         }
     }
 }
@@ -325,7 +416,8 @@ impl Handler<GiveBackRunning> for AgentPool {
 #[rtype(result = "PoolStatus")]
 pub struct GetPoolStatus;
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, MessageResponse)]
+/// Turn slots: `size` turns can run at once, `busy` run now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, MessageResponse)]
 pub struct PoolStatus {
     pub size: usize,
     pub busy: usize,
@@ -335,15 +427,23 @@ impl Handler<GetPoolStatus> for AgentPool {
     type Result = PoolStatus;
 
     fn handle(&mut self, _: GetPoolStatus, _: &mut Self::Context) -> Self::Result {
-        let busy = self
-            .workers
-            .iter()
-            .filter(|slot| slot.turn.is_some())
-            .count();
-        PoolStatus {
-            size: self.workers.len(),
-            busy,
-        }
+        *self.status.borrow()
+    }
+}
+
+/// The pool's status as it changes, for whoever waits for its turns to end.
+#[derive(Message)]
+#[rtype(result = "PoolStatusWatch")]
+pub struct WatchPoolStatus;
+
+#[derive(MessageResponse)]
+pub struct PoolStatusWatch(pub watch::Receiver<PoolStatus>);
+
+impl Handler<WatchPoolStatus> for AgentPool {
+    type Result = PoolStatusWatch;
+
+    fn handle(&mut self, _: WatchPoolStatus, _: &mut Self::Context) -> Self::Result {
+        PoolStatusWatch(self.status.subscribe())
     }
 }
 
@@ -352,91 +452,188 @@ mod tests {
     use std::sync::atomic::Ordering;
     use std::time::Duration;
 
+    use tokio::time::Instant;
+
     use super::*;
-    use crate::agent::{AgentEvent, AgentRequest, AgentStream};
-    use crate::broker::Question;
-    use crate::broker::embedded::EmbeddedBroker;
+    use crate::actors::testing::{Rig, Settled, done};
     use crate::conversation::FinishReason;
 
-    /// Answers "ok", except that it panics on the text "panic".
-    struct FragileAgent;
-
-    impl Agent for FragileAgent {
-        fn answer(&self, request: AgentRequest) -> AgentStream {
-            Box::pin(
-                futures_util::stream::once(async move {
-                    assert_ne!(request.text, "panic", "the agent broke");
-                    Ok(AgentEvent::Text("ok".into()))
-                })
-                .chain(futures_util::stream::iter([Ok(AgentEvent::Finished(
-                    FinishReason::Stop,
-                ))])),
-            )
+    fn assert_unavailable(body: AnswerBody) {
+        match body {
+            AnswerBody::Error { code, .. } => assert_eq!(code, ErrorCode::Unavailable),
+            other => panic!("expected an error, got {other:?}"),
         }
     }
 
     #[actix::test]
-    async fn a_worker_that_dies_is_replaced_and_its_turn_ends_with_an_error() {
-        let broker: Arc<dyn Broker> = Arc::new(EmbeddedBroker::new(8));
-        let counters = Arc::new(Counters::default());
-        let directory = ActorDirectory::default();
-        let mut replies = broker.open_reply_queue().await.unwrap();
-        let settings = PoolSettings {
-            size: 1,
-            max_deliveries: 3,
-            chunk_window: Duration::ZERO,
-        };
-        let pool = AgentPool::new(
-            settings,
-            Arc::new(FragileAgent),
-            broker.clone(),
-            counters.clone(),
-            directory,
-        )
-        .start_tracked();
-        let ask = |text: &str| Question {
-            session_id: Uuid::new_v4(),
-            turn_id: Uuid::new_v4(),
-            reply_to: replies.address.clone(),
-            history: vec![],
-            text: text.into(),
-        };
-        let mut next_answer = async || {
-            tokio::time::timeout(Duration::from_secs(10), replies.answers.next())
-                .await
-                .expect("an answer within the wait")
-                .expect("the reply queue is open")
-        };
-
-        broker.publish_question(ask("panic")).await.unwrap();
-        match next_answer().await.body {
-            AnswerBody::Error { code, .. } => assert_eq!(code, ErrorCode::Unavailable),
-            other => panic!("expected an error, got {other:?}"),
+    async fn one_worker_runs_as_many_turns_at_once_as_it_has_slots() {
+        tokio::time::pause();
+        let mut rig = Rig::start(1, 3).await;
+        let start = Instant::now();
+        let mut turns = Vec::new();
+        for _ in 0..4 {
+            turns.push(rig.ask("sleep 1000").await);
         }
-        assert_eq!(counters.worker_restarts.load(Ordering::Relaxed), 1);
+        rig.until_busy(3).await;
+        assert_eq!(rig.pool.send(GetPoolStatus).await.unwrap().size, 3);
+
+        // Three answer together after one second; the fourth waited for a slot.
+        let mut ended = Vec::new();
+        for _ in 0..8 {
+            let answer = rig.next_answer().await;
+            if answer.body.ends_turn() {
+                assert_eq!(answer.body, done());
+                ended.push((answer.turn_id, start.elapsed()));
+            }
+        }
+        // (Timers fire on the millisecond after their deadline.)
+        let about =
+            |seconds| Duration::from_secs(seconds)..Duration::from_millis(seconds * 1000 + 5);
+        assert!(
+            ended[..3].iter().all(|(_, at)| about(1).contains(at)),
+            "{ended:?}"
+        );
+        assert_eq!(ended[3].0, turns[3]);
+        assert!(about(2).contains(&ended[3].1), "{ended:?}");
+        rig.until_busy(0).await;
+    }
+
+    #[actix::test]
+    async fn a_cancel_stops_only_its_turn() {
+        tokio::time::pause();
+        let mut rig = Rig::start(1, 2).await;
+        let cancelled = rig.ask("sleep 5000").await;
+        rig.until_busy(1).await;
+        let kept = rig.ask("sleep 1000").await;
+        rig.until_busy(2).await;
+
+        rig.broker.publish_cancel(cancelled).await.unwrap();
+        let cancelled_end = AnswerBody::Done {
+            finish_reason: FinishReason::Cancelled,
+        };
+        assert_eq!(rig.end_of(cancelled).await, cancelled_end);
+        assert_eq!(rig.pool.send(GetPoolStatus).await.unwrap().busy, 1);
+        assert_eq!(rig.end_of(kept).await, done());
+        rig.until_busy(0).await;
+        let settled = rig.broker.settled();
+        assert_eq!(
+            settled,
+            vec![(cancelled, Settled::Acked), (kept, Settled::Acked)]
+        );
+    }
+
+    #[actix::test]
+    async fn a_question_cancelled_before_it_is_taken_is_not_answered() {
+        tokio::time::pause();
+        let mut rig = Rig::start(1, 1).await;
+        let running = rig.ask("sleep 1000").await;
+        rig.until_busy(1).await;
+        let waiting = rig.ask("sleep 1000").await;
+        rig.broker.publish_cancel(waiting).await.unwrap();
+
+        assert_eq!(rig.end_of(running).await, done());
+        rig.until_busy(0).await;
+        let next = rig.ask("fine").await;
+        assert_eq!(rig.end_of(next).await, done());
+        assert!(rig.broker.settled().contains(&(waiting, Settled::Acked)));
+    }
+
+    #[actix::test]
+    async fn running_turns_are_given_back_to_the_queue() {
+        tokio::time::pause();
+        let mut rig = Rig::start(2, 2).await;
+        let mut turns = Vec::new();
+        for _ in 0..3 {
+            turns.push(rig.ask("sleep 60000").await);
+        }
+        rig.until_busy(3).await;
+
+        rig.pool.send(GiveBackRunning).await.unwrap();
+        rig.until_busy(0).await;
+        let mut settled = rig.broker.settled();
+        settled.sort();
+        let mut expected: Vec<_> = turns.iter().map(|&id| (id, Settled::Requeued)).collect();
+        expected.sort();
+        assert_eq!(settled, expected);
+    }
+
+    #[actix::test]
+    async fn questions_go_to_the_least_loaded_worker() {
+        tokio::time::pause();
+        let mut rig = Rig::start(2, 2).await;
+        rig.ask("sleep 60000").await;
+        rig.until_busy(1).await;
+        rig.ask("sleep 60000").await;
+        rig.until_busy(2).await;
+        rig.until_workers_handled(&[1, 1]).await;
+
+        rig.ask("sleep 60000").await;
+        rig.until_busy(3).await;
+        rig.ask("sleep 60000").await;
+        rig.until_busy(4).await;
+        rig.until_workers_handled(&[2, 2]).await;
+    }
+
+    #[actix::test]
+    async fn a_worker_that_dies_is_replaced_and_all_its_turns_end_with_an_error() {
+        tokio::time::pause();
+        let mut rig = Rig::start(1, 2).await;
+        let bystander = rig.ask("sleep 60000").await;
+        rig.until_busy(1).await;
+        let culprit = rig.ask("panic").await;
+
+        let mut failed = Vec::new();
+        for _ in 0..2 {
+            let answer = rig.next_answer().await;
+            assert_unavailable(answer.body);
+            failed.push(answer.turn_id);
+        }
+        failed.sort();
+        let mut expected = vec![bystander, culprit];
+        expected.sort();
+        assert_eq!(failed, expected);
+        assert_eq!(rig.counters.worker_restarts.load(Ordering::Relaxed), 1);
+        rig.until_busy(0).await;
 
         // The replacement worker answers the next question.
-        broker.publish_question(ask("fine")).await.unwrap();
+        let next = rig.ask("fine").await;
         assert_eq!(
-            next_answer().await.body,
+            rig.next_answer().await.body,
             AnswerBody::Chunk {
                 seq: 0,
                 text: "ok".into()
             }
         );
-        let done = AnswerBody::Done {
-            finish_reason: FinishReason::Stop,
-        };
-        assert_eq!(next_answer().await.body, done);
-        // The worker is handed back once it has acknowledged the question.
-        let idle = async {
-            while pool.send(GetPoolStatus).await.unwrap().busy > 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), idle)
-            .await
-            .expect("the worker is idle");
-        assert_eq!(pool.send(GetPoolStatus).await.unwrap().size, 1);
+        assert_eq!(rig.end_of(next).await, done());
+        rig.until_busy(0).await;
+        assert_eq!(rig.pool.send(GetPoolStatus).await.unwrap().size, 2);
+
+        // The bystander's turn died with its worker: it never answers or settles.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(rig.broker.settled(), vec![(next, Settled::Acked)]);
+    }
+
+    #[actix::test]
+    async fn a_question_delivered_too_often_is_set_aside() {
+        tokio::time::pause();
+        let mut rig = Rig::start(1, 1).await;
+        let poison = rig.ask_attempt("fine", 4).await;
+        assert_unavailable(rig.end_of(poison).await);
+        assert_eq!(rig.broker.settled(), vec![(poison, Settled::Rejected)]);
+    }
+
+    #[actix::test]
+    async fn a_stopped_pool_takes_no_more_questions() {
+        tokio::time::pause();
+        let mut rig = Rig::start(1, 1).await;
+        let running = rig.ask("sleep 1000").await;
+        rig.until_busy(1).await;
+        rig.pool.send(StopTaking).await.unwrap();
+        assert_eq!(rig.end_of(running).await, done());
+        rig.until_busy(0).await;
+        assert!(
+            rig.try_ask("late").await.is_err(),
+            "nobody consumes questions"
+        );
     }
 }

@@ -1,12 +1,22 @@
-//! `AgentWorker`: runs one turn at a time through the agent and publishes its
-//! answer, chunk by chunk, to the gateway that asked. Stateless between turns; the
-//! [`AgentPool`](super::agent_pool::AgentPool) supervises it.
+//! `AgentWorker`: runs several turns at once through the agent and publishes each
+//! answer, chunk by chunk, to the gateway that asked. The
+//! [`AgentPool`](super::agent_pool::AgentPool) decides how many turns a worker runs
+//! and supervises it.
+//!
+//! Each turn is a task of its own on the worker's arbiter, so a chunk wakes only its
+//! turn, with two tokens: `cancel` (the user cancelled: `done`/`cancelled`) and
+//! `give_back` (the process stops: the question goes back to the queue). A turn
+//! that panics takes its worker down with it, and with the worker every turn it
+//! held: its tasks are aborted and the pool ends those turns with an error.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::StreamExt;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -20,16 +30,25 @@ pub struct AgentWorker {
     broker: Arc<dyn Broker>,
     /// See [`coalesce`].
     chunk_window: Duration,
-    /// The running turn and the tokens that stop it.
-    current: Option<RunningTurn>,
+    /// The running turns by id.
+    running: HashMap<Uuid, RunningTurn>,
 }
 
 struct RunningTurn {
-    turn_id: Uuid,
     /// The user cancelled: end the turn with `done`/`cancelled`.
     cancel: CancellationToken,
     /// The process is stopping: hand the question back for another worker.
     give_back: CancellationToken,
+    _task: TurnTask,
+}
+
+/// A turn's task; dropping it (the worker died) stops the turn.
+struct TurnTask(JoinHandle<()>);
+
+impl Drop for TurnTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl AgentWorker {
@@ -38,7 +57,7 @@ impl AgentWorker {
             agent,
             broker,
             chunk_window,
-            current: None,
+            running: HashMap::new(),
         }
     }
 }
@@ -60,37 +79,42 @@ pub enum TurnOutcome {
     GivenBack,
 }
 
-/// Answer this question; resolves when the turn has ended and was acknowledged.
+/// Answer this question besides the turns already running; resolves when the turn
+/// has ended and its question was settled. Fails only if the worker died.
 #[derive(Message)]
 #[rtype(result = "TurnOutcome")]
 pub struct RunTurn {
     pub delivery: Delivery,
 }
 
-/// Stop the turn if it is the running one: the model's request is dropped.
+/// Stop this turn if it runs here: the model's request is dropped and the turn
+/// ends with `done`/`cancelled`.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct CancelTurn {
     pub turn_id: Uuid,
 }
 
-/// Stop the running turn, if any, and give its question back to the queue so
-/// another worker answers it (the gateway tells its client `reset`).
+/// Stop every running turn and give its question back to the queue, so another
+/// worker answers it (the gateway tells its client `reset`).
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct GiveBack;
+pub struct GiveBackAll;
 
-crate::counted_messages!(AgentWorker => RunTurn, CancelTurn, GiveBack);
+/// How many turns this worker runs now.
+#[derive(Message)]
+#[rtype(result = "usize")]
+pub struct GetLoad;
+
+crate::counted_messages!(AgentWorker => RunTurn, CancelTurn, GiveBackAll, GetLoad);
 
 impl Handler<RunTurn> for AgentWorker {
     type Result = ResponseActFuture<Self, TurnOutcome>;
 
     fn handle(&mut self, message: RunTurn, _: &mut Self::Context) -> Self::Result {
-        let running = RunningTurn {
-            turn_id: message.delivery.question.turn_id,
-            cancel: CancellationToken::new(),
-            give_back: CancellationToken::new(),
-        };
+        let turn_id = message.delivery.question.turn_id;
+        let cancel = CancellationToken::new();
+        let give_back = CancellationToken::new();
         let question = &message.delivery.question;
         let events = self.agent.answer(AgentRequest {
             context_id: question.session_id.to_string(),
@@ -101,13 +125,24 @@ impl Handler<RunTurn> for AgentWorker {
             coalesce(events, self.chunk_window),
             self.broker.clone(),
             message.delivery,
-            running.cancel.clone(),
-            running.give_back.clone(),
+            cancel.clone(),
+            give_back.clone(),
         );
-        self.current = Some(running);
-        Box::pin(turn.into_actor(self).map(|outcome, worker, _| {
-            worker.current = None;
-            outcome
+        let (ended, outcome) = oneshot::channel();
+        let task = actix::spawn(async move {
+            let _ = ended.send(turn.await);
+        });
+        let running = RunningTurn {
+            cancel,
+            give_back,
+            _task: TurnTask(task),
+        };
+        self.running.insert(turn_id, running);
+        Box::pin(outcome.into_actor(self).map(move |outcome, worker, _| {
+            worker.running.remove(&turn_id);
+            // The task ended without an outcome: the turn panicked. Die with it,
+            // so the pool ends every turn held here and starts a fresh worker.
+            outcome.unwrap_or_else(|_| panic!("turn {turn_id} panicked; its worker stops"))
         }))
     }
 }
@@ -116,21 +151,27 @@ impl Handler<CancelTurn> for AgentWorker {
     type Result = ();
 
     fn handle(&mut self, message: CancelTurn, _: &mut Self::Context) {
-        if let Some(running) = &self.current
-            && running.turn_id == message.turn_id
-        {
+        if let Some(running) = self.running.get(&message.turn_id) {
             running.cancel.cancel();
         }
     }
 }
 
-impl Handler<GiveBack> for AgentWorker {
+impl Handler<GiveBackAll> for AgentWorker {
     type Result = ();
 
-    fn handle(&mut self, _: GiveBack, _: &mut Self::Context) {
-        if let Some(running) = &self.current {
+    fn handle(&mut self, _: GiveBackAll, _: &mut Self::Context) {
+        for running in self.running.values() {
             running.give_back.cancel();
         }
+    }
+}
+
+impl Handler<GetLoad> for AgentWorker {
+    type Result = usize;
+
+    fn handle(&mut self, _: GetLoad, _: &mut Self::Context) -> usize {
+        self.running.len()
     }
 }
 
@@ -228,5 +269,59 @@ async fn settle(delivery: Delivery) {
     let turn_id = delivery.question.turn_id;
     if let Err(error) = delivery.ack().await {
         tracing::warn!(%turn_id, %error, "could not acknowledge a question");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::testing::{RecordingBroker, ScriptedAgent, Settled};
+
+    #[actix::test]
+    async fn a_worker_runs_turns_side_by_side_and_reports_its_load() {
+        tokio::time::pause();
+        let broker = Arc::new(RecordingBroker::new());
+        let replies = broker.open_reply_queue().await.unwrap();
+        let mut questions = broker.consume_questions().await.unwrap();
+        let worker =
+            AgentWorker::new(Arc::new(ScriptedAgent), broker.clone(), Duration::ZERO).start();
+        let mut deliver = async |text: &str| {
+            let question = crate::broker::Question {
+                session_id: Uuid::new_v4(),
+                turn_id: Uuid::new_v4(),
+                reply_to: replies.address.clone(),
+                history: vec![],
+                text: text.into(),
+            };
+            broker.publish_question(question).await.unwrap();
+            questions.next().await.unwrap()
+        };
+        let cancelled = deliver("sleep 60000").await;
+        let given_back = deliver("sleep 60000").await;
+        let (cancelled_id, given_back_id) =
+            (cancelled.question.turn_id, given_back.question.turn_id);
+        let cancelled = worker.send(RunTurn {
+            delivery: cancelled,
+        });
+        let given_back = worker.send(RunTurn {
+            delivery: given_back,
+        });
+        assert_eq!(worker.send(GetLoad).await.unwrap(), 2);
+
+        worker.do_send(CancelTurn {
+            turn_id: cancelled_id,
+        });
+        assert_eq!(cancelled.await.unwrap(), TurnOutcome::Cancelled);
+        assert_eq!(worker.send(GetLoad).await.unwrap(), 1);
+        worker.do_send(GiveBackAll);
+        assert_eq!(given_back.await.unwrap(), TurnOutcome::GivenBack);
+        assert_eq!(worker.send(GetLoad).await.unwrap(), 0);
+        assert_eq!(
+            broker.settled(),
+            vec![
+                (cancelled_id, Settled::Acked),
+                (given_back_id, Settled::Requeued)
+            ]
+        );
     }
 }

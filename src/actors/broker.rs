@@ -1,17 +1,19 @@
 //! `BrokerActor`: the gateway's link to the broker. It publishes the questions of
 //! this gateway's sessions and routes each answer from the reply queue to the
-//! session whose turn it belongs to.
+//! session whose turn it belongs to. It watches the broker's connection, and when
+//! it is lost it ends the turns waiting for answers at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
+use tokio::sync::watch;
+use tokio_stream::wrappers::WatchStream;
 use uuid::Uuid;
 
 use super::session::{SessionActor, TurnFailed, TurnUpdate};
 use super::stats::ActorStats;
-use crate::broker::{Answer, Broker, BrokerError, Question, ReplyQueue};
+use crate::broker::{Answer, Broker, BrokerError, ConnectionState, Question, ReplyQueue};
 use crate::conversation::ErrorCode;
 use crate::counters::{Counters, bump};
 
@@ -22,7 +24,9 @@ pub struct BrokerActor {
     /// that no early chunk can arrive unrouted.
     routes: HashMap<Uuid, Addr<SessionActor>>,
     answers: Option<futures_util::stream::BoxStream<'static, Answer>>,
-    /// The broker's count of lost connections at the last look.
+    /// The broker's connection state, until `started` turns it into a stream.
+    connection: Option<watch::Receiver<ConnectionState>>,
+    /// The broker's count of lost connections when this actor last heard of it.
     connections_lost: u64,
     stats: Arc<ActorStats>,
     counters: Arc<Counters>,
@@ -35,8 +39,11 @@ impl BrokerActor {
         stats: Arc<ActorStats>,
         counters: Arc<Counters>,
     ) -> Self {
+        let mut connection = broker.connection_state();
+        let connections_lost = connection.borrow_and_update().lost;
         Self {
-            connections_lost: broker.connections_lost(),
+            connection: Some(connection),
+            connections_lost,
             broker,
             reply_to: reply_queue.address,
             routes: HashMap::new(),
@@ -56,36 +63,39 @@ impl Actor for BrokerActor {
         if let Some(answers) = self.answers.take() {
             ctx.add_stream(self.stats.count_items(answers));
         }
-        ctx.run_interval(CONNECTION_CHECK_INTERVAL, |actor, _| {
-            actor.check_connection()
-        });
+        if let Some(connection) = self.connection.take() {
+            // Seen up to `connections_lost` in `new`: only later changes come.
+            ctx.add_stream(
+                self.stats
+                    .count_items(WatchStream::from_changes(connection)),
+            );
+        }
     }
 }
 
-/// How often the broker actor looks whether the broker connection was lost.
-const CONNECTION_CHECK_INTERVAL: Duration = Duration::from_millis(250);
-
-impl BrokerActor {
-    /// When the connection drops, answers in flight are lost with it: the turns
-    /// waiting for them end now with `unavailable` instead of at their deadline.
-    fn check_connection(&mut self) {
-        let lost = self.broker.connections_lost();
-        if lost != self.connections_lost {
-            self.connections_lost = lost;
-            tracing::warn!(
-                turns = self.routes.len(),
-                "lost the broker; failing the turns in flight"
-            );
-            for (turn_id, session) in self.routes.drain() {
-                let message = "the connection to the broker was lost; please ask again".into();
-                session.do_send(TurnFailed {
-                    turn_id,
-                    code: ErrorCode::Unavailable,
-                    message,
-                });
-            }
+/// When the connection drops, answers in flight are lost with it: the turns
+/// waiting for them end now with `unavailable` instead of at their deadline.
+impl StreamHandler<ConnectionState> for BrokerActor {
+    fn handle(&mut self, state: ConnectionState, _: &mut Self::Context) {
+        if state.lost == self.connections_lost {
+            return;
+        }
+        self.connections_lost = state.lost;
+        tracing::warn!(
+            turns = self.routes.len(),
+            "lost the broker; failing the turns in flight"
+        );
+        for (turn_id, session) in self.routes.drain() {
+            let message = "the connection to the broker was lost; please ask again".into();
+            session.do_send(TurnFailed {
+                turn_id,
+                code: ErrorCode::Unavailable,
+                message,
+            });
         }
     }
+
+    fn finished(&mut self, _: &mut Self::Context) {}
 }
 
 /// Publish a session's question and route its answers to `route`.

@@ -10,3 +10,5 @@ pub mod broker;
 pub mod registry;
 pub mod session;
 pub mod stats;
+#[cfg(test)]
+pub(crate) mod testing;

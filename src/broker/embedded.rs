@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::{BoxStream, StreamExt};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::{BroadcastStream, ReceiverStream};
 use uuid::Uuid;
 
-use super::{Answer, Broker, BrokerError, Delivery, Question, ReplyQueue, Settle};
+use super::{Answer, Broker, BrokerError, ConnectionState, Delivery, Question, ReplyQueue, Settle};
 
 /// Answers that may wait for the gateway's broker actor before workers slow down.
 const REPLY_QUEUE_CAPACITY: usize = 4096;
@@ -24,6 +24,8 @@ pub struct EmbeddedBroker {
     question_receiver: Mutex<Option<mpsc::Receiver<Question>>>,
     reply_queues: Arc<Mutex<HashMap<String, mpsc::Sender<Answer>>>>,
     cancels: broadcast::Sender<Uuid>,
+    /// Always connected: there is no connection to lose.
+    connection: watch::Sender<ConnectionState>,
 }
 
 impl EmbeddedBroker {
@@ -37,6 +39,10 @@ impl EmbeddedBroker {
             question_receiver: Mutex::new(Some(question_receiver)),
             reply_queues: Arc::default(),
             cancels,
+            connection: watch::Sender::new(ConnectionState {
+                connected: true,
+                lost: 0,
+            }),
         }
     }
 }
@@ -68,8 +74,8 @@ impl Broker for EmbeddedBroker {
         true
     }
 
-    fn connections_lost(&self) -> u64 {
-        0
+    fn connection_state(&self) -> watch::Receiver<ConnectionState> {
+        self.connection.subscribe()
     }
 
     fn open_reply_queue(&self) -> BoxFuture<'static, Result<ReplyQueue, BrokerError>> {

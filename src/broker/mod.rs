@@ -11,6 +11,7 @@ pub mod rabbitmq;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::conversation::{ChatMessage, ErrorCode, FinishReason};
@@ -132,15 +133,26 @@ pub enum BrokerError {
     NoSuchReplyQueue(String),
 }
 
+/// The broker connection, as [`Broker::connection_state`] reports each change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionState {
+    pub connected: bool,
+    /// How many times the connection was lost since the start. Answers in flight
+    /// at such a moment may be gone, so turns waiting for them cannot trust them;
+    /// a count rather than a flag, so a loss is seen even when the reconnection
+    /// follows before the watcher looks.
+    pub lost: u64,
+}
+
 /// One broker interface, several engines. A gateway uses the question/cancel/reply
 /// half, a worker the delivery/answer half; `parlor serve` uses both.
 pub trait Broker: Send + Sync + 'static {
     /// `"embedded"` or `"rabbitmq"`.
     fn kind(&self) -> &'static str;
     fn is_connected(&self) -> bool;
-    /// How many times the connection was lost since the start. Answers in flight
-    /// at such a moment may be gone, so turns waiting for them cannot trust them.
-    fn connections_lost(&self) -> u64;
+    /// The connection's state, changing when it is lost or back. The embedded
+    /// engine's never changes.
+    fn connection_state(&self) -> watch::Receiver<ConnectionState>;
 
     /// Opens this gateway's reply queue. Call once per gateway process.
     fn open_reply_queue(&self) -> BoxFuture<'static, Result<ReplyQueue, BrokerError>>;

@@ -13,9 +13,10 @@
 //!
 //! # Reconnection
 //!
-//! One connection per process ([`Link`]). A supervisor task checks it a few times a
-//! second; when it is lost it is dropped, and a new one is opened with capped
-//! exponential backoff and the shared topology declared again. Meanwhile
+//! One connection per process ([`Link`]). A supervisor task waits for lapin's
+//! connection events; when one shows the link broken it is dropped, the change is
+//! published on [`Broker::connection_state`], and a new connection is opened with
+//! capped exponential backoff and the shared topology declared again. Meanwhile
 //! [`Broker::is_connected`] is false and every publish fails at once with
 //! [`BrokerError::Unavailable`]. The streams handed out by
 //! [`Broker::open_reply_queue`], [`Broker::consume_questions`] and
@@ -31,7 +32,6 @@
 //! nothing of the old connection is reused.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -52,11 +52,14 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use uuid::Uuid;
 
-use super::{Answer, Broker, BrokerError, Delivery, Question, ReplyQueue, Settle};
+use super::{Answer, Broker, BrokerError, ConnectionState, Delivery, Question, ReplyQueue, Settle};
 use crate::config::{AmqpUrl, BrokerConfig, BrokerEngine};
 
-/// How often the supervisor checks that the connection and its channels are alive.
-const LINK_CHECK_INTERVAL: Duration = Duration::from_millis(200);
+/// How often the supervisor looks at a link that sent no event. lapin announces
+/// every failure (I/O errors, missed heartbeats, a `connection.close` or
+/// `channel.close` with an error code) as an event, which the supervisor acts on at
+/// once; only a close with a success code comes without one, and this catches it.
+const QUIET_LINK_CHECK: Duration = Duration::from_secs(5);
 /// The first wait before reconnecting; it doubles up to [`RECONNECT_MAX_DELAY`].
 const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(100);
 const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
@@ -186,8 +189,9 @@ struct Shared {
     connection_name: String,
     max_queued_questions: usize,
     publish_timeout: Duration,
-    /// Times the connection was lost, taking any answers in flight with it.
-    connections_lost: AtomicU64,
+    /// Whether a link is up, and how many were lost (taking any answers in flight
+    /// with them).
+    connection: watch::Sender<ConnectionState>,
     prefetch: u16,
     /// The live connection, `None` while reconnecting. Streams watch it to
     /// subscribe again on the next one.
@@ -242,6 +246,19 @@ impl Link {
         self.connection.status().connected()
             && self.questions.status().connected()
             && self.answers.status().connected()
+    }
+
+    /// Resolves once the connection or one of its publishing channels has failed.
+    async fn broken(&self) {
+        // Listen before looking, so a failure between the two is not missed.
+        let mut events = std::pin::pin!(self.connection.events_listener());
+        while self.is_healthy() {
+            // Any event (an error on some channel, a blocked connection) is a
+            // reason to look again; most leave the link healthy.
+            if let Ok(None) = tokio::time::timeout(QUIET_LINK_CHECK, events.next()).await {
+                return;
+            }
+        }
     }
 }
 
@@ -393,7 +410,10 @@ impl RabbitBroker {
             topology,
             url: url.clone(),
             max_queued_questions: config.max_queued_questions,
-            connections_lost: AtomicU64::new(0),
+            connection: watch::Sender::new(ConnectionState {
+                connected: false,
+                lost: 0,
+            }),
             publish_timeout: config.publish_timeout(),
             prefetch: prefetch.max(1),
             link,
@@ -406,6 +426,9 @@ impl RabbitBroker {
         )
         .await?;
         shared.link.send_replace(Some(Arc::new(link)));
+        shared
+            .connection
+            .send_modify(|state| state.connected = true);
         let supervisor = tokio::spawn(supervise(shared.clone()));
         Ok(Self { shared, supervisor })
     }
@@ -440,12 +463,13 @@ async fn supervise(shared: Arc<Shared>) {
     loop {
         let current = shared.link.borrow().clone();
         if let Some(link) = current {
-            while link.is_healthy() {
-                tokio::time::sleep(LINK_CHECK_INTERVAL).await;
-            }
+            link.broken().await;
             tracing::warn!(connection = %shared.connection_name, "lost the connection to RabbitMQ; reconnecting");
-            shared.connections_lost.fetch_add(1, Ordering::Relaxed);
             shared.link.send_replace(None);
+            shared.connection.send_modify(|state| {
+                state.connected = false;
+                state.lost += 1;
+            });
             // A channel may have died on a live connection: close it all, so that
             // exclusive queues and unacknowledged deliveries are released now.
             let _ = tokio::time::timeout(
@@ -466,6 +490,9 @@ async fn supervise(shared: Arc<Shared>) {
                 Ok(link) => {
                     tracing::info!(connection = %shared.connection_name, "reconnected to RabbitMQ");
                     shared.link.send_replace(Some(Arc::new(link)));
+                    shared
+                        .connection
+                        .send_modify(|state| state.connected = true);
                     break;
                 }
                 Err(error) => {
@@ -487,8 +514,13 @@ trait Subscription: Send + Sync + 'static {
         &self,
         link: Arc<Link>,
     ) -> BoxFuture<'static, Result<(Channel, Consumer), BrokerError>>;
-    /// `None` skips a delivery (it is settled here).
-    fn convert(&self, delivery: LapinDelivery) -> BoxFuture<'static, Option<Self::Item>>;
+    /// `None` skips a delivery (it is settled here). `channel` is the one it came
+    /// on, to be kept open while the delivery is unsettled.
+    fn convert(
+        &self,
+        delivery: LapinDelivery,
+        channel: &Channel,
+    ) -> BoxFuture<'static, Option<Self::Item>>;
 }
 
 /// A consumer that survives connections: on a new link it subscribes again.
@@ -500,7 +532,7 @@ struct Feed<S> {
 
 struct Active {
     link: Arc<Link>,
-    _channel: Channel,
+    channel: Channel,
     consumer: Consumer,
 }
 
@@ -519,7 +551,7 @@ impl<S: Subscription> Feed<S> {
             subscription,
             active: Some(Active {
                 link,
-                _channel: channel,
+                channel,
                 consumer,
             }),
         })
@@ -545,7 +577,8 @@ impl<S: Subscription> Feed<S> {
             };
             match delivery {
                 Some(Ok(delivery)) => {
-                    if let Some(item) = self.subscription.convert(delivery).await {
+                    let item = self.subscription.convert(delivery, &active.channel);
+                    if let Some(item) = item.await {
                         return Some(item);
                     }
                 }
@@ -575,7 +608,7 @@ impl<S: Subscription> Feed<S> {
                 Ok((channel, consumer)) => {
                     self.active = Some(Active {
                         link,
-                        _channel: channel,
+                        channel,
                         consumer,
                     });
                     return Some(());
@@ -679,7 +712,7 @@ impl Subscription for Replies {
         .boxed()
     }
 
-    fn convert(&self, delivery: LapinDelivery) -> BoxFuture<'static, Option<Answer>> {
+    fn convert(&self, delivery: LapinDelivery, _: &Channel) -> BoxFuture<'static, Option<Answer>> {
         // Answers are transient: acknowledging only bounds what RabbitMQ pushes
         // ahead, so one acknowledgement covers many.
         let received = self
@@ -752,7 +785,7 @@ impl Subscription for Cancels {
         .boxed()
     }
 
-    fn convert(&self, delivery: LapinDelivery) -> BoxFuture<'static, Option<Uuid>> {
+    fn convert(&self, delivery: LapinDelivery, _: &Channel) -> BoxFuture<'static, Option<Uuid>> {
         let turn_id = std::str::from_utf8(&delivery.data)
             .ok()
             .and_then(|text| Uuid::parse_str(text).ok());
@@ -786,11 +819,15 @@ impl Subscription for Questions {
         .boxed()
     }
 
-    fn convert(&self, delivery: LapinDelivery) -> BoxFuture<'static, Option<Delivery>> {
+    fn convert(
+        &self,
+        delivery: LapinDelivery,
+        channel: &Channel,
+    ) -> BoxFuture<'static, Option<Delivery>> {
         let attempt = attempt_from_headers(delivery.properties.headers().as_ref());
         let question = serde_json::from_slice::<Question>(&delivery.data);
+        let settle = RabbitSettle::new(delivery.acker, channel.clone());
         async move {
-            let settle = RabbitSettle::new(delivery.acker);
             let question = match question {
                 Ok(question) => question,
                 Err(error) => {
@@ -808,7 +845,15 @@ impl Subscription for Questions {
 /// Settles one question on the channel it came from. Once that channel is gone
 /// (its connection was lost), settling does nothing: RabbitMQ redelivers it.
 struct RabbitSettle {
-    acker: Option<Acker>,
+    unsettled: Option<Unsettled>,
+}
+
+/// A delivery's acker and its channel. Holding the channel keeps it open after its
+/// consumer is gone (the pool stopped taking questions): closing it would hand
+/// every running turn's question to another worker while this one answers it.
+struct Unsettled {
+    acker: Acker,
+    _channel: Channel,
 }
 
 enum Outcome {
@@ -818,14 +863,21 @@ enum Outcome {
 }
 
 impl RabbitSettle {
-    fn new(acker: Acker) -> Self {
-        Self { acker: Some(acker) }
+    fn new(acker: Acker, channel: Channel) -> Self {
+        Self {
+            unsettled: Some(Unsettled {
+                acker,
+                _channel: channel,
+            }),
+        }
     }
 
     fn settle(mut self, outcome: Outcome) -> BoxFuture<'static, Result<(), BrokerError>> {
-        let acker = self.acker.take();
+        let unsettled = self.unsettled.take();
         async move {
-            let Some(acker) = acker else { return Ok(()) };
+            let Some(Unsettled { acker, _channel }) = unsettled else {
+                return Ok(());
+            };
             let settled = match outcome {
                 Outcome::Ack => acker.ack(BasicAckOptions::default()).await,
                 Outcome::Requeue => {
@@ -871,12 +923,13 @@ impl Drop for RabbitSettle {
     fn drop(&mut self) {
         // Dropped unsettled: whoever held it died. Dead-letter rather than retry a
         // question that may be what killed it.
-        if let Some(acker) = self.acker.take()
+        if let Some(Unsettled { acker, _channel }) = self.unsettled.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             tracing::warn!("a question was dropped unsettled; dead-lettering it");
             runtime.spawn(async move {
                 let _ = acker.reject(BasicRejectOptions { requeue: false }).await;
+                drop(_channel);
             });
         }
     }
@@ -938,8 +991,8 @@ impl Broker for RabbitBroker {
         self.shared.current_link().is_ok()
     }
 
-    fn connections_lost(&self) -> u64 {
-        self.shared.connections_lost.load(Ordering::Relaxed)
+    fn connection_state(&self) -> watch::Receiver<ConnectionState> {
+        self.shared.connection.subscribe()
     }
 
     fn open_reply_queue(&self) -> BoxFuture<'static, Result<ReplyQueue, BrokerError>> {

@@ -2,7 +2,6 @@
 //! embedded broker, with the test in the worker's place, taking questions and
 //! publishing answers.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::stream::BoxStream;
@@ -13,6 +12,7 @@ use crate::actors::registry::Lookup;
 use crate::actors::stats::ActorStats;
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::{AnswerBody, Broker, Delivery, Question};
+use crate::counters::{Count, read};
 
 /// How long any one step may take (virtual time where the test pauses the clock).
 const WAIT: Duration = Duration::from_secs(5);
@@ -85,8 +85,8 @@ impl Gateway {
             .unwrap();
     }
 
-    fn count(&self, counter: impl Fn(&Counters) -> &std::sync::atomic::AtomicU64) -> u64 {
-        counter(&self.deps.counters).load(Ordering::Relaxed)
+    fn count<C: Count>(&self, counter: impl Fn(&Counters) -> &C) -> u64 {
+        read(counter(&self.deps.counters))
     }
 }
 
