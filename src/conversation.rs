@@ -84,6 +84,26 @@ impl ErrorCode {
     }
 }
 
+/// An error as every wire format carries it: a code clients act on and a message
+/// for people. The WebSocket `error` frame, the broker's error answer and the
+/// `[error]` event of `POST /chat` are all made from one of these, so a failure
+/// reads the same wherever it surfaces.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ChatError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ChatError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::conversation::{ErrorCode, FinishReason};
+use crate::conversation::{ChatError, ErrorCode, FinishReason};
 
 /// A frame the client sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,19 +46,19 @@ pub enum ServerFrame {
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         turn_id: Option<Uuid>,
-        code: ErrorCode,
-        message: String,
+        #[serde(flatten)]
+        error: ChatError,
     },
     Pong,
 }
 
 impl ServerFrame {
     pub fn error(turn_id: Option<Uuid>, code: ErrorCode, message: impl Into<String>) -> Self {
-        ServerFrame::Error {
-            turn_id,
-            code,
-            message: message.into(),
-        }
+        Self::failed(turn_id, ChatError::new(code, message))
+    }
+
+    pub fn failed(turn_id: Option<Uuid>, error: ChatError) -> Self {
+        ServerFrame::Error { turn_id, error }
     }
 
     pub fn to_json(&self) -> String {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::proxy::CuttableProxy;
 use common::rabbitmq::{Cleanup, URL, close_connections_of, message_count, unique_queue};
 use common::{Client, Process, WAIT, expected_answer, mock_llm, wait_for_mock};
+use parlor::conversation::ChatError;
 use parlor::protocol::ServerFrame;
 use serde_json::json;
 use uuid::Uuid;
@@ -169,7 +170,8 @@ async fn a_question_that_keeps_killing_workers_is_set_aside() {
         match client.next_frame().await {
             ServerFrame::Chunk { .. } | ServerFrame::Reset { .. } => continue,
             ServerFrame::Error {
-                turn_id: id, code, ..
+                turn_id: id,
+                error: ChatError { code, .. },
             } => {
                 assert_eq!(
                     (id, code.to_string()),

@@ -29,7 +29,7 @@ async fn sigterm_lets_the_running_turn_finish_and_refuses_new_ones() {
 
     other.send_message("too late").await;
     match other.next_frame().await {
-        ServerFrame::Error { code, .. } => assert_eq!(code.to_string(), "unavailable"),
+        ServerFrame::Error { error, .. } => assert_eq!(error.code.to_string(), "unavailable"),
         other => panic!("expected unavailable, got {other:?}"),
     }
     let readiness = reqwest::get(server.http("/readyz")).await.unwrap();

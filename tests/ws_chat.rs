@@ -3,6 +3,7 @@
 mod common;
 
 use common::{Client, expected_answer, mock_llm, serve, wait_for_mock};
+use parlor::conversation::ChatError;
 use parlor::protocol::ServerFrame;
 use serde_json::json;
 
@@ -101,7 +102,7 @@ async fn too_many_queued_messages_get_busy() {
     client.send_message("one too many").await;
     match client.next_frame().await {
         ServerFrame::Error {
-            code,
+            error: ChatError { code, .. },
             turn_id: None,
             ..
         } => assert_eq!(code.to_string(), "busy"),
@@ -211,7 +212,7 @@ async fn an_unknown_session_id_gets_a_new_session_and_not_found() {
 
     assert_ne!(client.session_id, unknown);
     match client.next_frame().await {
-        ServerFrame::Error { code, .. } => assert_eq!(code.to_string(), "not_found"),
+        ServerFrame::Error { error, .. } => assert_eq!(error.code.to_string(), "not_found"),
         other => panic!("expected not_found, got {other:?}"),
     }
     assert_eq!(client.chat("hi").await.answer, expected_answer("hi", 1));
@@ -241,7 +242,7 @@ async fn an_idle_session_ends_after_its_timeout() {
     let mut again = Client::connect_url(&server.ws_url(&format!("?session_id={session_id}"))).await;
     assert_ne!(again.session_id, session_id);
     match again.next_frame().await {
-        ServerFrame::Error { code, .. } => assert_eq!(code.to_string(), "not_found"),
+        ServerFrame::Error { error, .. } => assert_eq!(error.code.to_string(), "not_found"),
         other => panic!("expected not_found, got {other:?}"),
     }
 }

@@ -4,6 +4,7 @@
 mod common;
 
 use common::{Client, Process, expected_answer, mock_llm, serve};
+use parlor::conversation::ChatError;
 use parlor::protocol::ServerFrame;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
@@ -12,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 async fn expect_error(client: &mut Client, code: &str) {
     match client.next_frame().await {
         ServerFrame::Error {
-            code: got,
+            error: ChatError { code: got, .. },
             turn_id: None,
             ..
         } => assert_eq!(got.to_string(), code),

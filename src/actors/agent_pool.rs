@@ -23,7 +23,7 @@ use super::agent_worker::{AgentWorker, CancelTurn, GiveBackAll, RunTurn, TurnOut
 use super::stats::{ActorDirectory, ActorStats, Tracked};
 use crate::agent::Agent;
 use crate::broker::{Answer, AnswerBody, Broker, Delivery};
-use crate::conversation::ErrorCode;
+use crate::conversation::{ChatError, ErrorCode};
 use crate::counters::{Counters, bump};
 
 /// Cancellations remembered for questions not yet taken from the queue.
@@ -274,10 +274,7 @@ impl AgentPool {
             session_id: turn.session_id,
             turn_id: turn.turn_id,
             attempt: turn.attempt,
-            body: AnswerBody::Error {
-                code: ErrorCode::Unavailable,
-                message,
-            },
+            body: AnswerBody::Error(ChatError::new(ErrorCode::Unavailable, message)),
         };
         let publish = self.broker.publish_answer(&turn.reply_to, failure);
         ctx.spawn(publish.into_actor(self).map(|result, _, _| {
@@ -460,7 +457,7 @@ mod tests {
 
     fn assert_unavailable(body: AnswerBody) {
         match body {
-            AnswerBody::Error { code, .. } => assert_eq!(code, ErrorCode::Unavailable),
+            AnswerBody::Error(error) => assert_eq!(error.code, ErrorCode::Unavailable),
             other => panic!("expected an error, got {other:?}"),
         }
     }

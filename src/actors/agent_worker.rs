@@ -23,7 +23,7 @@ use uuid::Uuid;
 use crate::agent::coalesce::coalesce;
 use crate::agent::{Agent, AgentEvent, AgentRequest, AgentStream};
 use crate::broker::{Answer, AnswerBody, Broker, BrokerError, Delivery};
-use crate::conversation::{ErrorCode, FinishReason};
+use crate::conversation::{ChatError, ErrorCode, FinishReason};
 
 pub struct AgentWorker {
     agent: Arc<dyn Agent>,
@@ -224,18 +224,10 @@ async fn answer_question(
             Some(Ok(AgentEvent::Finished(finish_reason))) => {
                 break AnswerBody::Done { finish_reason };
             }
-            Some(Err(error)) => {
-                break AnswerBody::Error {
-                    code: error.code(),
-                    message: error.to_string(),
-                };
-            }
+            Some(Err(error)) => break AnswerBody::Error((&error).into()),
             None => {
                 let message = "the agent's answer ended before it finished".to_owned();
-                break AnswerBody::Error {
-                    code: ErrorCode::Upstream,
-                    message,
-                };
+                break AnswerBody::Error(ChatError::new(ErrorCode::Upstream, message));
             }
         }
     };

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::session::{SessionActor, TurnFailed, TurnUpdate};
 use super::stats::ActorStats;
 use crate::broker::{Answer, Broker, BrokerError, ConnectionState, Question, ReplyQueue};
-use crate::conversation::ErrorCode;
+use crate::conversation::{ChatError, ErrorCode};
 use crate::counters::{Counters, bump};
 
 pub struct BrokerActor {
@@ -86,11 +86,10 @@ impl StreamHandler<ConnectionState> for BrokerActor {
             "lost the broker; failing the turns in flight"
         );
         for (turn_id, session) in self.routes.drain() {
-            let message = "the connection to the broker was lost; please ask again".into();
+            let message = "the connection to the broker was lost; please ask again";
             session.do_send(TurnFailed {
                 turn_id,
-                code: ErrorCode::Unavailable,
-                message,
+                error: ChatError::new(ErrorCode::Unavailable, message),
             });
         }
     }

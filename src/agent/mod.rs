@@ -8,7 +8,7 @@ pub mod llm;
 
 use futures_util::stream::BoxStream;
 
-use crate::conversation::{ChatMessage, ErrorCode, FinishReason};
+use crate::conversation::{ChatError, ChatMessage, ErrorCode, FinishReason};
 
 /// One question to the agent: the conversation so far and the new user text.
 #[derive(Clone, Debug)]
@@ -39,6 +39,12 @@ pub enum AgentError {
     Timeout(String),
     #[error("the agent is unavailable: {0}")]
     Unavailable(String),
+}
+
+impl From<&AgentError> for ChatError {
+    fn from(error: &AgentError) -> Self {
+        ChatError::new(error.code(), error.to_string())
+    }
 }
 
 impl AgentError {

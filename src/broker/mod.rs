@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::conversation::{ChatMessage, ErrorCode, FinishReason};
+use crate::conversation::{ChatError, ChatMessage, FinishReason};
 
 /// A user's message on its way to a worker, with what the agent needs to answer it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -50,10 +50,7 @@ pub enum AnswerBody {
     Done {
         finish_reason: FinishReason,
     },
-    Error {
-        code: ErrorCode,
-        message: String,
-    },
+    Error(ChatError),
 }
 
 impl AnswerBody {

@@ -152,17 +152,17 @@ async fn chat(body: Bytes, state: web::Data<AppState>) -> HttpResponse {
     let (listener, frames) = tokio::sync::mpsc::unbounded_channel();
     match session.send(StartTurn { text, listener }).await {
         Ok(Ok(_)) => {}
-        Ok(Err((code, message))) => return refuse(status_for(code), message),
+        Ok(Err(refusal)) => return refuse(status_for(refusal.code), refusal.message),
         Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "the session ended"),
     }
     let mut frames = UnboundedReceiverStream::new(frames);
     // Wait until the question is published, so overload and outages are still
     // answered with a status code rather than inside the stream.
     let first = match frames.next().await {
-        Some(ServerFrame::Error { code, message, .. })
-            if matches!(code, ErrorCode::Busy | ErrorCode::Unavailable) =>
+        Some(ServerFrame::Error { error, .. })
+            if matches!(error.code, ErrorCode::Busy | ErrorCode::Unavailable) =>
         {
-            return refuse(status_for(code), message);
+            return refuse(status_for(error.code), error.message);
         }
         Some(ServerFrame::Accepted { .. }) | None => None,
         Some(frame) => Some(frame),
@@ -247,8 +247,8 @@ impl SeedEncoder {
                 (Some(self.text(&format!("[reset] {reason}\n"))), false)
             }
             Some(ServerFrame::Done { .. }) => (Some(self.end()), true),
-            Some(ServerFrame::Error { message, .. }) => (
-                Some(self.text(&format!("[error] {message}")) + &self.end()),
+            Some(ServerFrame::Error { error, .. }) => (
+                Some(self.text(&format!("[error] {}", error.message)) + &self.end()),
                 true,
             ),
             Some(_) => (None, false),

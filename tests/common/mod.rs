@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use parlor::conversation::ChatError;
 use parlor::protocol::ServerFrame;
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -360,7 +361,8 @@ impl Client {
                     };
                 }
                 ServerFrame::Error {
-                    turn_id: id, code, ..
+                    turn_id: id,
+                    error: ChatError { code, .. },
                 } => {
                     assert_eq!(id, Some(turn_id));
                     return Turn {

@@ -180,6 +180,7 @@ fn read_text(text: &str, limit: usize) -> Received {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conversation::ChatError;
 
     const LIMIT: usize = 64;
 
@@ -191,9 +192,8 @@ mod tests {
         match received {
             Received::Invalid(ServerFrame::Error {
                 turn_id: None,
-                code,
-                ..
-            }) => code,
+                error,
+            }) => error.code,
             other => panic!("expected an error frame, got {other:?}"),
         }
     }
@@ -224,8 +224,10 @@ mod tests {
             read(text(&message_of(LIMIT)), LIMIT),
             Received::Request(ClientFrame::Message { .. })
         ));
-        let Received::Invalid(ServerFrame::Error { code, message, .. }) =
-            read(text(&message_of(LIMIT + 1)), LIMIT)
+        let Received::Invalid(ServerFrame::Error {
+            error: ChatError { code, message },
+            ..
+        }) = read(text(&message_of(LIMIT + 1)), LIMIT)
         else {
             panic!("an oversized frame must be refused");
         };

@@ -55,7 +55,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::conversation::{ErrorCode, FinishReason};
+    use crate::conversation::{ChatError, ErrorCode, FinishReason};
 
     fn finished() -> TurnEnd {
         TurnEnd::Finished(FinishReason::Stop)
@@ -90,7 +90,7 @@ mod tests {
     #[test]
     fn a_failed_turn_does_not_join() {
         let mut history = History::default();
-        let failed = TurnEnd::Failed(ErrorCode::Upstream, "model down".into());
+        let failed = TurnEnd::Failed(ChatError::new(ErrorCode::Upstream, "model down"));
         history.turn_ended("hi".into(), "hel".into(), &failed, 10);
         assert_eq!(history.messages(), vec![]);
     }

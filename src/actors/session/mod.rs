@@ -41,7 +41,7 @@ use super::registry::{Register, SessionRegistry, Unregister};
 use super::stats::Tracked;
 use crate::broker::Answer;
 use crate::config::Config;
-use crate::conversation::{ChatMessage, ErrorCode, FinishReason};
+use crate::conversation::{ChatError, ChatMessage, FinishReason};
 use crate::counters::{Counters, bump};
 use crate::protocol::ServerFrame;
 use crate::shutdown::Draining;
@@ -240,16 +240,16 @@ impl Handler<GoingAway> for SessionActor {
 }
 
 /// Start a turn whose frames go to `listener` (`POST /chat`); answers the turn id,
-/// or the error code and message it was refused with.
+/// or why it was refused.
 #[derive(Message)]
-#[rtype(result = "Result<Uuid, (ErrorCode, String)>")]
+#[rtype(result = "Result<Uuid, ChatError>")]
 pub struct StartTurn {
     pub text: String,
     pub listener: TurnListener,
 }
 
 impl Handler<StartTurn> for SessionActor {
-    type Result = Result<Uuid, (ErrorCode, String)>;
+    type Result = Result<Uuid, ChatError>;
 
     fn handle(&mut self, message: StartTurn, ctx: &mut Self::Context) -> Self::Result {
         self.queue_turn(message.text, Some(message.listener), ctx)
@@ -275,8 +275,7 @@ impl Handler<TurnUpdate> for SessionActor {
 #[rtype(result = "()")]
 pub struct TurnFailed {
     pub turn_id: Uuid,
-    pub code: ErrorCode,
-    pub message: String,
+    pub error: ChatError,
 }
 
 impl Handler<TurnFailed> for SessionActor {
@@ -284,7 +283,7 @@ impl Handler<TurnFailed> for SessionActor {
 
     fn handle(&mut self, failure: TurnFailed, ctx: &mut Self::Context) {
         if self.turns.is_running(failure.turn_id) {
-            self.end_turn(TurnEnd::Failed(failure.code, failure.message), ctx);
+            self.end_turn(TurnEnd::Failed(failure.error), ctx);
         }
     }
 }

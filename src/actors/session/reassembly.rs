@@ -6,7 +6,7 @@
 //! and the client is told to discard it (`reset`, see `docs/protocol.md`).
 
 use crate::broker::AnswerBody;
-use crate::conversation::{ErrorCode, FinishReason};
+use crate::conversation::{ChatError, FinishReason};
 
 /// The answer of the running turn so far.
 #[derive(Debug)]
@@ -42,7 +42,7 @@ pub enum Step {
 #[derive(Debug, PartialEq, Eq)]
 pub enum TurnEnd {
     Finished(FinishReason),
-    Failed(ErrorCode, String),
+    Failed(ChatError),
 }
 
 impl Default for Reassembly {
@@ -71,7 +71,7 @@ impl Reassembly {
         let step = match body {
             AnswerBody::Chunk { seq, text } => self.chunk(seq, text),
             AnswerBody::Done { finish_reason } => Step::End(TurnEnd::Finished(finish_reason)),
-            AnswerBody::Error { code, message } => Step::End(TurnEnd::Failed(code, message)),
+            AnswerBody::Error(error) => Step::End(TurnEnd::Failed(error)),
         };
         Outcome { reset, step }
     }
@@ -106,6 +106,7 @@ impl Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conversation::ErrorCode;
 
     fn chunk(seq: u64, text: &str) -> AnswerBody {
         AnswerBody::Chunk {
@@ -142,16 +143,10 @@ mod tests {
     #[test]
     fn an_error_ends_the_turn_with_its_code() {
         let mut turn = Reassembly::default();
-        let error = AnswerBody::Error {
-            code: ErrorCode::Upstream,
-            message: "the model failed".into(),
-        };
+        let error = ChatError::new(ErrorCode::Upstream, "the model failed");
         assert_eq!(
-            turn.accept(1, error),
-            Outcome::plain(Step::End(TurnEnd::Failed(
-                ErrorCode::Upstream,
-                "the model failed".into()
-            )))
+            turn.accept(1, AnswerBody::Error(error.clone())),
+            Outcome::plain(Step::End(TurnEnd::Failed(error)))
         );
     }
 

@@ -101,8 +101,8 @@ impl SessionActor {
     fn on_request(&mut self, frame: ClientFrame, ctx: &mut Context<Self>) {
         match frame {
             ClientFrame::Message { text } => {
-                if let Err((code, message)) = self.queue_turn(text, None, ctx) {
-                    self.send_to_socket(&ServerFrame::error(None, code, message));
+                if let Err(refusal) = self.queue_turn(text, None, ctx) {
+                    self.send_to_socket(&ServerFrame::failed(None, refusal));
                 }
             }
             ClientFrame::Cancel => {

@@ -12,6 +12,7 @@ use crate::actors::registry::Lookup;
 use crate::actors::stats::ActorStats;
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::{AnswerBody, Broker, Delivery, Question};
+use crate::conversation::ErrorCode;
 use crate::counters::{Count, read};
 
 /// How long any one step may take (virtual time where the test pauses the clock).
@@ -218,7 +219,16 @@ async fn messages_wait_for_the_running_turn_and_beyond_the_limit_get_busy() {
         })
         .await
         .unwrap();
-    assert!(matches!(refused, Err((ErrorCode::Busy, _))), "{refused:?}");
+    assert!(
+        matches!(
+            refused,
+            Err(ChatError {
+                code: ErrorCode::Busy,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
 
     let question = gateway.next_question().await;
     assert_eq!(question.turn_id, first);
@@ -248,10 +258,7 @@ async fn a_failed_turn_is_reported_and_not_remembered() {
     let (turn_id, mut frames) = start_turn(&session, "hello").await;
     let question = gateway.next_question().await;
     gateway.answer(&question, 1, chunk(0, "Hel")).await;
-    let error = AnswerBody::Error {
-        code: ErrorCode::Upstream,
-        message: "the model failed".into(),
-    };
+    let error = AnswerBody::Error(ChatError::new(ErrorCode::Upstream, "the model failed"));
     gateway.answer(&question, 1, error).await;
     assert_eq!(
         next_frame(&mut frames).await,
@@ -272,8 +279,7 @@ async fn a_failed_turn_is_reported_and_not_remembered() {
     session
         .send(TurnFailed {
             turn_id: lost,
-            code: ErrorCode::Unavailable,
-            message: "the broker went away".into(),
+            error: ChatError::new(ErrorCode::Unavailable, "the broker went away"),
         })
         .await
         .unwrap();
@@ -303,7 +309,7 @@ async fn missing_chunks_end_the_turn_and_stop_the_worker() {
     assert_eq!(next_frame(&mut frames).await, chunk_frame(turn_id, 0, "a"));
     assert!(matches!(
         next_frame(&mut frames).await,
-        ServerFrame::Error { code: ErrorCode::Unavailable, turn_id: Some(id), .. } if id == turn_id
+        ServerFrame::Error { error: ChatError { code: ErrorCode::Unavailable, .. }, turn_id: Some(id) } if id == turn_id
     ));
     assert_eq!(next(&mut gateway.cancels).await, turn_id);
 }
@@ -323,7 +329,7 @@ async fn a_turn_past_its_deadline_times_out_and_stops_the_worker() {
     tokio::time::advance(limits().turn_timeout + Duration::from_secs(1)).await;
     assert!(matches!(
         next_frame(&mut frames).await,
-        ServerFrame::Error { code: ErrorCode::Timeout, turn_id: Some(id), .. } if id == turn_id
+        ServerFrame::Error { error: ChatError { code: ErrorCode::Timeout, .. }, turn_id: Some(id) } if id == turn_id
     ));
     assert_eq!(next(&mut gateway.cancels).await, turn_id);
 }
@@ -348,7 +354,7 @@ async fn a_question_the_broker_cannot_take_ends_the_turn_with_busy() {
     let (turn_id, mut frames) = start_turn(&session, "one too many").await;
     assert!(matches!(
         next_frame(&mut frames).await,
-        ServerFrame::Error { code: ErrorCode::Busy, turn_id: Some(id), .. } if id == turn_id
+        ServerFrame::Error { error: ChatError { code: ErrorCode::Busy, .. }, turn_id: Some(id) } if id == turn_id
     ));
     assert_eq!(gateway.next_question().await.text, "fills the queue");
 }
@@ -362,7 +368,13 @@ async fn a_draining_session_refuses_new_turns() {
     let text = "hello".into();
     let refused = session.send(StartTurn { text, listener }).await.unwrap();
     assert!(
-        matches!(refused, Err((ErrorCode::Unavailable, _))),
+        matches!(
+            refused,
+            Err(ChatError {
+                code: ErrorCode::Unavailable,
+                ..
+            })
+        ),
         "{refused:?}"
     );
 }

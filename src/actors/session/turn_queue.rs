@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::TurnListener;
 use super::reassembly::Reassembly;
-use crate::conversation::ErrorCode;
+use crate::conversation::{ChatError, ErrorCode};
 use crate::protocol::ServerFrame;
 
 #[derive(Default)]
@@ -56,17 +56,17 @@ impl TurnQueue {
         listener: Option<TurnListener>,
         draining: bool,
         max_waiting: usize,
-    ) -> Result<Uuid, (ErrorCode, String)> {
+    ) -> Result<Uuid, ChatError> {
         if draining {
             let message = "parlor is shutting down; try again shortly";
-            return Err((ErrorCode::Unavailable, message.into()));
+            return Err(ChatError::new(ErrorCode::Unavailable, message));
         }
         if self.running.is_some() && self.waiting.len() >= max_waiting {
             let message = format!(
                 "{} messages already wait for the running turn; try again when it ends",
                 self.waiting.len()
             );
-            return Err((ErrorCode::Busy, message));
+            return Err(ChatError::new(ErrorCode::Busy, message));
         }
         let turn_id = Uuid::new_v4();
         self.waiting.push_back(WaitingTurn {
@@ -136,7 +136,7 @@ mod tests {
 
     const MAX_WAITING: usize = 2;
 
-    fn admit(queue: &mut TurnQueue, text: &str) -> Result<Uuid, (ErrorCode, String)> {
+    fn admit(queue: &mut TurnQueue, text: &str) -> Result<Uuid, ChatError> {
         queue.admit(text.into(), None, false, MAX_WAITING)
     }
 
@@ -172,7 +172,7 @@ mod tests {
         start(&mut queue);
         admit(&mut queue, "waits 1").unwrap();
         admit(&mut queue, "waits 2").unwrap();
-        let (code, message) = admit(&mut queue, "one too many").unwrap_err();
+        let ChatError { code, message } = admit(&mut queue, "one too many").unwrap_err();
         assert_eq!(code, ErrorCode::Busy);
         assert!(message.contains("2 messages"), "{message}");
 
@@ -187,7 +187,7 @@ mod tests {
         assert!(queue.admit("hi".into(), None, false, 0).is_ok());
         assert_eq!(start(&mut queue).as_deref(), Some("hi"));
         assert_eq!(
-            queue.admit("next".into(), None, false, 0).unwrap_err().0,
+            queue.admit("next".into(), None, false, 0).unwrap_err().code,
             ErrorCode::Busy
         );
     }
@@ -195,9 +195,10 @@ mod tests {
     #[test]
     fn while_draining_every_message_is_refused() {
         let mut queue = TurnQueue::default();
-        let (code, _) = queue
+        let code = queue
             .admit("hi".into(), None, true, MAX_WAITING)
-            .unwrap_err();
+            .unwrap_err()
+            .code;
         assert_eq!(code, ErrorCode::Unavailable);
         assert_eq!(start(&mut queue), None);
     }

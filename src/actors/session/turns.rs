@@ -15,7 +15,7 @@ use super::turn_queue::ActiveTurn;
 use super::{SessionActor, TurnListener};
 use crate::actors::broker::{AskQuestion, ForgetTurn};
 use crate::broker::{Answer, BrokerError, Question};
-use crate::conversation::{ErrorCode, FinishReason};
+use crate::conversation::{ChatError, ErrorCode, FinishReason};
 use crate::counters::bump;
 use crate::protocol::ServerFrame;
 
@@ -26,7 +26,7 @@ impl SessionActor {
         text: String,
         listener: Option<TurnListener>,
         ctx: &mut Context<Self>,
-    ) -> Result<Uuid, (ErrorCode, String)> {
+    ) -> Result<Uuid, ChatError> {
         let watch = listener.clone();
         let draining = self.deps.draining.is_draining();
         let max_waiting = self.deps.limits.max_queued_turns;
@@ -64,7 +64,10 @@ impl SessionActor {
             if actor.turns.is_running(turn_id) {
                 actor.stop_worker(turn_id);
                 let message = "the turn did not end within session.turn_timeout_s";
-                actor.end_turn(TurnEnd::Failed(ErrorCode::Timeout, message.into()), ctx);
+                actor.end_turn(
+                    TurnEnd::Failed(ChatError::new(ErrorCode::Timeout, message)),
+                    ctx,
+                );
             }
         });
         self.turn_deadline = Some(deadline);
@@ -91,23 +94,19 @@ impl SessionActor {
         let Some(turn) = self.turns.running_mut(turn_id) else {
             return; // it ended meanwhile
         };
-        let (code, message) = match result {
+        let refusal = match result {
             Ok(Ok(())) => {
                 // An HTTP client learns here that its question is on its way.
                 turn.tell_listener(ServerFrame::Accepted { turn_id });
                 return;
             }
-            Ok(Err(BrokerError::Full)) => (
-                ErrorCode::Busy,
-                "parlor is overloaded; try again shortly".to_owned(),
-            ),
-            Ok(Err(error)) => (ErrorCode::Unavailable, error.to_string()),
-            Err(_) => (
-                ErrorCode::Unavailable,
-                "the broker is not running".to_owned(),
-            ),
+            Ok(Err(BrokerError::Full)) => {
+                ChatError::new(ErrorCode::Busy, "parlor is overloaded; try again shortly")
+            }
+            Ok(Err(error)) => ChatError::new(ErrorCode::Unavailable, error.to_string()),
+            Err(_) => ChatError::new(ErrorCode::Unavailable, "the broker is not running"),
         };
-        self.end_turn(TurnEnd::Failed(code, message), ctx);
+        self.end_turn(TurnEnd::Failed(refusal), ctx);
     }
 
     pub(super) fn on_answer(&mut self, answer: Answer, ctx: &mut Context<Self>) {
@@ -138,7 +137,10 @@ impl SessionActor {
                 tracing::error!(%turn_id, seq = got, expected, "answer chunks went missing");
                 self.stop_worker(turn_id);
                 let message = "parts of the answer were lost on the way; please ask again";
-                self.end_turn(TurnEnd::Failed(ErrorCode::Unavailable, message.into()), ctx);
+                self.end_turn(
+                    TurnEnd::Failed(ChatError::new(ErrorCode::Unavailable, message)),
+                    ctx,
+                );
             }
         }
     }
@@ -178,9 +180,9 @@ impl SessionActor {
                     finish_reason: *finish_reason,
                 }
             }
-            TurnEnd::Failed(code, message) => {
+            TurnEnd::Failed(error) => {
                 bump(&counters.turns_failed);
-                ServerFrame::error(Some(turn_id), *code, message.clone())
+                ServerFrame::failed(Some(turn_id), error.clone())
             }
         }
     }
