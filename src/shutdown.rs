@@ -165,7 +165,7 @@ mod tests {
     use super::*;
     use crate::actors::stats::ActorStats;
     use crate::actors::testing::{Rig, Settled, done};
-    use crate::counters::bump;
+    use crate::counters::TurnResult;
 
     fn sessions(counters: &Arc<Counters>, grace: Duration) -> Sessions {
         let stats = ActorStats::new("session_registry", "0");
@@ -199,11 +199,11 @@ mod tests {
         let turn = rig.ask("sleep 2987").await;
         rig.until_busy(1).await;
         let counters = Arc::new(Counters::default());
-        bump(&counters.turns_started);
+        counters.turn_started();
         let ending = counters.clone();
         actix::spawn(async move {
             tokio::time::sleep(Duration::from_millis(1500)).await;
-            bump(&ending.turns_completed);
+            ending.turn_ended(TurnResult::Completed);
         });
         let sessions = sessions(&counters, Duration::from_secs(10));
         let draining = sessions.draining.clone();
@@ -266,8 +266,8 @@ mod tests {
         let counters = rig.counters.clone();
         let first = rig.ask("sleep 1000").await;
         let second = rig.ask("sleep 1000").await;
-        bump(&counters.turns_started);
-        bump(&counters.turns_started);
+        counters.turn_started();
+        counters.turn_started();
         rig.until_busy(1).await;
 
         let stopping = drain(Work {
@@ -278,7 +278,7 @@ mod tests {
         // Stand in for the sessions: each answered turn ends.
         for turn in [first, second] {
             assert_eq!(rig.end_of(turn).await, done());
-            bump(&counters.turns_completed);
+            counters.turn_ended(TurnResult::Completed);
         }
         let unfinished = stopping.await.unwrap();
         assert_eq!(unfinished, Unfinished::default());

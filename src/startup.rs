@@ -34,6 +34,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use actix_web::{App, HttpServer};
 use anyhow::Context as _;
+use metrics_exporter_prometheus::PrometheusHandle;
 use parlor_mock_llm::{MockLlmOptions, MockLlmServer};
 
 use crate::actors::agent_pool::{AgentPool, PoolSettings};
@@ -77,8 +78,8 @@ const TURNS_PER_WORKER: usize = 1;
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     require_in_process_agent(&config)?;
     let listener = bind_gateway(&config)?;
-    let shared = Shared::default();
-    let broker = connect_broker(&config).await?;
+    let shared = Shared::new()?;
+    let broker = connect_broker(&config, &shared).await?;
     let (agent, _demo_model) = knowledge_agent(&config).await?;
     let data_sources = agent.data_sources();
     let pool = start_pool(&config, Arc::new(agent), broker.clone(), &shared);
@@ -92,8 +93,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 pub async fn gateway(config: Config) -> anyhow::Result<()> {
     require_rabbitmq(&config, "gateway")?;
     let listener = bind_gateway(&config)?;
-    let shared = Shared::default();
-    let broker = connect_broker(&config).await?;
+    let shared = Shared::new()?;
+    let broker = connect_broker(&config, &shared).await?;
     // The agent runs in the workers; its knowledge sources are not known here.
     let state = gateway_state(&config, broker, None, Vec::new(), &shared).await?;
     run_gateway(state, listener, None).await
@@ -105,8 +106,8 @@ pub async fn gateway(config: Config) -> anyhow::Result<()> {
 pub async fn worker(config: Config) -> anyhow::Result<()> {
     require_in_process_agent(&config)?;
     require_rabbitmq(&config, "worker")?;
-    let shared = Shared::default();
-    let broker = connect_broker(&config).await?;
+    let shared = Shared::new()?;
+    let broker = connect_broker(&config, &shared).await?;
     let (agent, _demo_model) = knowledge_agent(&config).await?;
     let pool = start_pool(&config, Arc::new(agent), broker, &shared);
     tracing::info!(
@@ -165,28 +166,52 @@ fn bind_gateway(config: &Config) -> anyhow::Result<TcpListener> {
 }
 
 /// What every part of one process counts into.
-#[derive(Clone, Default)]
 struct Shared {
     counters: Arc<Counters>,
     directory: ActorDirectory,
+    /// Renders `/metrics`.
+    metrics: PrometheusHandle,
 }
 
-/// The embedded broker when `broker.url` is empty, else RabbitMQ.
-async fn connect_broker(config: &Config) -> anyhow::Result<Arc<dyn Broker>> {
-    let url = match &config.broker.url {
-        BrokerEngine::Embedded => {
-            return Ok(Arc::new(EmbeddedBroker::new(
-                config.broker.max_queued_questions,
-            )));
+impl Shared {
+    fn new() -> anyhow::Result<Self> {
+        // First the recorder, then the counters that register their series with it.
+        let metrics = crate::telemetry::install_metrics()?;
+        Ok(Self {
+            counters: Arc::default(),
+            directory: ActorDirectory::default(),
+            metrics,
+        })
+    }
+}
+
+/// The embedded broker when `broker.url` is empty, else RabbitMQ; its connection
+/// is counted as it comes and goes.
+async fn connect_broker(config: &Config, shared: &Shared) -> anyhow::Result<Arc<dyn Broker>> {
+    let broker: Arc<dyn Broker> = match &config.broker.url {
+        BrokerEngine::Embedded => Arc::new(EmbeddedBroker::new(config.broker.max_queued_questions)),
+        BrokerEngine::RabbitMq(url) => {
+            // RabbitMQ hands this process at most as many questions as its pool can run.
+            let prefetch = u16::try_from(pool_settings(config).turn_slots()).unwrap_or(u16::MAX);
+            let broker = RabbitBroker::connect(&config.broker, prefetch)
+                .await
+                .with_context(|| format!("cannot connect to RabbitMQ at {url} (broker.url)"))?;
+            Arc::new(broker)
         }
-        BrokerEngine::RabbitMq(url) => url,
     };
-    // RabbitMQ hands this process at most as many questions as its pool can run.
-    let prefetch = u16::try_from(pool_settings(config).turn_slots()).unwrap_or(u16::MAX);
-    let broker = RabbitBroker::connect(&config.broker, prefetch)
-        .await
-        .with_context(|| format!("cannot connect to RabbitMQ at {url} (broker.url)"))?;
-    Ok(Arc::new(broker))
+    count_connection(broker.as_ref(), shared.counters.clone());
+    Ok(broker)
+}
+
+/// Tells `counters` of the broker's connection now and at each change.
+fn count_connection(broker: &dyn Broker, counters: Arc<Counters>) {
+    let mut connection = broker.connection_state();
+    counters.broker_connection(connection.borrow_and_update().connected);
+    actix::spawn(async move {
+        while connection.changed().await.is_ok() {
+            counters.broker_connection(connection.borrow_and_update().connected);
+        }
+    });
 }
 
 fn pool_settings(config: &Config) -> PoolSettings {
@@ -322,7 +347,7 @@ async fn gateway_state(
         pool,
         data_sources: Arc::new(data_sources),
         actors: shared.directory.clone(),
-        metrics: crate::telemetry::install_metrics()?,
+        metrics: shared.metrics.clone(),
         admin_token: admin_token(config).into(),
     })
 }

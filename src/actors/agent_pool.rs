@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures_util::StreamExt;
@@ -24,7 +24,7 @@ use super::stats::{ActorDirectory, ActorStats, Tracked};
 use crate::agent::Agent;
 use crate::broker::{Answer, AnswerBody, Broker, Delivery};
 use crate::conversation::ErrorCode;
-use crate::counters::{Counters, bump};
+use crate::counters::Counters;
 
 /// Cancellations remembered for questions not yet taken from the queue.
 const REMEMBERED_CANCELS: usize = 4096;
@@ -119,6 +119,7 @@ impl AgentPool {
                 turns: HashMap::new(),
             });
         }
+        pool.publish_status();
         pool
     }
 
@@ -158,6 +159,7 @@ impl AgentPool {
             size: self.settings.turn_slots(),
             busy: self.busy(),
         };
+        self.counters.pool_status(status.size, status.busy);
         self.status.send_if_modified(|current| {
             let changed = *current != status;
             *current = status;
@@ -193,10 +195,7 @@ impl AgentPool {
 
     /// Handles one question pulled from the broker.
     fn take(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
-        bump(&self.counters.questions_consumed);
-        if delivery.attempt > 1 {
-            bump(&self.counters.questions_redelivered);
-        }
+        self.counters.question_consumed(delivery.attempt);
         if self.cancelled_early_set.remove(&delivery.question.turn_id) {
             // Cancelled while it waited in the queue: the session already ended it.
             ctx.spawn(delivery.ack().into_actor(self).map(|_, _, _| ()));
@@ -215,9 +214,13 @@ impl AgentPool {
         record.turns.insert(turn_id, address);
         let generation = record.generation;
         let run = record.worker.send(RunTurn { delivery });
+        let taken = Instant::now();
         ctx.spawn(run.into_actor(self).map(move |result, pool, ctx| {
             match result {
-                Ok(outcome) => pool.turn_ended(index, generation, turn_id, outcome),
+                Ok(outcome) => {
+                    pool.counters.turn_run(outcome, taken.elapsed());
+                    pool.turn_ended(index, generation, turn_id, outcome);
+                }
                 Err(_) => pool.replace_dead_worker(index, generation, ctx),
             }
             pool.publish_status();
@@ -248,7 +251,7 @@ impl AgentPool {
             turns = turns.len(),
             "agent worker died; restarting it"
         );
-        bump(&self.counters.worker_restarts);
+        self.counters.worker_restarted();
         let worker = self.start_worker(index);
         let record = &mut self.workers[index];
         record.worker = worker;
@@ -449,7 +452,6 @@ impl Handler<WatchPoolStatus> for AgentPool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     use tokio::time::Instant;
@@ -592,7 +594,7 @@ mod tests {
         let mut expected = vec![bystander, culprit];
         expected.sort();
         assert_eq!(failed, expected);
-        assert_eq!(rig.counters.worker_restarts.load(Ordering::Relaxed), 1);
+        assert_eq!(rig.counters.totals().worker_restarts, 1);
         rig.until_busy(0).await;
 
         // The replacement worker answers the next question.

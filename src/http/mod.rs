@@ -60,7 +60,7 @@ pub fn routes(config: &mut web::ServiceConfig, state: &AppState) {
         .app_data(web::Data::new(state.clone()))
         .configure(health::routes)
         .configure(admin::routes)
-        .configure(metrics::routes)
+        .configure(|c| metrics::routes(c, state.metrics.clone()))
         .configure(ws::routes)
         .configure(|c| chat::routes(c, state))
         .configure(|c| data_source::routes(c, state));
