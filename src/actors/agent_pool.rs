@@ -97,6 +97,7 @@ impl AgentPool {
         let status = watch::Sender::new(PoolStatus {
             size: settings.turn_slots(),
             busy: 0,
+            taking: false,
         });
         let mut pool = Self {
             agent,
@@ -158,6 +159,7 @@ impl AgentPool {
         let status = PoolStatus {
             size: self.settings.turn_slots(),
             busy: self.busy(),
+            taking: matches!(self.questions, Taking::Idle(_) | Taking::Pulling(_)),
         };
         self.counters.pool_status(status.size, status.busy);
         self.status.send_if_modified(|current| {
@@ -184,6 +186,7 @@ impl AgentPool {
             let Some(delivery) = next else {
                 tracing::warn!("the question stream ended; this pool takes no more questions");
                 pool.questions = Taking::Stopped;
+                pool.publish_status();
                 return;
             };
             pool.questions = Taking::Idle(questions);
@@ -346,6 +349,7 @@ impl Actor for AgentPool {
                             let questions = pool.stats.count_items(questions).boxed();
                             pool.questions = Taking::Idle(questions);
                             pool.take_if_free(ctx);
+                            pool.publish_status();
                         }
                         ctx.add_stream(pool.stats.count_items(cancels.map(CancelRequested)));
                     }
@@ -392,6 +396,7 @@ impl Handler<StopTaking> for AgentPool {
         if let Taking::Pulling(pulling) = std::mem::replace(&mut self.questions, Taking::Stopped) {
             ctx.cancel_future(pulling);
         }
+        self.publish_status();
     }
 }
 
@@ -419,11 +424,13 @@ impl Handler<GiveBackRunning> for AgentPool {
 #[rtype(result = "PoolStatus")]
 pub struct GetPoolStatus;
 
-/// Turn slots: `size` turns can run at once, `busy` run now.
+/// Turn slots: `size` turns can run at once, `busy` run now; `taking` while the
+/// pool takes questions from the broker (it started consuming and was not stopped).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, MessageResponse)]
 pub struct PoolStatus {
     pub size: usize,
     pub busy: usize,
+    pub taking: bool,
 }
 
 impl Handler<GetPoolStatus> for AgentPool {
@@ -630,7 +637,9 @@ mod tests {
         let mut rig = Rig::start(1, 1).await;
         let running = rig.ask("sleep 1000").await;
         rig.until_busy(1).await;
+        assert!(rig.status.borrow().taking);
         rig.pool.send(StopTaking).await.unwrap();
+        assert!(!rig.status.borrow().taking, "readiness sees it at once");
         assert_eq!(rig.end_of(running).await, done());
         rig.until_busy(0).await;
         assert!(
