@@ -46,13 +46,15 @@ pub async fn signalled() -> &'static str {
 
 /// What a process runs that holds turns.
 pub struct Work {
+    /// The process's flag, set first: sessions refuse new turns and `/readyz`
+    /// answers 503 from then on.
+    pub draining: Draining,
     pub sessions: Option<Sessions>,
     pub pool: Option<Pool>,
 }
 
 /// A gateway's sessions.
 pub struct Sessions {
-    pub draining: Draining,
     pub counters: Arc<Counters>,
     pub registry: Tracked<SessionRegistry>,
     /// How long their running turns may take to finish.
@@ -84,13 +86,12 @@ pub struct Unfinished {
 /// broker requeues what is unacknowledged when the connection closes).
 const GIVE_BACK_WAIT: Duration = Duration::from_secs(5);
 
-/// Stops `work`: no new turns, running turns finish within their grace, the pool's
-/// unfinished questions go back to the queue, then every WebSocket is closed.
+/// Stops `work`: no new turns (the process is not ready from now on), running turns
+/// finish within their grace, the pool's unfinished questions go back to the queue,
+/// then every WebSocket is closed.
 pub async fn drain(work: Work) -> Unfinished {
     let start = Instant::now();
-    if let Some(sessions) = &work.sessions {
-        sessions.draining.begin();
-    }
+    work.draining.begin();
     if let Some(pool) = work.pool.as_ref().filter(|pool| pool.shares_queue) {
         let _ = pool.pool.send(StopTaking).await;
     }
@@ -165,13 +166,12 @@ mod tests {
     use super::*;
     use crate::actors::stats::ActorStats;
     use crate::actors::testing::{Rig, Settled, done};
-    use crate::counters::bump;
+    use crate::counters::TurnResult;
 
     fn sessions(counters: &Arc<Counters>, grace: Duration) -> Sessions {
         let stats = ActorStats::new("session_registry", "0");
         let registry = SessionRegistry::new(Duration::from_secs(20)).start();
         Sessions {
-            draining: Draining::default(),
             counters: counters.clone(),
             registry: Tracked::new(registry, stats),
             grace,
@@ -199,17 +199,18 @@ mod tests {
         let turn = rig.ask("sleep 2987").await;
         rig.until_busy(1).await;
         let counters = Arc::new(Counters::default());
-        bump(&counters.turns_started);
+        counters.turn_started();
         let ending = counters.clone();
         actix::spawn(async move {
             tokio::time::sleep(Duration::from_millis(1500)).await;
-            bump(&ending.turns_completed);
+            ending.turn_ended(TurnResult::Completed);
         });
         let sessions = sessions(&counters, Duration::from_secs(10));
-        let draining = sessions.draining.clone();
+        let draining = Draining::default();
 
         let start = Instant::now();
         let unfinished = drain(Work {
+            draining: draining.clone(),
             sessions: Some(sessions),
             pool: Some(pool(&rig, true, Duration::from_secs(10))),
         })
@@ -239,6 +240,7 @@ mod tests {
 
         let start = Instant::now();
         let unfinished = drain(Work {
+            draining: Draining::default(),
             sessions: None,
             pool: Some(pool(&rig, true, Duration::from_secs(2))),
         })
@@ -266,11 +268,12 @@ mod tests {
         let counters = rig.counters.clone();
         let first = rig.ask("sleep 1000").await;
         let second = rig.ask("sleep 1000").await;
-        bump(&counters.turns_started);
-        bump(&counters.turns_started);
+        counters.turn_started();
+        counters.turn_started();
         rig.until_busy(1).await;
 
         let stopping = drain(Work {
+            draining: Draining::default(),
             sessions: Some(sessions(&counters, Duration::from_secs(10))),
             pool: Some(pool(&rig, false, Duration::from_secs(10))),
         });
@@ -278,7 +281,7 @@ mod tests {
         // Stand in for the sessions: each answered turn ends.
         for turn in [first, second] {
             assert_eq!(rig.end_of(turn).await, done());
-            bump(&counters.turns_completed);
+            counters.turn_ended(TurnResult::Completed);
         }
         let unfinished = stopping.await.unwrap();
         assert_eq!(unfinished, Unfinished::default());

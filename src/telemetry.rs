@@ -1,7 +1,9 @@
 //! Logs and metrics. Logging: `tracing`, human-readable by default, JSON with `PARLOR_LOG_FORMAT=json`,
-//! level from `RUST_LOG` (default `info`). Logs go to stderr.
+//! level from `RUST_LOG` (default `info`). Logs go to stderr. Metrics: one Prometheus recorder per
+//! process, which `/metrics` renders; what goes into it is recorded by [`crate::counters`].
 
 use std::io::IsTerminal;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -21,14 +23,31 @@ pub fn init() {
     };
 }
 
-/// Latency buckets, in seconds, for the turn histograms of `/metrics`.
+/// Latency buckets, in seconds, for the histograms of `/metrics`.
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
-/// Installs the process-wide metrics recorder that `/metrics` renders.
+/// How often the recorder folds recorded latencies into its histograms. It keeps
+/// each sample until then, so without this a process nobody scrapes would hold
+/// every sample it ever took.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Installs the process-wide metrics recorder that `/metrics` renders, and its
+/// upkeep (call within a tokio runtime). Make the
+/// [`Counters`](crate::counters::Counters) after it: they register their series
+/// with it.
 pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
-    Ok(PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets(LATENCY_BUCKETS)?
-        .install_recorder()?)
+        .install_recorder()?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(UPKEEP_INTERVAL);
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }

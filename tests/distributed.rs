@@ -6,74 +6,14 @@ mod common;
 
 use std::time::Duration;
 
+use common::deployment::{Deployment, mid_answer, readiness, wait_for_readiness};
 use common::proxy::CuttableProxy;
-use common::rabbitmq::{Cleanup, URL, close_connections_of, message_count, unique_queue};
-use common::{Client, Process, WAIT, expected_answer, mock_llm, wait_for_mock};
+use common::rabbitmq::{close_connections_of, message_count};
+use common::{Client, WAIT, expected_answer, mock_llm, wait_for_mock};
 use parlor::conversation::ChatError;
 use parlor::protocol::ServerFrame;
 use serde_json::json;
 use uuid::Uuid;
-
-/// One deployment's processes, all on one question queue of their own.
-struct Deployment {
-    queue: String,
-    model: Process,
-    settings: Vec<(&'static str, String)>,
-}
-
-impl Deployment {
-    fn new(model: Process, settings: &[(&'static str, &str)]) -> (Deployment, Cleanup) {
-        let queue = unique_queue();
-        let mut all = vec![
-            ("PARLOR_BROKER__URL", URL.to_owned()),
-            ("PARLOR_BROKER__QUESTION_QUEUE", queue.clone()),
-            ("PARLOR_LLM__BASE_URL", model.http("/v1")),
-            ("PARLOR_HTTP__BIND", "127.0.0.1:0".to_owned()),
-        ];
-        all.extend(
-            settings
-                .iter()
-                .map(|(key, value)| (*key, (*value).to_owned())),
-        );
-        let cleanup = Cleanup(queue.clone());
-        (
-            Deployment {
-                queue,
-                model,
-                settings: all,
-            },
-            cleanup,
-        )
-    }
-
-    fn gateway(&self) -> Process {
-        Process::start(&["gateway"], &self.settings)
-    }
-
-    /// A gateway with some settings of its own (later settings win).
-    fn gateway_with(&self, settings: &[(&'static str, String)]) -> Process {
-        let all: Vec<_> = self.settings.iter().chain(settings).cloned().collect();
-        Process::start(&["gateway"], &all)
-    }
-
-    fn serve(&self) -> Process {
-        Process::start(&["serve"], &self.settings)
-    }
-
-    fn worker(&self) -> Process {
-        Process::start_until(&["worker"], &self.settings, "worker ready")
-    }
-}
-
-/// Sends a long message and waits for its first chunk: a worker is mid-answer.
-async fn mid_answer(client: &mut Client, text: &str) -> Uuid {
-    let turn_id = client.chat_accepted(text).await;
-    assert!(matches!(
-        client.next_frame().await,
-        ServerFrame::Chunk { seq: 0, .. }
-    ));
-    turn_id
-}
 
 /// Skips the chunks sent before the turn restarted elsewhere, up to its `reset`.
 async fn skip_to_reset(client: &mut Client, turn_id: Uuid) {
@@ -86,23 +26,6 @@ async fn skip_to_reset(client: &mut Client, turn_id: Uuid) {
             }
             other => panic!("expected reset, got {other:?}"),
         }
-    }
-}
-
-async fn readiness(gateway: &Process) -> u16 {
-    let response = reqwest::get(gateway.http("/readyz")).await.unwrap();
-    response.status().as_u16()
-}
-
-/// Waits (at most [`WAIT`]) until `/readyz` answers `status`.
-async fn wait_for_readiness(gateway: &Process, status: u16) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while readiness(gateway).await != status {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "/readyz never said {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -219,7 +142,7 @@ async fn everything_recovers_by_itself_when_the_broker_drops_its_connections() {
         client.chat("before").await.answer,
         expected_answer("before", 1)
     );
-    assert_eq!(readiness(&gateway).await, 200);
+    assert_eq!(readiness(&gateway).await.0, 200);
     let in_flight = mid_answer(&mut client, &"word ".repeat(100)).await;
 
     let closed = close_connections_of(&deployment.queue);
@@ -247,7 +170,7 @@ async fn everything_recovers_by_itself_when_the_broker_drops_its_connections() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(readiness(&gateway).await, 200);
+    assert_eq!(readiness(&gateway).await.0, 200);
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures_util::StreamExt;
@@ -24,7 +24,7 @@ use super::stats::{ActorDirectory, ActorStats, Tracked};
 use crate::agent::Agent;
 use crate::broker::{Answer, AnswerBody, Broker, Delivery};
 use crate::conversation::{ChatError, ErrorCode};
-use crate::counters::{Counters, bump};
+use crate::counters::Counters;
 
 /// Cancellations remembered for questions not yet taken from the queue.
 const REMEMBERED_CANCELS: usize = 4096;
@@ -97,6 +97,7 @@ impl AgentPool {
         let status = watch::Sender::new(PoolStatus {
             size: settings.turn_slots(),
             busy: 0,
+            taking: false,
         });
         let mut pool = Self {
             agent,
@@ -119,6 +120,7 @@ impl AgentPool {
                 turns: HashMap::new(),
             });
         }
+        pool.publish_status();
         pool
     }
 
@@ -157,7 +159,9 @@ impl AgentPool {
         let status = PoolStatus {
             size: self.settings.turn_slots(),
             busy: self.busy(),
+            taking: matches!(self.questions, Taking::Idle(_) | Taking::Pulling(_)),
         };
+        self.counters.pool_status(status.size, status.busy);
         self.status.send_if_modified(|current| {
             let changed = *current != status;
             *current = status;
@@ -182,6 +186,7 @@ impl AgentPool {
             let Some(delivery) = next else {
                 tracing::warn!("the question stream ended; this pool takes no more questions");
                 pool.questions = Taking::Stopped;
+                pool.publish_status();
                 return;
             };
             pool.questions = Taking::Idle(questions);
@@ -193,10 +198,7 @@ impl AgentPool {
 
     /// Handles one question pulled from the broker.
     fn take(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
-        bump(&self.counters.questions_consumed);
-        if delivery.attempt > 1 {
-            bump(&self.counters.questions_redelivered);
-        }
+        self.counters.question_consumed(delivery.attempt);
         if self.cancelled_early_set.remove(&delivery.question.turn_id) {
             // Cancelled while it waited in the queue: the session already ended it.
             ctx.spawn(delivery.ack().into_actor(self).map(|_, _, _| ()));
@@ -215,9 +217,13 @@ impl AgentPool {
         record.turns.insert(turn_id, address);
         let generation = record.generation;
         let run = record.worker.send(RunTurn { delivery });
+        let taken = Instant::now();
         ctx.spawn(run.into_actor(self).map(move |result, pool, ctx| {
             match result {
-                Ok(outcome) => pool.turn_ended(index, generation, turn_id, outcome),
+                Ok(outcome) => {
+                    pool.counters.turn_run(outcome, taken.elapsed());
+                    pool.turn_ended(index, generation, turn_id, outcome);
+                }
                 Err(_) => pool.replace_dead_worker(index, generation, ctx),
             }
             pool.publish_status();
@@ -248,7 +254,7 @@ impl AgentPool {
             turns = turns.len(),
             "agent worker died; restarting it"
         );
-        bump(&self.counters.worker_restarts);
+        self.counters.worker_restarted();
         let worker = self.start_worker(index);
         let record = &mut self.workers[index];
         record.worker = worker;
@@ -340,6 +346,7 @@ impl Actor for AgentPool {
                             let questions = pool.stats.count_items(questions).boxed();
                             pool.questions = Taking::Idle(questions);
                             pool.take_if_free(ctx);
+                            pool.publish_status();
                         }
                         ctx.add_stream(pool.stats.count_items(cancels.map(CancelRequested)));
                     }
@@ -386,6 +393,7 @@ impl Handler<StopTaking> for AgentPool {
         if let Taking::Pulling(pulling) = std::mem::replace(&mut self.questions, Taking::Stopped) {
             ctx.cancel_future(pulling);
         }
+        self.publish_status();
     }
 }
 
@@ -413,11 +421,13 @@ impl Handler<GiveBackRunning> for AgentPool {
 #[rtype(result = "PoolStatus")]
 pub struct GetPoolStatus;
 
-/// Turn slots: `size` turns can run at once, `busy` run now.
+/// Turn slots: `size` turns can run at once, `busy` run now; `taking` while the
+/// pool takes questions from the broker (it started consuming and was not stopped).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, MessageResponse)]
 pub struct PoolStatus {
     pub size: usize,
     pub busy: usize,
+    pub taking: bool,
 }
 
 impl Handler<GetPoolStatus> for AgentPool {
@@ -446,7 +456,6 @@ impl Handler<WatchPoolStatus> for AgentPool {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
     use std::time::Duration;
 
     use tokio::time::Instant;
@@ -589,7 +598,7 @@ mod tests {
         let mut expected = vec![bystander, culprit];
         expected.sort();
         assert_eq!(failed, expected);
-        assert_eq!(rig.counters.worker_restarts.load(Ordering::Relaxed), 1);
+        assert_eq!(rig.counters.totals().worker_restarts, 1);
         rig.until_busy(0).await;
 
         // The replacement worker answers the next question.
@@ -625,7 +634,9 @@ mod tests {
         let mut rig = Rig::start(1, 1).await;
         let running = rig.ask("sleep 1000").await;
         rig.until_busy(1).await;
+        assert!(rig.status.borrow().taking);
         rig.pool.send(StopTaking).await.unwrap();
+        assert!(!rig.status.borrow().taking, "readiness sees it at once");
         assert_eq!(rig.end_of(running).await, done());
         rig.until_busy(0).await;
         assert!(

@@ -15,7 +15,7 @@ use super::session::{SessionActor, TurnFailed, TurnUpdate};
 use super::stats::ActorStats;
 use crate::broker::{Answer, Broker, BrokerError, ConnectionState, Question, ReplyQueue};
 use crate::conversation::{ChatError, ErrorCode};
-use crate::counters::{Counters, bump};
+use crate::counters::Counters;
 
 pub struct BrokerActor {
     broker: Arc<dyn Broker>,
@@ -131,7 +131,7 @@ impl Handler<AskQuestion> for BrokerActor {
         let publish = self.broker.publish_question(question);
         Box::pin(publish.into_actor(self).map(move |result, actor, _| {
             match &result {
-                Ok(()) => bump(&actor.counters.questions_published),
+                Ok(()) => actor.counters.question_published(),
                 Err(_) => {
                     actor.routes.remove(&turn_id);
                 }

@@ -63,12 +63,7 @@ pub struct Lookup {
     pub session_id: Uuid,
 }
 
-/// How many sessions are alive.
-#[derive(Message)]
-#[rtype(result = "usize")]
-pub struct CountSessions;
-
-crate::counted_messages!(SessionRegistry => Register, Unregister, Lookup, CountSessions, CloseAllSessions);
+crate::counted_messages!(SessionRegistry => Register, Unregister, Lookup, CloseAllSessions);
 
 impl Handler<Register> for SessionRegistry {
     type Result = ();
@@ -94,14 +89,6 @@ impl Handler<Lookup> for SessionRegistry {
             .get(&message.session_id)
             .filter(|addr| addr.connected())
             .cloned()
-    }
-}
-
-impl Handler<CountSessions> for SessionRegistry {
-    type Result = usize;
-
-    fn handle(&mut self, _: CountSessions, _: &mut Self::Context) -> usize {
-        self.sessions.len()
     }
 }
 

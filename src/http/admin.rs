@@ -6,10 +6,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::AppState;
-use crate::actors::agent_pool::{GetPoolStatus, PoolStatus};
-use crate::actors::registry::CountSessions;
 use crate::actors::stats::ActorSnapshot;
-use crate::counters::{TurnTotals, read};
+use crate::counters::TurnTotals;
 
 pub fn routes(config: &mut web::ServiceConfig) {
     config.route("/admin/stats", web::get().to(admin_stats));
@@ -47,36 +45,27 @@ pub struct BrokerTotals {
     pub redelivered_total: u64,
 }
 
-/// Gathers the numbers from the counters and, by message, from the actors.
-pub async fn collect(state: &AppState) -> Stats {
-    let counters = &state.sessions.counters;
-    let active = state
-        .sessions
-        .registry
-        .send(CountSessions)
-        .await
-        .unwrap_or(0);
-    let pool = match &state.pool {
-        Some(pool) => pool.send(GetPoolStatus).await.unwrap_or_default(),
-        None => PoolStatus::default(),
-    };
+/// Reads the numbers from the counters (the same that `/metrics` renders) and the
+/// actors' mailbox counts.
+fn collect(state: &AppState) -> Stats {
+    let totals = state.sessions.counters.totals();
     Stats {
         sessions: SessionTotals {
-            active: active as u64,
-            created_total: read(&counters.sessions_created),
+            active: totals.sessions_active,
+            created_total: totals.sessions_created,
         },
-        turns: counters.turns(),
+        turns: totals.turns,
         workers: WorkerTotals {
-            size: pool.size as u64,
-            busy: pool.busy as u64,
-            restarts_total: read(&counters.worker_restarts),
+            size: totals.workers_size,
+            busy: totals.workers_busy,
+            restarts_total: totals.worker_restarts,
         },
         broker: BrokerTotals {
             kind: state.broker.kind(),
-            connected: state.broker.is_connected(),
-            published_total: read(&counters.questions_published),
-            consumed_total: read(&counters.questions_consumed),
-            redelivered_total: read(&counters.questions_redelivered),
+            connected: totals.broker_connected,
+            published_total: totals.questions_published,
+            consumed_total: totals.questions_consumed,
+            redelivered_total: totals.questions_redelivered,
         },
         actors: state.actors.snapshot(),
     }
@@ -88,7 +77,7 @@ async fn admin_stats(request: HttpRequest, state: web::Data<AppState>) -> HttpRe
             .insert_header(("WWW-Authenticate", "Bearer"))
             .json(json!({ "detail": "a valid admin bearer token is required" }));
     }
-    HttpResponse::Ok().json(collect(&state).await)
+    HttpResponse::Ok().json(collect(&state))
 }
 
 fn is_authorized(request: &HttpRequest, token: &str) -> bool {

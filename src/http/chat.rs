@@ -12,7 +12,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use uuid::Uuid;
 
 use super::AppState;
-use super::health::not_ready_because;
+use super::health::Readiness;
 use crate::actors::session::{SessionActor, StartTurn};
 use crate::conversation::{ChatMessage, ErrorCode};
 use crate::protocol::ServerFrame;
@@ -140,7 +140,7 @@ async fn chat(body: Bytes, state: web::Data<AppState>) -> HttpResponse {
         );
         return refuse(StatusCode::PAYLOAD_TOO_LARGE, detail);
     }
-    if let Some(reason) = not_ready_because(&state) {
+    if let Some(reason) = state.not_ready_because() {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, reason);
     }
 

@@ -1,12 +1,27 @@
-//! `GET /healthz` (the process runs) and `GET /readyz` (it can take chats).
+//! `GET /healthz` (the process runs) and `GET /readyz` (it can take work), for any
+//! process that says when it is ready: the gateway ([`AppState`]: it can take chats)
+//! and `parlor worker` ([`WorkerReadiness`]: it can take questions).
+
+use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
+use tokio::sync::watch;
 
 use super::AppState;
+use crate::actors::agent_pool::PoolStatus;
+use crate::broker::Broker;
+use crate::shutdown::Draining;
 
-pub fn routes(config: &mut web::ServiceConfig) {
+/// Whether a process can take work now.
+pub trait Readiness: Send + Sync + 'static {
+    /// Why it cannot, if it cannot.
+    fn not_ready_because(&self) -> Option<&'static str>;
+}
+
+pub fn routes(config: &mut web::ServiceConfig, readiness: Arc<dyn Readiness>) {
     config
+        .app_data(web::Data::from(readiness))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz));
 }
@@ -15,24 +30,107 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "ok" }))
 }
 
-async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    match not_ready_because(&state) {
+async fn readyz(readiness: web::Data<dyn Readiness>) -> HttpResponse {
+    match readiness.not_ready_because() {
         None => HttpResponse::Ok().json(json!({ "status": "ready" })),
         Some(reason) => HttpResponse::ServiceUnavailable()
             .json(json!({ "status": "unavailable", "reason": reason })),
     }
 }
 
-/// Why chats cannot be taken now, if they cannot.
-pub fn not_ready_because(state: &AppState) -> Option<&'static str> {
-    if state.sessions.draining.is_draining() {
-        return Some("parlor is shutting down");
+const SHUTTING_DOWN: &str = "parlor is shutting down";
+const BROKER_DOWN: &str = "the broker is not connected";
+const POOL_DOWN: &str = "the worker pool is not running";
+
+/// A gateway can take chats.
+impl Readiness for AppState {
+    fn not_ready_because(&self) -> Option<&'static str> {
+        if self.sessions.draining.is_draining() {
+            return Some(SHUTTING_DOWN);
+        }
+        if !self.broker.is_connected() {
+            return Some(BROKER_DOWN);
+        }
+        if self.pool.as_ref().is_some_and(|pool| !pool.connected()) {
+            return Some(POOL_DOWN);
+        }
+        None
     }
-    if !state.broker.is_connected() {
-        return Some("the broker is not connected");
+}
+
+/// A `parlor worker` can take questions: it is not stopping, its broker is
+/// connected, and its pool runs and takes questions.
+pub struct WorkerReadiness {
+    pub draining: Draining,
+    pub broker: Arc<dyn Broker>,
+    /// The pool's status; closed when the pool stops.
+    pub pool: watch::Receiver<PoolStatus>,
+}
+
+impl Readiness for WorkerReadiness {
+    fn not_ready_because(&self) -> Option<&'static str> {
+        if self.draining.is_draining() {
+            return Some(SHUTTING_DOWN);
+        }
+        if !self.broker.is_connected() {
+            return Some(BROKER_DOWN);
+        }
+        if self.pool.has_changed().is_err() {
+            return Some(POOL_DOWN);
+        }
+        if !self.pool.borrow().taking {
+            return Some("the worker pool takes no questions");
+        }
+        None
     }
-    if state.pool.as_ref().is_some_and(|pool| !pool.connected()) {
-        return Some("the worker pool is not running");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::embedded::EmbeddedBroker;
+
+    fn worker(status: PoolStatus) -> (WorkerReadiness, watch::Sender<PoolStatus>) {
+        let (sender, pool) = watch::channel(status);
+        let readiness = WorkerReadiness {
+            draining: Draining::default(),
+            broker: Arc::new(EmbeddedBroker::new(1)),
+            pool,
+        };
+        (readiness, sender)
     }
-    None
+
+    const TAKING: PoolStatus = PoolStatus {
+        size: 4,
+        busy: 0,
+        taking: true,
+    };
+
+    #[test]
+    fn a_worker_is_ready_while_its_pool_takes_questions() {
+        let (readiness, _pool) = worker(TAKING);
+        assert_eq!(readiness.not_ready_because(), None);
+    }
+
+    #[test]
+    fn a_worker_whose_pool_stopped_taking_or_running_is_not_ready() {
+        let (readiness, pool) = worker(TAKING);
+        pool.send_replace(PoolStatus {
+            taking: false,
+            ..TAKING
+        });
+        let reason = readiness.not_ready_because();
+        assert_eq!(reason, Some("the worker pool takes no questions"));
+        drop(pool);
+        assert_eq!(readiness.not_ready_because(), Some(POOL_DOWN));
+    }
+
+    #[test]
+    fn a_draining_worker_says_so_first() {
+        let (readiness, pool) = worker(TAKING);
+        readiness.draining.begin();
+        assert_eq!(readiness.not_ready_because(), Some(SHUTTING_DOWN));
+        drop(pool);
+        assert_eq!(readiness.not_ready_because(), Some(SHUTTING_DOWN));
+    }
 }

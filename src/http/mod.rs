@@ -1,5 +1,7 @@
 //! HTTP routes, one file per group. Handlers hold no state of their own: they
-//! translate requests into messages for the actors in [`AppState`].
+//! translate requests into messages for the actors in [`AppState`]. A gateway
+//! serves them all ([`routes`]); a `parlor worker` only the operations routes
+//! ([`operations`]).
 
 pub mod admin;
 pub mod chat;
@@ -22,6 +24,7 @@ use crate::actors::stats::{ActorDirectory, Tracked};
 use crate::agent::knowledge::DataSource;
 use crate::broker::Broker;
 use crate::config::Config;
+use health::Readiness;
 
 /// What the routes reach: the actors and the few facts they answer from.
 #[derive(Clone)]
@@ -54,14 +57,23 @@ impl AppState {
     }
 }
 
-/// Registers every route.
+/// Registers every route of a gateway.
 pub fn routes(config: &mut web::ServiceConfig, state: &AppState) {
+    operations(config, Arc::new(state.clone()), state.metrics.clone());
     config
         .app_data(web::Data::new(state.clone()))
-        .configure(health::routes)
         .configure(admin::routes)
-        .configure(metrics::routes)
         .configure(ws::routes)
         .configure(|c| chat::routes(c, state))
         .configure(|c| data_source::routes(c, state));
+}
+
+/// Registers `/healthz`, `/readyz` (answered by `readiness`) and `/metrics`.
+pub fn operations(
+    config: &mut web::ServiceConfig,
+    readiness: Arc<dyn Readiness>,
+    metrics: PrometheusHandle,
+) {
+    health::routes(config, readiness);
+    metrics::routes(config, metrics);
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod deployment;
 pub mod proxy;
 pub mod rabbitmq;
 

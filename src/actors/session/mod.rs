@@ -42,7 +42,7 @@ use super::stats::Tracked;
 use crate::broker::Answer;
 use crate::config::Config;
 use crate::conversation::{ChatError, ChatMessage, FinishReason};
-use crate::counters::{Counters, bump};
+use crate::counters::Counters;
 use crate::protocol::ServerFrame;
 use crate::shutdown::Draining;
 
@@ -167,7 +167,7 @@ impl Actor for SessionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        bump(&self.deps.counters.sessions_created);
+        self.deps.counters.session_created();
         // The registry's mailbox is large and registration must not wait: a client may
         // re-attach as soon as it has read the session id.
         self.deps.registry.do_send(Register {
@@ -190,6 +190,7 @@ impl Actor for SessionActor {
         self.deps.registry.do_send(Unregister {
             session_id: self.id,
         });
+        self.deps.counters.session_closed();
     }
 }
 

@@ -13,7 +13,7 @@ use crate::actors::stats::ActorStats;
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::{AnswerBody, Broker, Delivery, Question};
 use crate::conversation::ErrorCode;
-use crate::counters::{Count, read};
+use crate::counters::TurnTotals;
 
 /// How long any one step may take (virtual time where the test pauses the clock).
 const WAIT: Duration = Duration::from_secs(5);
@@ -86,8 +86,8 @@ impl Gateway {
             .unwrap();
     }
 
-    fn count<C: Count>(&self, counter: impl Fn(&Counters) -> &C) -> u64 {
-        read(counter(&self.deps.counters))
+    fn turns(&self) -> TurnTotals {
+        self.deps.counters.turns()
     }
 }
 
@@ -196,7 +196,7 @@ async fn a_restarted_turn_resets_and_only_its_last_delivery_is_remembered() {
             finish_reason: FinishReason::Stop
         }
     );
-    assert_eq!(gateway.count(|c| &c.turns_completed), 1);
+    assert_eq!(gateway.turns().completed_total, 1);
 
     let (_, _frames) = start_turn(&session, "again").await;
     let mut remembered = seed;
@@ -291,7 +291,7 @@ async fn a_failed_turn_is_reported_and_not_remembered() {
         next_frame(&mut frames).await,
         ServerFrame::error(Some(lost), ErrorCode::Unavailable, "the broker went away")
     );
-    assert_eq!(gateway.count(|c| &c.turns_failed), 2);
+    assert_eq!(gateway.turns().failed_total, 2);
 }
 
 #[actix::test]
@@ -342,7 +342,7 @@ async fn a_listener_that_leaves_cancels_its_turn() {
     gateway.next_question().await;
     drop(frames);
     assert_eq!(next(&mut gateway.cancels).await, turn_id);
-    assert_eq!(gateway.count(|c| &c.turns_cancelled), 1);
+    assert_eq!(gateway.turns().cancelled_total, 1);
 }
 
 #[actix::test]

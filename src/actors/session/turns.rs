@@ -16,7 +16,7 @@ use super::{SessionActor, TurnListener};
 use crate::actors::broker::{AskQuestion, ForgetTurn};
 use crate::broker::{Answer, BrokerError, Question};
 use crate::conversation::{ChatError, ErrorCode, FinishReason};
-use crate::counters::bump;
+use crate::counters::TurnResult;
 use crate::protocol::ServerFrame;
 
 impl SessionActor {
@@ -58,7 +58,7 @@ impl SessionActor {
             text: turn.text.clone(),
         };
         self.cancel_idle_timer(ctx);
-        bump(&self.deps.counters.turns_started);
+        self.deps.counters.turn_started();
         let timeout = self.deps.limits.turn_timeout;
         let deadline = ctx.run_later(timeout, move |actor, ctx| {
             if actor.turns.is_running(turn_id) {
@@ -127,8 +127,7 @@ impl SessionActor {
             Step::Ignore => {}
             Step::Chunk { seq, text } => {
                 if seq == 0 {
-                    metrics::histogram!("parlor_turn_first_chunk_seconds")
-                        .record(started.elapsed());
+                    self.deps.counters.first_chunk(started.elapsed());
                 }
                 self.send_turn_frame(ServerFrame::Chunk { turn_id, seq, text });
             }
@@ -153,7 +152,7 @@ impl SessionActor {
         if let Some(deadline) = self.turn_deadline.take() {
             ctx.cancel_future(deadline);
         }
-        metrics::histogram!("parlor_turn_duration_seconds").record(turn.started.elapsed());
+        self.deps.counters.turn_lasted(turn.started.elapsed());
         let frame = self.count_end(turn.turn_id, &end);
         self.send_to_socket(&frame);
         turn.tell_listener(frame);
@@ -171,9 +170,9 @@ impl SessionActor {
         let counters = &self.deps.counters;
         match end {
             TurnEnd::Finished(finish_reason) => {
-                bump(match finish_reason {
-                    FinishReason::Cancelled => &counters.turns_cancelled,
-                    FinishReason::Stop | FinishReason::Length => &counters.turns_completed,
+                counters.turn_ended(match finish_reason {
+                    FinishReason::Cancelled => TurnResult::Cancelled,
+                    FinishReason::Stop | FinishReason::Length => TurnResult::Completed,
                 });
                 ServerFrame::Done {
                     turn_id,
@@ -181,7 +180,7 @@ impl SessionActor {
                 }
             }
             TurnEnd::Failed(error) => {
-                bump(&counters.turns_failed);
+                counters.turn_ended(TurnResult::Failed);
                 ServerFrame::failed(Some(turn_id), error.clone())
             }
         }

@@ -15,6 +15,8 @@
 //!   of answers, and their routing back to sessions. RabbitMQ's socket I/O runs on
 //!   lapin's own thread; its reconnecting and consuming tasks run here. The
 //!   built-in demo model, when `llm.base_url` is empty, adds one HTTP worker thread.
+//! - **`parlor worker`** serves only its operations routes, on one HTTP worker
+//!   thread: they are asked for now and then, and the cores are for the turns.
 //!
 //! Why: the actors started here serve every session, so they live on one arbiter,
 //! and the System's exists before the HTTP server starts and outlives it while
@@ -27,16 +29,19 @@
 //! busy thread only competes with the HTTP workers for the cores, so the pool
 //! stays here.
 
+mod http_server;
+
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use actix_web::{App, HttpServer};
 use anyhow::Context as _;
+use metrics_exporter_prometheus::PrometheusHandle;
 use parlor_mock_llm::{MockLlmOptions, MockLlmServer};
 
-use crate::actors::agent_pool::{AgentPool, PoolSettings};
+use self::http_server::HttpService;
+use crate::actors::agent_pool::{AgentPool, PoolSettings, PoolStatusWatch, WatchPoolStatus};
 use crate::actors::broker::BrokerActor;
 use crate::actors::registry::SessionRegistry;
 use crate::actors::session::{SessionDeps, SessionLimits};
@@ -50,6 +55,7 @@ use crate::broker::rabbitmq::RabbitBroker;
 use crate::cli::{Cli, Command};
 use crate::config::{AgentLocation, BrokerEngine, Config, ModelEndpoint};
 use crate::counters::Counters;
+use crate::http::health::WorkerReadiness;
 use crate::http::{self, AppState};
 use crate::shutdown::{self, Draining};
 
@@ -72,13 +78,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// `workers.count` with it).
 const TURNS_PER_WORKER: usize = 1;
 
+/// HTTP worker threads of `parlor worker`, which serves only the operations routes.
+const OPERATIONS_THREADS: Option<usize> = Some(1);
+
 /// `parlor serve`: gateway, worker pool and knowledge agent in one process, over
 /// the embedded broker or, with `broker.url`, RabbitMQ.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     require_in_process_agent(&config)?;
-    let listener = bind_gateway(&config)?;
-    let shared = Shared::default();
-    let broker = connect_broker(&config).await?;
+    let listener = bind(config.http.bind, "http.bind")?;
+    let shared = Shared::new()?;
+    let broker = connect_broker(&config, &shared).await?;
     let (agent, _demo_model) = knowledge_agent(&config).await?;
     let data_sources = agent.data_sources();
     let pool = start_pool(&config, Arc::new(agent), broker.clone(), &shared);
@@ -91,31 +100,49 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 /// `parlor gateway`: the HTTP/WebSocket front alone; workers run elsewhere.
 pub async fn gateway(config: Config) -> anyhow::Result<()> {
     require_rabbitmq(&config, "gateway")?;
-    let listener = bind_gateway(&config)?;
-    let shared = Shared::default();
-    let broker = connect_broker(&config).await?;
+    let listener = bind(config.http.bind, "http.bind")?;
+    let shared = Shared::new()?;
+    let broker = connect_broker(&config, &shared).await?;
     // The agent runs in the workers; its knowledge sources are not known here.
     let state = gateway_state(&config, broker, None, Vec::new(), &shared).await?;
     run_gateway(state, listener, None).await
 }
 
-/// `parlor worker`: consumes questions with a pool of agent workers until
-/// signalled, then drains it (see [`shutdown::drain`]) within
-/// `worker.shutdown_grace_s`.
+/// `parlor worker`: consumes questions with a pool of agent workers, and serves
+/// `/healthz`, `/readyz` and `/metrics` on `worker.bind`, until signalled; then
+/// drains the pool (see [`shutdown::drain`]) within `worker.shutdown_grace_s`.
 pub async fn worker(config: Config) -> anyhow::Result<()> {
     require_in_process_agent(&config)?;
     require_rabbitmq(&config, "worker")?;
-    let shared = Shared::default();
-    let broker = connect_broker(&config).await?;
+    let listener = bind(config.worker.bind, "worker.bind")?;
+    let shared = Shared::new()?;
+    let broker = connect_broker(&config, &shared).await?;
     let (agent, _demo_model) = knowledge_agent(&config).await?;
-    let pool = start_pool(&config, Arc::new(agent), broker, &shared);
+    let pool = start_pool(&config, Arc::new(agent), broker.clone(), &shared);
+    let PoolStatusWatch(status) = pool
+        .send(WatchPoolStatus)
+        .await
+        .context("the worker pool did not start")?;
+    let draining = Draining::default();
+    let readiness = Arc::new(WorkerReadiness {
+        draining: draining.clone(),
+        broker,
+        pool: status,
+    });
+    let metrics = shared.metrics.clone();
+    let mut http = HttpService::start(listener, OPERATIONS_THREADS, move |routes| {
+        http::operations(routes, readiness.clone(), metrics.clone());
+    })?;
     tracing::info!(
         queue = %config.broker.question_queue,
         workers = config.workers.count,
         turns_per_worker = TURNS_PER_WORKER,
         "worker ready: consuming questions"
     );
-    let signal = shutdown::signalled().await;
+    tracing::info!("worker listening on http://{}", http.address);
+    let Some(signal) = http.until_signalled().await? else {
+        return Ok(());
+    };
     let pool = pool_to_drain(&config, pool, config.worker.shutdown_grace());
     tracing::info!(
         signal,
@@ -123,11 +150,12 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
         "stopping: taking no more questions"
     );
     shutdown::drain(shutdown::Work {
+        draining,
         sessions: None,
         pool: Some(pool),
     })
     .await;
-    Ok(())
+    http.stop().await
 }
 
 fn pool_to_drain(config: &Config, pool: Tracked<AgentPool>, grace: Duration) -> shutdown::Pool {
@@ -159,34 +187,58 @@ fn require_rabbitmq(config: &Config, command: &str) -> anyhow::Result<()> {
     }
 }
 
-fn bind_gateway(config: &Config) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(config.http.bind)
-        .with_context(|| format!("cannot listen on {} (http.bind)", config.http.bind))
+/// Listens on `address`, the value of the configuration key `key`.
+fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).with_context(|| format!("cannot listen on {address} ({key})"))
 }
 
 /// What every part of one process counts into.
-#[derive(Clone, Default)]
 struct Shared {
     counters: Arc<Counters>,
     directory: ActorDirectory,
+    /// Renders `/metrics`.
+    metrics: PrometheusHandle,
 }
 
-/// The embedded broker when `broker.url` is empty, else RabbitMQ.
-async fn connect_broker(config: &Config) -> anyhow::Result<Arc<dyn Broker>> {
-    let url = match &config.broker.url {
-        BrokerEngine::Embedded => {
-            return Ok(Arc::new(EmbeddedBroker::new(
-                config.broker.max_queued_questions,
-            )));
+impl Shared {
+    fn new() -> anyhow::Result<Self> {
+        // First the recorder, then the counters that register their series with it.
+        let metrics = crate::telemetry::install_metrics()?;
+        Ok(Self {
+            counters: Arc::default(),
+            directory: ActorDirectory::default(),
+            metrics,
+        })
+    }
+}
+
+/// The embedded broker when `broker.url` is empty, else RabbitMQ; its connection
+/// is counted as it comes and goes.
+async fn connect_broker(config: &Config, shared: &Shared) -> anyhow::Result<Arc<dyn Broker>> {
+    let broker: Arc<dyn Broker> = match &config.broker.url {
+        BrokerEngine::Embedded => Arc::new(EmbeddedBroker::new(config.broker.max_queued_questions)),
+        BrokerEngine::RabbitMq(url) => {
+            // RabbitMQ hands this process at most as many questions as its pool can run.
+            let prefetch = u16::try_from(pool_settings(config).turn_slots()).unwrap_or(u16::MAX);
+            let broker = RabbitBroker::connect(&config.broker, prefetch)
+                .await
+                .with_context(|| format!("cannot connect to RabbitMQ at {url} (broker.url)"))?;
+            Arc::new(broker)
         }
-        BrokerEngine::RabbitMq(url) => url,
     };
-    // RabbitMQ hands this process at most as many questions as its pool can run.
-    let prefetch = u16::try_from(pool_settings(config).turn_slots()).unwrap_or(u16::MAX);
-    let broker = RabbitBroker::connect(&config.broker, prefetch)
-        .await
-        .with_context(|| format!("cannot connect to RabbitMQ at {url} (broker.url)"))?;
-    Ok(Arc::new(broker))
+    count_connection(broker.as_ref(), shared.counters.clone());
+    Ok(broker)
+}
+
+/// Tells `counters` of the broker's connection now and at each change.
+fn count_connection(broker: &dyn Broker, counters: Arc<Counters>) {
+    let mut connection = broker.connection_state();
+    counters.broker_connection(connection.borrow_and_update().connected);
+    actix::spawn(async move {
+        while connection.changed().await.is_ok() {
+            counters.broker_connection(connection.borrow_and_update().connected);
+        }
+    });
 }
 
 fn pool_settings(config: &Config) -> PoolSettings {
@@ -221,17 +273,16 @@ async fn run_gateway(
     listener: TcpListener,
     pool: Option<shutdown::Pool>,
 ) -> anyhow::Result<()> {
-    let (server, address) = gateway_server(state.clone(), listener)?;
-    let handle = server.handle();
-    let mut serving = actix_web::rt::spawn(server);
+    let routes_state = state.clone();
+    let mut http = HttpService::start(listener, None, move |routes| {
+        http::routes(routes, &routes_state);
+    })?;
     crate::memory::trim_periodically();
-    tracing::info!("listening on http://{address}");
-    let signal = tokio::select! {
-        result = &mut serving => return result?.context("the HTTP server failed"),
-        signal = shutdown::signalled() => signal,
+    tracing::info!("listening on http://{}", http.address);
+    let Some(signal) = http.until_signalled().await? else {
+        return Ok(());
     };
     let sessions = shutdown::Sessions {
-        draining: state.sessions.draining.clone(),
         counters: state.sessions.counters.clone(),
         registry: state.sessions.registry.clone(),
         grace: state.config.http.shutdown_grace(),
@@ -242,12 +293,12 @@ async fn run_gateway(
         "stopping: no new turns; running turns may finish"
     );
     shutdown::drain(shutdown::Work {
+        draining: state.sessions.draining.clone(),
         sessions: Some(sessions),
         pool,
     })
     .await;
-    handle.stop(true).await;
-    serving.await?.context("the HTTP server failed")
+    http.stop().await
 }
 
 /// The knowledge agent over the configured model — or over the built-in demo model,
@@ -322,7 +373,7 @@ async fn gateway_state(
         pool,
         data_sources: Arc::new(data_sources),
         actors: shared.directory.clone(),
-        metrics: crate::telemetry::install_metrics()?,
+        metrics: shared.metrics.clone(),
         admin_token: admin_token(config).into(),
     })
 }
@@ -335,20 +386,4 @@ fn admin_token(config: &Config) -> String {
     let token = uuid::Uuid::new_v4().simple().to_string();
     tracing::warn!(%token, "admin.token is not set; /admin/* takes this generated bearer token");
     token
-}
-
-fn gateway_server(
-    state: AppState,
-    listener: TcpListener,
-) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
-    let address = listener.local_addr()?;
-    let server = HttpServer::new(move || App::new().configure(|c| http::routes(c, &state)))
-        .on_connect(crate::net::send_without_delay)
-        // Signals are handled by `run_gateway`, which drains turns first.
-        .disable_signals()
-        // Sockets are closed by then; this only bounds stragglers.
-        .shutdown_timeout(5)
-        .listen(listener)?
-        .run();
-    Ok((server, address))
 }
