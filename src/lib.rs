@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod conversation;
 pub mod counters;
+pub mod draining;
 pub mod http;
 pub mod memory;
 pub mod net;

@@ -7,7 +7,6 @@
 //! last turn ends.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::{Instant, timeout, timeout_at};
@@ -18,20 +17,7 @@ use crate::actors::agent_pool::{
 use crate::actors::registry::{CloseAllSessions, SessionRegistry};
 use crate::actors::stats::Tracked;
 use crate::counters::Counters;
-
-/// Set once the process has started to stop; sessions refuse new turns then.
-#[derive(Clone, Debug, Default)]
-pub struct Draining(Arc<AtomicBool>);
-
-impl Draining {
-    pub fn begin(&self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
+use crate::draining::Draining;
 
 /// Resolves on the first SIGTERM or SIGINT, naming it.
 pub async fn signalled() -> &'static str {

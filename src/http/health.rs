@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use super::AppState;
 use crate::actors::agent_pool::PoolStatus;
 use crate::broker::Broker;
-use crate::shutdown::Draining;
+use crate::draining::Draining;
 
 /// Whether a process can take work now.
 pub trait Readiness: Send + Sync + 'static {

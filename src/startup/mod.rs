@@ -55,9 +55,10 @@ use crate::broker::rabbitmq::RabbitBroker;
 use crate::cli::{Cli, Command};
 use crate::config::{AgentLocation, BrokerEngine, Config, ModelEndpoint};
 use crate::counters::Counters;
+use crate::draining::Draining;
 use crate::http::health::WorkerReadiness;
 use crate::http::{self, AppState};
-use crate::shutdown::{self, Draining};
+use crate::shutdown;
 
 /// Runs the command the user asked for until it ends (or is signalled to).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -43,8 +43,8 @@ use crate::broker::Answer;
 use crate::config::Config;
 use crate::conversation::{ChatError, ChatMessage, FinishReason};
 use crate::counters::Counters;
+use crate::draining::Draining;
 use crate::protocol::ServerFrame;
-use crate::shutdown::Draining;
 
 /// The limits a session enforces, read once from the configuration.
 #[derive(Clone, Debug)]
