@@ -87,12 +87,19 @@ const OPERATIONS_THREADS: Option<usize> = Some(1);
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     require_in_process_agent(&config)?;
     let listener = bind(config.http.bind, "http.bind")?;
-    let shared = Shared::new()?;
-    let broker = connect_broker(&config, &shared).await?;
+    let bookkeeping = Bookkeeping::new()?;
+    let broker = connect_broker(&config, &bookkeeping).await?;
     let (agent, _demo_model) = knowledge_agent(&config).await?;
     let data_sources = agent.data_sources();
-    let pool = start_pool(&config, Arc::new(agent), broker.clone(), &shared);
-    let state = gateway_state(&config, broker, Some(pool.clone()), data_sources, &shared).await?;
+    let pool = start_pool(&config, Arc::new(agent), broker.clone(), &bookkeeping);
+    let state = gateway_state(
+        &config,
+        broker,
+        Some(pool.clone()),
+        data_sources,
+        &bookkeeping,
+    )
+    .await?;
     // One process, one grace: the gateway's turns are the pool's turns.
     let pool = pool_to_drain(&config, pool, config.http.shutdown_grace());
     run_gateway(state, listener, Some(pool)).await
@@ -102,10 +109,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 pub async fn gateway(config: Config) -> anyhow::Result<()> {
     require_rabbitmq(&config, "gateway")?;
     let listener = bind(config.http.bind, "http.bind")?;
-    let shared = Shared::new()?;
-    let broker = connect_broker(&config, &shared).await?;
+    let bookkeeping = Bookkeeping::new()?;
+    let broker = connect_broker(&config, &bookkeeping).await?;
     // The agent runs in the workers; its knowledge sources are not known here.
-    let state = gateway_state(&config, broker, None, Vec::new(), &shared).await?;
+    let state = gateway_state(&config, broker, None, Vec::new(), &bookkeeping).await?;
     run_gateway(state, listener, None).await
 }
 
@@ -116,10 +123,10 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
     require_in_process_agent(&config)?;
     require_rabbitmq(&config, "worker")?;
     let listener = bind(config.worker.bind, "worker.bind")?;
-    let shared = Shared::new()?;
-    let broker = connect_broker(&config, &shared).await?;
+    let bookkeeping = Bookkeeping::new()?;
+    let broker = connect_broker(&config, &bookkeeping).await?;
     let (agent, _demo_model) = knowledge_agent(&config).await?;
-    let pool = start_pool(&config, Arc::new(agent), broker.clone(), &shared);
+    let pool = start_pool(&config, Arc::new(agent), broker.clone(), &bookkeeping);
     let PoolStatusWatch(status) = pool
         .send(WatchPoolStatus)
         .await
@@ -130,7 +137,7 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
         broker,
         pool: status,
     });
-    let metrics = shared.metrics.clone();
+    let metrics = bookkeeping.metrics.clone();
     let mut http = HttpService::start(listener, OPERATIONS_THREADS, move |routes| {
         http::operations(routes, readiness.clone(), metrics.clone());
     })?;
@@ -193,15 +200,16 @@ fn bind(address: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address).with_context(|| format!("cannot listen on {address} ({key})"))
 }
 
-/// What every part of one process counts into.
-struct Shared {
+/// What every part of one process counts into: totals, the actor directory and
+/// the metrics recorder.
+struct Bookkeeping {
     counters: Arc<Counters>,
     directory: ActorDirectory,
     /// Renders `/metrics`.
     metrics: PrometheusHandle,
 }
 
-impl Shared {
+impl Bookkeeping {
     fn new() -> anyhow::Result<Self> {
         // First the recorder, then the counters that register their series with it.
         let metrics = crate::telemetry::install_metrics()?;
@@ -215,7 +223,10 @@ impl Shared {
 
 /// The embedded broker when `broker.url` is empty, else RabbitMQ; its connection
 /// is counted as it comes and goes.
-async fn connect_broker(config: &Config, shared: &Shared) -> anyhow::Result<Arc<dyn Broker>> {
+async fn connect_broker(
+    config: &Config,
+    bookkeeping: &Bookkeeping,
+) -> anyhow::Result<Arc<dyn Broker>> {
     let broker: Arc<dyn Broker> = match &config.broker.url {
         BrokerEngine::Embedded => Arc::new(EmbeddedBroker::new(config.broker.max_queued_questions)),
         BrokerEngine::RabbitMq(url) => {
@@ -227,7 +238,7 @@ async fn connect_broker(config: &Config, shared: &Shared) -> anyhow::Result<Arc<
             Arc::new(broker)
         }
     };
-    count_connection(broker.as_ref(), shared.counters.clone());
+    count_connection(broker.as_ref(), bookkeeping.counters.clone());
     Ok(broker)
 }
 
@@ -255,14 +266,14 @@ fn start_pool(
     config: &Config,
     agent: Arc<dyn Agent>,
     broker: Arc<dyn Broker>,
-    shared: &Shared,
+    bookkeeping: &Bookkeeping,
 ) -> Tracked<AgentPool> {
     AgentPool::new(
         pool_settings(config),
         agent,
         broker,
-        shared.counters.clone(),
-        shared.directory.clone(),
+        bookkeeping.counters.clone(),
+        bookkeeping.directory.clone(),
     )
     .start_tracked()
 }
@@ -338,10 +349,10 @@ async fn gateway_state(
     broker: Arc<dyn Broker>,
     pool: Option<Tracked<AgentPool>>,
     data_sources: Vec<DataSource>,
-    shared: &Shared,
+    bookkeeping: &Bookkeeping,
 ) -> anyhow::Result<AppState> {
     let registry_stats = ActorStats::new("session_registry", "0");
-    shared.directory.register(&registry_stats);
+    bookkeeping.directory.register(&registry_stats);
     let heartbeat_interval = config.session.heartbeat_interval();
     let registry = SessionRegistry::new(heartbeat_interval).start();
 
@@ -350,8 +361,8 @@ async fn gateway_state(
         .await
         .context("cannot open the reply queue")?;
     let broker_stats = ActorStats::new("broker", reply_queue.address.clone());
-    shared.directory.register(&broker_stats);
-    let counters = shared.counters.clone();
+    bookkeeping.directory.register(&broker_stats);
+    let counters = bookkeeping.counters.clone();
     let broker_actor = BrokerActor::new(
         broker.clone(),
         reply_queue,
@@ -373,8 +384,8 @@ async fn gateway_state(
         broker,
         pool,
         data_sources: Arc::new(data_sources),
-        actors: shared.directory.clone(),
-        metrics: shared.metrics.clone(),
+        actors: bookkeeping.directory.clone(),
+        metrics: bookkeeping.metrics.clone(),
         admin_token: admin_token(config).into(),
     })
 }
