@@ -12,7 +12,7 @@ use common::WAIT;
 use common::rabbitmq::{Cleanup, URL, close_connections_matching, unique_queue};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use lapin::options::BasicGetOptions;
+use lapin::options::{BasicGetOptions, ConfirmSelectOptions};
 use lapin::{Connection, ConnectionProperties};
 use parlor::broker::rabbitmq::{RabbitBroker, Topology};
 use parlor::broker::{Answer, AnswerBody, Broker, BrokerError, Delivery, Question};
@@ -329,7 +329,15 @@ async fn a_malformed_question_is_dead_lettered_unseen() {
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
+    // Confirmed before the good question is published: RabbitMQ orders messages
+    // of one channel only, and the good one comes over another connection. Were
+    // it queued first, the reader would take it and stop pulling, and the lazy
+    // stream would never reach (nor reject) the malformed one behind it.
     channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let confirmation = channel
         .basic_publish(
             "".into(),
             config.question_queue.as_str().into(),
@@ -338,7 +346,10 @@ async fn a_malformed_question_is_dead_lettered_unseen() {
             Default::default(),
         )
         .await
+        .unwrap()
+        .await
         .unwrap();
+    assert!(confirmation.is_ack());
     let asked = question("r", "fine");
     broker.publish_question(asked.clone()).await.unwrap();
     let delivery = next("the good question", &mut deliveries).await;
