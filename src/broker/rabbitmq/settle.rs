@@ -1,0 +1,110 @@
+//! Settling a question: acknowledging, requeueing or rejecting it on the channel
+//! it came from.
+//!
+//! A delivery can only be settled on its own channel, so each one holds that
+//! channel until it is settled. This matters when the question stream ends while
+//! turns still run (a pool that stops taking questions at shutdown): were the
+//! channel closed with the stream, RabbitMQ would hand every running turn's
+//! question to another worker while this one still answered it, and the final
+//! acknowledgement would be lost. Once the channel is gone anyway (its connection
+//! was lost), settling does nothing: RabbitMQ redelivers the question itself. A
+//! delivery dropped unsettled (its worker died) is rejected, which dead-letters it.
+
+use futures_util::future::{BoxFuture, FutureExt};
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::{Acker, Channel};
+
+use super::{BrokerError, Settle};
+
+/// Settles one question on the channel it came from.
+pub(super) struct RabbitSettle {
+    unsettled: Option<Unsettled>,
+}
+
+/// A delivery's acker and its channel, held open while the delivery is unsettled.
+struct Unsettled {
+    acker: Acker,
+    _channel: Channel,
+}
+
+pub(super) enum Outcome {
+    Ack,
+    Requeue,
+    Reject,
+}
+
+impl RabbitSettle {
+    pub(super) fn new(acker: Acker, channel: Channel) -> Self {
+        Self {
+            unsettled: Some(Unsettled {
+                acker,
+                _channel: channel,
+            }),
+        }
+    }
+
+    pub(super) fn settle(
+        mut self,
+        outcome: Outcome,
+    ) -> BoxFuture<'static, Result<(), BrokerError>> {
+        let unsettled = self.unsettled.take();
+        async move {
+            let Some(Unsettled { acker, _channel }) = unsettled else {
+                return Ok(());
+            };
+            let settled = match outcome {
+                Outcome::Ack => acker.ack(BasicAckOptions::default()).await,
+                Outcome::Requeue => {
+                    acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            multiple: false,
+                        })
+                        .await
+                }
+                Outcome::Reject => acker.reject(BasicRejectOptions { requeue: false }).await,
+            };
+            match settled {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::debug!("a question's channel is gone; RabbitMQ redelivers it")
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "could not settle a question; RabbitMQ redelivers it")
+                }
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+impl Settle for RabbitSettle {
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), BrokerError>> {
+        (*self).settle(Outcome::Ack)
+    }
+
+    fn requeue(self: Box<Self>) -> BoxFuture<'static, Result<(), BrokerError>> {
+        (*self).settle(Outcome::Requeue)
+    }
+
+    fn reject(self: Box<Self>) -> BoxFuture<'static, Result<(), BrokerError>> {
+        (*self).settle(Outcome::Reject)
+    }
+}
+
+impl Drop for RabbitSettle {
+    fn drop(&mut self) {
+        // Dropped unsettled: whoever held it died. Dead-letter rather than retry a
+        // question that may be what killed it.
+        if let Some(Unsettled { acker, _channel }) = self.unsettled.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            tracing::warn!("a question was dropped unsettled; dead-lettering it");
+            runtime.spawn(async move {
+                let _ = acker.reject(BasicRejectOptions { requeue: false }).await;
+                drop(_channel);
+            });
+        }
+    }
+}
