@@ -274,6 +274,33 @@ async fn a_question_taken_before_its_stream_ends_is_still_settled_on_its_channel
 }
 
 #[tokio::test]
+async fn questions_received_but_not_taken_when_the_stream_ends_go_to_another_worker() {
+    let config = config();
+    let _cleanup = cleanup(&config);
+    let stopping = connect(&config).await;
+    let (running, waiting) = (question("r", "running"), question("r", "waiting"));
+    stopping.publish_question(running.clone()).await.unwrap();
+    stopping.publish_question(waiting.clone()).await.unwrap();
+    let mut deliveries = stopping.consume_questions().await.unwrap();
+    let taken = next("a question", &mut deliveries).await;
+    assert_eq!(taken.question, running);
+    // RabbitMQ pushes up to the prefetch of 4, so `waiting` has reached this
+    // process too, unread. The pool stops taking questions while `running` runs.
+    tokio::time::sleep(QUIET).await;
+    drop(deliveries);
+
+    let other = connect(&config).await;
+    let mut elsewhere = other.consume_questions().await.unwrap();
+    let handed_over = next("the question not taken", &mut elsewhere).await;
+    assert_eq!(handed_over.question, waiting);
+    handed_over.ack().await.unwrap();
+    // The running question stays with its worker until it is settled.
+    nothing_more(&mut elsewhere).await;
+    taken.ack().await.unwrap();
+    nothing_more(&mut elsewhere).await;
+}
+
+#[tokio::test]
 async fn a_requeued_question_comes_back_as_the_next_attempt() {
     let config = config();
     let _cleanup = cleanup(&config);

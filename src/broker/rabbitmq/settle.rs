@@ -9,12 +9,23 @@
 //! acknowledgement would be lost. Once the channel is gone anyway (its connection
 //! was lost), settling does nothing: RabbitMQ redelivers the question itself. A
 //! delivery dropped unsettled (its worker died) is rejected, which dead-letters it.
+//!
+//! Holding the channel has a cost this module also pays: RabbitMQ pushes questions
+//! up to the prefetch, ahead of what the pool takes, and those received but never
+//! handed out would stay with this process until its running turns end. So when
+//! the stream ends, [`requeue_unread`] gives them back at once, for another worker.
+
+use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
-use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
-use lapin::{Acker, Channel};
+use futures_util::stream::StreamExt;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicRejectOptions};
+use lapin::{Acker, Channel, Consumer};
 
 use super::{BrokerError, Settle};
+
+/// Longest wait for RabbitMQ to stop a consumer and take back what it had pushed.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Settles one question on the channel it came from.
 pub(super) struct RabbitSettle {
@@ -107,4 +118,35 @@ impl Drop for RabbitSettle {
             });
         }
     }
+}
+
+/// Gives back the questions `consumer` received but never handed out: stops it
+/// first, so that RabbitMQ pushes no more, then requeues each one it still holds.
+/// The channel closes afterwards unless a question taken from it is unsettled.
+pub(super) fn requeue_unread(channel: Channel, mut consumer: Consumer) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    runtime.spawn(async move {
+        let released = tokio::time::timeout(RELEASE_TIMEOUT, async {
+            channel
+                .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                .await?;
+            // Once stopped, the consumer yields what it still holds, then ends.
+            while let Some(Ok(delivery)) = consumer.next().await {
+                let requeue = BasicNackOptions {
+                    requeue: true,
+                    multiple: false,
+                };
+                delivery.acker.nack(requeue).await?;
+            }
+            Ok::<_, lapin::Error>(())
+        })
+        .await;
+        if let Ok(Err(error)) = released {
+            // The channel is gone, and RabbitMQ requeued them itself.
+            tracing::debug!(%error, "could not give back questions not taken");
+        }
+        drop(channel);
+    });
 }

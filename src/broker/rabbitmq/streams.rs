@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::link::Link;
 use super::names::short;
-use super::settle::{Outcome, RabbitSettle};
+use super::settle::{Outcome, RabbitSettle, requeue_unread};
 use super::subscription::Subscription;
 use super::{Answer, BrokerError, Delivery, Question, attempt_from_headers, unavailable};
 
@@ -215,5 +215,9 @@ impl Subscription for Questions {
             Some(Delivery::new(question, attempt, Box::new(settle)))
         }
         .boxed()
+    }
+
+    fn release(&self, channel: Channel, consumer: Consumer) {
+        requeue_unread(channel, consumer);
     }
 }

@@ -45,10 +45,14 @@ pub(super) trait Subscription: Send + Sync + 'static {
         delivery: LapinDelivery,
         channel: &Channel,
     ) -> BoxFuture<'static, Option<Self::Item>>;
+    /// Called when the stream ends while still consuming, with what it consumed
+    /// on: the deliveries RabbitMQ pushed that were never handed out are still in
+    /// `consumer`. By default they go with the channel when it closes.
+    fn release(&self, _channel: Channel, _consumer: Consumer) {}
 }
 
 /// A consumer that survives connections: on a new link it subscribes again.
-pub(super) struct Feed<S> {
+pub(super) struct Feed<S: Subscription> {
     links: watch::Receiver<Option<Arc<Link>>>,
     subscription: S,
     active: Option<Active>,
@@ -171,5 +175,16 @@ impl<S: Subscription> Feed<S> {
             }
         });
         ReceiverStream::new(receiver).boxed()
+    }
+}
+
+impl<S: Subscription> Drop for Feed<S> {
+    fn drop(&mut self) {
+        if let Some(Active {
+            channel, consumer, ..
+        }) = self.active.take()
+        {
+            self.subscription.release(channel, consumer);
+        }
     }
 }
