@@ -22,7 +22,7 @@
 //! - [`streams`] — the answer, cancellation and question streams built on them;
 //! - [`settle`] — acknowledging, requeueing and rejecting questions;
 //! - [`publish`] — publishing with confirms and timeouts;
-//! - [`headers`] — what the engine reads from message headers.
+//! - [`headers`] — what messages carry in their headers: attempt, turn, trace.
 //!
 //! While the connection is down, [`Broker::is_connected`] is false and every publish
 //! fails at once with [`BrokerError::Unavailable`]; the streams never end on a

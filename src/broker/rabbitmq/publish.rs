@@ -8,7 +8,8 @@
 //! confirms off in order, and only a turn's last answer is awaited before its
 //! question is acknowledged. Answers are published `mandatory`, so one whose
 //! gateway has gone comes back, and the worker's next publish for that turn fails
-//! with [`BrokerError::NoSuchReplyQueue`].
+//! with [`BrokerError::NoSuchReplyQueue`]. Both carry headers that name their turn
+//! (see [`super::headers`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ use lapin::{BasicProperties, Confirmation, PublisherConfirm};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::headers::{answer_headers, question_headers};
 use super::link::Link;
 use super::names::short;
 use super::{Answer, BrokerError, Question, Shared, unavailable, within};
@@ -45,7 +47,8 @@ pub(super) async fn publish_question(
         .with_content_type(JSON.into())
         .with_delivery_mode(PERSISTENT)
         .with_reply_to(short(&question.reply_to)?)
-        .with_correlation_id(question.turn_id.to_string().into());
+        .with_correlation_id(question.turn_id.to_string().into())
+        .with_headers(question_headers(&question));
     let queue = short(&shared.topology.questions)?;
     // Mandatory: should the queue be missing, the question comes back instead of
     // vanishing.
@@ -134,7 +137,8 @@ async fn publish_answer_on(
     let properties = BasicProperties::default()
         .with_content_type(JSON.into())
         .with_delivery_mode(TRANSIENT)
-        .with_correlation_id(answer.turn_id.to_string().into());
+        .with_correlation_id(answer.turn_id.to_string().into())
+        .with_headers(answer_headers(answer));
     let options = BasicPublishOptions {
         mandatory: true,
         immediate: false,

@@ -22,6 +22,7 @@ use futures_util::stream::StreamExt;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::{Acker, Channel, Consumer};
 
+use super::headers::TurnIds;
 use super::{BrokerError, Settle};
 
 /// Longest wait for RabbitMQ to stop a consumer and take back what it had pushed.
@@ -30,6 +31,8 @@ const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Settles one question on the channel it came from.
 pub(super) struct RabbitSettle {
     unsettled: Option<Unsettled>,
+    /// Whose question it is, for the log lines about it.
+    ids: TurnIds,
 }
 
 /// A delivery's acker and its channel, held open while the delivery is unsettled.
@@ -45,12 +48,13 @@ pub(super) enum Outcome {
 }
 
 impl RabbitSettle {
-    pub(super) fn new(acker: Acker, channel: Channel) -> Self {
+    pub(super) fn new(acker: Acker, channel: Channel, ids: TurnIds) -> Self {
         Self {
             unsettled: Some(Unsettled {
                 acker,
                 _channel: channel,
             }),
+            ids,
         }
     }
 
@@ -59,6 +63,9 @@ impl RabbitSettle {
         outcome: Outcome,
     ) -> BoxFuture<'static, Result<(), BrokerError>> {
         let unsettled = self.unsettled.take();
+        // Read by the log lines below, as `Option`s that leave a field out when unknown.
+        let turn_id = self.ids.turn_id.map(tracing::field::display);
+        let session_id = self.ids.session_id.map(tracing::field::display);
         async move {
             let Some(Unsettled { acker, _channel }) = unsettled else {
                 return Ok(());
@@ -77,12 +84,17 @@ impl RabbitSettle {
             };
             match settled {
                 Ok(true) => {}
-                Ok(false) => {
-                    tracing::debug!("a question's channel is gone; RabbitMQ redelivers it")
-                }
-                Err(error) => {
-                    tracing::debug!(%error, "could not settle a question; RabbitMQ redelivers it")
-                }
+                Ok(false) => tracing::debug!(
+                    turn_id,
+                    session_id,
+                    "a question's channel is gone; RabbitMQ redelivers it"
+                ),
+                Err(error) => tracing::debug!(
+                    %error,
+                    turn_id,
+                    session_id,
+                    "could not settle a question; RabbitMQ redelivers it"
+                ),
             }
             Ok(())
         }
@@ -111,7 +123,11 @@ impl Drop for RabbitSettle {
         if let Some(Unsettled { acker, _channel }) = self.unsettled.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            tracing::warn!("a question was dropped unsettled; dead-lettering it");
+            tracing::warn!(
+                turn_id = self.ids.turn_id.map(tracing::field::display),
+                session_id = self.ids.session_id.map(tracing::field::display),
+                "a question was dropped unsettled; dead-lettering it"
+            );
             runtime.spawn(async move {
                 let _ = acker.reject(BasicRejectOptions { requeue: false }).await;
                 drop(_channel);

@@ -19,13 +19,15 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Consumer, Queue};
+use tracing::field::display;
 use uuid::Uuid;
 
+use super::headers::{QuestionHeaders, TurnIds, answer_turn};
 use super::link::Link;
 use super::names::short;
 use super::settle::{Outcome, RabbitSettle, requeue_unread};
 use super::subscription::Subscription;
-use super::{Answer, BrokerError, Delivery, Question, attempt_from_headers, unavailable};
+use super::{Answer, BrokerError, Delivery, Question, unavailable};
 
 /// Answers RabbitMQ may push to a gateway before it acknowledges them, and how
 /// often it acknowledges (all at once). Together with the reply stream's buffer
@@ -99,6 +101,7 @@ impl Subscription for Replies {
             .is_multiple_of(REPLY_ACK_EVERY)
             .then(|| delivery.acker.clone());
         let answer = serde_json::from_slice::<Answer>(&delivery.data);
+        let turn_id = answer_turn(delivery.properties.headers().as_ref());
         async move {
             if let Some(acker) = acker
                 && let Err(error) = acker.ack(BasicAckOptions { multiple: true }).await
@@ -108,7 +111,7 @@ impl Subscription for Replies {
             match answer {
                 Ok(answer) => Some(answer),
                 Err(error) => {
-                    tracing::warn!(%error, "dropped a malformed answer");
+                    tracing::warn!(%error, turn_id = turn_id.map(display), "dropped a malformed answer");
                     None
                 }
             }
@@ -200,19 +203,33 @@ impl Subscription for Questions {
         delivery: LapinDelivery,
         channel: &Channel,
     ) -> BoxFuture<'static, Option<Delivery>> {
-        let attempt = attempt_from_headers(delivery.properties.headers().as_ref());
+        let headers = QuestionHeaders::read(delivery.properties.headers().as_ref());
         let question = serde_json::from_slice::<Question>(&delivery.data);
-        let settle = RabbitSettle::new(delivery.acker, channel.clone());
+        // The body, when it can be read, is what the worker acts on; the headers
+        // name the turn when it cannot.
+        let ids = match &question {
+            Ok(question) => TurnIds {
+                session_id: Some(question.session_id),
+                turn_id: Some(question.turn_id),
+            },
+            Err(_) => headers.ids,
+        };
+        let settle = RabbitSettle::new(delivery.acker, channel.clone(), ids);
+        let (turn_id, session_id) = (ids.turn_id.map(display), ids.session_id.map(display));
         async move {
             let question = match question {
                 Ok(question) => question,
                 Err(error) => {
-                    tracing::warn!(%error, "dead-lettering a malformed question");
+                    tracing::warn!(%error, turn_id, session_id, "dead-lettering a malformed question");
                     let _ = settle.settle(Outcome::Reject).await;
                     return None;
                 }
             };
-            Some(Delivery::new(question, attempt, Box::new(settle)))
+            if headers.attempt > 1 {
+                tracing::info!(turn_id, session_id, attempt = headers.attempt, "a question is delivered again");
+            }
+            let delivery = Delivery::new(question, headers.attempt, Box::new(settle));
+            Some(delivery.with_trace(headers.trace))
         }
         .boxed()
     }
