@@ -16,13 +16,13 @@
 //! This file holds [`RabbitBroker`], the state its parts share, and the [`Broker`]
 //! implementation that puts them together. The parts, one job each:
 //!
-//! - [`names`] — the topology's names;
-//! - [`link`] — the one connection per process, and the supervisor that reopens it;
-//! - [`subscription`] — consumers that subscribe again on every new connection;
-//! - [`streams`] — the answer, cancellation and question streams built on them;
-//! - [`settle`] — acknowledging, requeueing and rejecting questions;
-//! - [`publish`] — publishing with confirms and timeouts;
-//! - [`headers`] — what messages carry in their headers: attempt, turn, trace.
+//! - `names.rs` — the topology's names;
+//! - `link.rs` — the one connection per process, and the supervisor that reopens it;
+//! - `subscription.rs` — consumers that subscribe again on every new connection;
+//! - `streams.rs` — the answer, cancellation and question streams built on them;
+//! - `settle.rs` — acknowledging, requeueing and rejecting questions;
+//! - `publish.rs` — publishing with confirms and timeouts;
+//! - `headers.rs` — what messages carry in their headers: attempt, turn, trace.
 //!
 //! While the connection is down, [`Broker::is_connected`] is false and every publish
 //! fails at once with [`BrokerError::Unavailable`]; the streams never end on a
