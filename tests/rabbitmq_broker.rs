@@ -12,10 +12,11 @@ use common::WAIT;
 use common::rabbitmq::{Cleanup, URL, close_connections_matching, unique_queue};
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use lapin::options::BasicGetOptions;
-use lapin::{Connection, ConnectionProperties};
+use lapin::options::{BasicGetOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::AMQPValue;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
 use parlor::broker::rabbitmq::{RabbitBroker, Topology};
-use parlor::broker::{Answer, AnswerBody, Broker, BrokerError, Delivery, Question};
+use parlor::broker::{Answer, AnswerBody, Broker, BrokerError, Delivery, Question, TraceId};
 use parlor::config::{BrokerConfig, Millis};
 use parlor::conversation::FinishReason;
 use uuid::Uuid;
@@ -274,6 +275,33 @@ async fn a_question_taken_before_its_stream_ends_is_still_settled_on_its_channel
 }
 
 #[tokio::test]
+async fn questions_received_but_not_taken_when_the_stream_ends_go_to_another_worker() {
+    let config = config();
+    let _cleanup = cleanup(&config);
+    let stopping = connect(&config).await;
+    let (running, waiting) = (question("r", "running"), question("r", "waiting"));
+    stopping.publish_question(running.clone()).await.unwrap();
+    stopping.publish_question(waiting.clone()).await.unwrap();
+    let mut deliveries = stopping.consume_questions().await.unwrap();
+    let taken = next("a question", &mut deliveries).await;
+    assert_eq!(taken.question, running);
+    // RabbitMQ pushes up to the prefetch of 4, so `waiting` has reached this
+    // process too, unread. The pool stops taking questions while `running` runs.
+    tokio::time::sleep(QUIET).await;
+    drop(deliveries);
+
+    let other = connect(&config).await;
+    let mut elsewhere = other.consume_questions().await.unwrap();
+    let handed_over = next("the question not taken", &mut elsewhere).await;
+    assert_eq!(handed_over.question, waiting);
+    handed_over.ack().await.unwrap();
+    // The running question stays with its worker until it is settled.
+    nothing_more(&mut elsewhere).await;
+    taken.ack().await.unwrap();
+    nothing_more(&mut elsewhere).await;
+}
+
+#[tokio::test]
 async fn a_requeued_question_comes_back_as_the_next_attempt() {
     let config = config();
     let _cleanup = cleanup(&config);
@@ -329,7 +357,15 @@ async fn a_malformed_question_is_dead_lettered_unseen() {
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
+    // Confirmed before the good question is published: RabbitMQ orders messages
+    // of one channel only, and the good one comes over another connection. Were
+    // it queued first, the reader would take it and stop pulling, and the lazy
+    // stream would never reach (nor reject) the malformed one behind it.
     channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let confirmation = channel
         .basic_publish(
             "".into(),
             config.question_queue.as_str().into(),
@@ -338,7 +374,10 @@ async fn a_malformed_question_is_dead_lettered_unseen() {
             Default::default(),
         )
         .await
+        .unwrap()
+        .await
         .unwrap();
+    assert!(confirmation.is_ack());
     let asked = question("r", "fine");
     broker.publish_question(asked.clone()).await.unwrap();
     let delivery = next("the good question", &mut deliveries).await;
@@ -361,6 +400,97 @@ async fn a_malformed_question_is_dead_lettered_unseen() {
     })
     .await;
     assert_eq!(dead, b"not json");
+    connection.close(200, "done".into()).await.unwrap();
+}
+
+/// A header's text, as RabbitMQ delivered it.
+fn header(properties: &BasicProperties, key: &str) -> Option<String> {
+    match properties.headers().as_ref()?.inner().get(key)? {
+        AMQPValue::LongString(value) => Some(String::from_utf8_lossy(value.as_bytes()).into()),
+        other => panic!("{key} is not a string: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn questions_and_answers_carry_their_turn_and_trace_in_headers() {
+    let config = config();
+    let _cleanup = cleanup(&config);
+    let broker = connect(&config).await;
+    let (peeked, consumed) = (question("r", "peek"), question("r", "consume"));
+    broker.publish_question(peeked.clone()).await.unwrap();
+    broker.publish_question(consumed.clone()).await.unwrap();
+
+    // As any AMQP client sees the first question.
+    let connection = Connection::connect(URL, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    let message = within("the first question", async {
+        loop {
+            let options = BasicGetOptions { no_ack: true };
+            let queue = config.question_queue.as_str().into();
+            match channel.basic_get(queue, options).await.unwrap() {
+                Some(message) => break message,
+                None => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await;
+    let properties = &message.delivery.properties;
+    let turn = peeked.turn_id.to_string();
+    assert_eq!(header(properties, "x-parlor-turn-id"), Some(turn));
+    let session = peeked.session_id.to_string();
+    assert_eq!(header(properties, "x-parlor-session-id"), Some(session));
+    let traceparent = header(properties, "traceparent").expect("a traceparent");
+    let fields: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(fields.len(), 4, "{traceparent}");
+    assert_eq!(fields[0], "00");
+    assert_eq!(fields[1], peeked.turn_id.simple().to_string());
+    assert_eq!(fields[2].len(), 16);
+    assert_ne!(fields[2], "0000000000000000");
+    assert_eq!(fields[3], "01");
+
+    // Through the engine, the second question's delivery names its trace.
+    let mut deliveries = broker.consume_questions().await.unwrap();
+    let delivery = next("the second question", &mut deliveries).await;
+    assert_eq!(delivery.question, consumed);
+    let trace = delivery.trace.expect("a trace context");
+    assert_eq!(trace.trace_id, TraceId::of_turn(consumed.turn_id));
+    assert_ne!(
+        trace.parent_span_id.to_string(),
+        fields[2],
+        "a span per question"
+    );
+
+    // An answer names its turn and attempt.
+    let replies = format!("{}.reply.headers", config.question_queue);
+    let exclusive = QueueDeclareOptions {
+        exclusive: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(replies.as_str().into(), exclusive, Default::default())
+        .await
+        .unwrap();
+    let end = answer(&delivery, done());
+    broker.publish_answer(&replies, end).await.unwrap();
+    let options = BasicGetOptions { no_ack: true };
+    let message = channel
+        .basic_get(replies.as_str().into(), options)
+        .await
+        .unwrap()
+        .expect("the answer, confirmed before publish_answer returned");
+    let properties = &message.delivery.properties;
+    let turn = consumed.turn_id.to_string();
+    assert_eq!(header(properties, "x-parlor-turn-id"), Some(turn));
+    let attempt = properties
+        .headers()
+        .as_ref()
+        .unwrap()
+        .inner()
+        .get("x-parlor-attempt");
+    assert_eq!(attempt, Some(&AMQPValue::LongLongInt(1)));
+    delivery.ack().await.unwrap();
     connection.close(200, "done".into()).await.unwrap();
 }
 

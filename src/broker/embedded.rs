@@ -193,6 +193,7 @@ mod tests {
 
         let delivery = deliveries.next().await.unwrap();
         assert_eq!(delivery.question, asked);
+        assert_eq!(delivery.trace, None, "one process: no trace to carry");
         let answer = Answer {
             session_id: asked.session_id,
             turn_id: asked.turn_id,

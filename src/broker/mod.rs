@@ -69,6 +69,10 @@ pub struct Delivery {
     pub question: Question,
     /// 1 on first delivery, higher when the broker redelivers it.
     pub attempt: u32,
+    /// The trace the question's publisher sent along, so that a turn's log lines
+    /// join up across processes. `None` where the engine carries none (the
+    /// embedded one) or the message came without it.
+    pub trace: Option<TraceContext>,
     settle: Box<dyn Settle>,
 }
 
@@ -77,8 +81,15 @@ impl Delivery {
         Self {
             question,
             attempt,
+            trace: None,
             settle,
         }
+    }
+
+    /// The same delivery, with the trace context its message carried.
+    pub fn with_trace(mut self, trace: Option<TraceContext>) -> Self {
+        self.trace = trace;
+        self
     }
 
     pub fn ack(self) -> BoxFuture<'static, Result<(), BrokerError>> {
@@ -100,6 +111,43 @@ impl std::fmt::Debug for Delivery {
             .field("turn_id", &self.question.turn_id)
             .field("attempt", &self.attempt)
             .finish()
+    }
+}
+
+/// A W3C Trace Context (`traceparent`): the trace a message belongs to and the
+/// span that sent it. For a question, the trace id is its turn id, so a turn's
+/// log lines in the gateway and in the worker share one trace id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TraceContext {
+    pub trace_id: TraceId,
+    /// The span of the process that published the message.
+    pub parent_span_id: SpanId,
+}
+
+/// 16 bytes, written as 32 lowercase hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TraceId(pub u128);
+
+/// 8 bytes, written as 16 lowercase hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SpanId(pub u64);
+
+impl TraceId {
+    /// A turn's trace: the turn id's 32 hex digits.
+    pub fn of_turn(turn_id: Uuid) -> Self {
+        Self(turn_id.as_u128())
+    }
+}
+
+impl std::fmt::Display for TraceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl std::fmt::Display for SpanId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
     }
 }
 

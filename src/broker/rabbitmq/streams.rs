@@ -1,0 +1,240 @@
+//! The three streams the engine hands out: a gateway's answers, a process's share
+//! of the cancellations, and a worker's questions.
+//!
+//! Each is a [`Subscription`]: what it declares on a new connection, and how it
+//! turns a delivery into an item. They differ in how much a message matters.
+//! Answers are transient and acknowledged in batches, only to bound what RabbitMQ
+//! pushes ahead. Cancellations go to a server-named queue of this connection, with
+//! no acknowledgement at all. Questions are acknowledged one by one, only when
+//! their turn has ended (see [`super::settle`]), and one that cannot be read is
+//! dead-lettered at once, unseen by the worker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures_util::future::{BoxFuture, FutureExt};
+use lapin::message::Delivery as LapinDelivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Consumer, Queue};
+use tracing::field::display;
+use uuid::Uuid;
+
+use super::headers::{QuestionHeaders, TurnIds, answer_turn};
+use super::link::Link;
+use super::names::short;
+use super::settle::{Outcome, RabbitSettle, requeue_unread};
+use super::subscription::Subscription;
+use super::{Answer, BrokerError, Delivery, Question, unavailable};
+
+/// Answers RabbitMQ may push to a gateway before it acknowledges them, and how
+/// often it acknowledges (all at once). Together with the reply stream's buffer
+/// this bounds the answers held in the gateway's memory.
+const REPLY_PREFETCH: u16 = 1024;
+const REPLY_ACK_EVERY: u64 = 64;
+
+/// Declares a queue only this connection uses, gone when it closes (an empty
+/// `name` lets RabbitMQ name it).
+async fn declare_private_queue(channel: &Channel, name: &str) -> Result<Queue, BrokerError> {
+    let options = QueueDeclareOptions {
+        exclusive: true,
+        auto_delete: true,
+        ..QueueDeclareOptions::default()
+    };
+    channel
+        .queue_declare(short(name)?, options, FieldTable::default())
+        .await
+        .map_err(unavailable)
+}
+
+/// Consumes `queue` with manual acknowledgements, at most `prefetch` unacknowledged.
+async fn consume_acknowledged(
+    channel: &Channel,
+    queue: &str,
+    prefetch: u16,
+) -> Result<Consumer, BrokerError> {
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .map_err(unavailable)?;
+    channel
+        .basic_consume(
+            short(queue)?,
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)
+}
+
+/// This gateway's reply queue.
+pub(super) struct Replies {
+    pub(super) queue: String,
+    pub(super) received: AtomicU64,
+}
+
+impl Subscription for Replies {
+    type Item = Answer;
+
+    fn subscribe(
+        &self,
+        link: Arc<Link>,
+    ) -> BoxFuture<'static, Result<(Channel, Consumer), BrokerError>> {
+        let queue = self.queue.clone();
+        async move {
+            let channel = link.open_channel().await?;
+            declare_private_queue(&channel, &queue).await?;
+            let consumer = consume_acknowledged(&channel, &queue, REPLY_PREFETCH).await?;
+            Ok((channel, consumer))
+        }
+        .boxed()
+    }
+
+    fn convert(&self, delivery: LapinDelivery, _: &Channel) -> BoxFuture<'static, Option<Answer>> {
+        // Answers are transient: acknowledging only bounds what RabbitMQ pushes
+        // ahead, so one acknowledgement covers many.
+        let received = self.received.fetch_add(1, Ordering::Relaxed) + 1;
+        let acker = received
+            .is_multiple_of(REPLY_ACK_EVERY)
+            .then(|| delivery.acker.clone());
+        let answer = serde_json::from_slice::<Answer>(&delivery.data);
+        let turn_id = answer_turn(delivery.properties.headers().as_ref());
+        async move {
+            if let Some(acker) = acker
+                && let Err(error) = acker.ack(BasicAckOptions { multiple: true }).await
+            {
+                tracing::debug!(%error, "could not acknowledge answers");
+            }
+            match answer {
+                Ok(answer) => Some(answer),
+                Err(error) => {
+                    tracing::warn!(%error, turn_id = turn_id.map(display), "dropped a malformed answer");
+                    None
+                }
+            }
+        }
+        .boxed()
+    }
+}
+
+/// One subscriber's share of the cancellation fanout.
+pub(super) struct Cancels {
+    pub(super) exchange: String,
+}
+
+impl Subscription for Cancels {
+    type Item = Uuid;
+
+    fn subscribe(
+        &self,
+        link: Arc<Link>,
+    ) -> BoxFuture<'static, Result<(Channel, Consumer), BrokerError>> {
+        let exchange = self.exchange.clone();
+        async move {
+            let channel = link.open_channel().await?;
+            // Server-named: declared anew (under a new name) on every connection.
+            let queue = declare_private_queue(&channel, "").await?;
+            channel
+                .queue_bind(
+                    queue.name().clone(),
+                    short(&exchange)?,
+                    "".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(unavailable)?;
+            let consumer = channel
+                .basic_consume(
+                    queue.name().clone(),
+                    "".into(),
+                    BasicConsumeOptions {
+                        no_ack: true,
+                        ..BasicConsumeOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(unavailable)?;
+            Ok((channel, consumer))
+        }
+        .boxed()
+    }
+
+    fn convert(&self, delivery: LapinDelivery, _: &Channel) -> BoxFuture<'static, Option<Uuid>> {
+        let turn_id = std::str::from_utf8(&delivery.data)
+            .ok()
+            .and_then(|text| Uuid::parse_str(text).ok());
+        if turn_id.is_none() {
+            tracing::warn!("dropped a malformed cancellation");
+        }
+        futures_util::future::ready(turn_id).boxed()
+    }
+}
+
+/// The work queue, consumed with manual acknowledgements.
+pub(super) struct Questions {
+    pub(super) queue: String,
+    pub(super) prefetch: u16,
+}
+
+impl Subscription for Questions {
+    type Item = Delivery;
+
+    fn subscribe(
+        &self,
+        link: Arc<Link>,
+    ) -> BoxFuture<'static, Result<(Channel, Consumer), BrokerError>> {
+        let queue = self.queue.clone();
+        let prefetch = self.prefetch;
+        async move {
+            let channel = link.open_channel().await?;
+            let consumer = consume_acknowledged(&channel, &queue, prefetch).await?;
+            Ok((channel, consumer))
+        }
+        .boxed()
+    }
+
+    fn convert(
+        &self,
+        delivery: LapinDelivery,
+        channel: &Channel,
+    ) -> BoxFuture<'static, Option<Delivery>> {
+        let headers = QuestionHeaders::read(delivery.properties.headers().as_ref());
+        let question = serde_json::from_slice::<Question>(&delivery.data);
+        // The body, when it can be read, is what the worker acts on; the headers
+        // name the turn when it cannot.
+        let ids = match &question {
+            Ok(question) => TurnIds {
+                session_id: Some(question.session_id),
+                turn_id: Some(question.turn_id),
+            },
+            Err(_) => headers.ids,
+        };
+        let settle = RabbitSettle::new(delivery.acker, channel.clone(), ids);
+        let (turn_id, session_id) = (ids.turn_id.map(display), ids.session_id.map(display));
+        async move {
+            let question = match question {
+                Ok(question) => question,
+                Err(error) => {
+                    tracing::warn!(%error, turn_id, session_id, "dead-lettering a malformed question");
+                    let _ = settle.settle(Outcome::Reject).await;
+                    return None;
+                }
+            };
+            if headers.attempt > 1 {
+                tracing::info!(turn_id, session_id, attempt = headers.attempt, "a question is delivered again");
+            }
+            let delivery = Delivery::new(question, headers.attempt, Box::new(settle));
+            Some(delivery.with_trace(headers.trace))
+        }
+        .boxed()
+    }
+
+    fn release(&self, channel: Channel, consumer: Consumer) {
+        requeue_unread(channel, consumer);
+    }
+}
