@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 
 use super::names::{Topology, short};
 use super::publish::{ANSWERS_IN_FLIGHT, Undeliverable, track_answer_confirms};
-use super::{BrokerError, Shared, unavailable, within};
+use super::{BrokerError, EngineState, unavailable, within};
 
 /// How often the supervisor looks at a link that sent no event. lapin announces
 /// every failure (I/O errors, missed heartbeats, a `connection.close` or
@@ -54,7 +54,7 @@ pub(super) struct Link {
 }
 
 impl Link {
-    pub(super) async fn open(shared: &Shared) -> Result<Self, BrokerError> {
+    pub(super) async fn open(shared: &EngineState) -> Result<Self, BrokerError> {
         let properties = ConnectionProperties::default()
             .with_connection_name(shared.connection_name.clone().into());
         let connection = Connection::connect_uri(shared.url.uri().clone(), properties)
@@ -173,7 +173,7 @@ async fn declare_topology(
 
 /// Keeps one live connection: waits for the current one to fail, then opens the
 /// next with capped exponential backoff.
-pub(super) async fn supervise(shared: Arc<Shared>) {
+pub(super) async fn supervise(shared: Arc<EngineState>) {
     loop {
         let current = shared.link.borrow().clone();
         if let Some(link) = current {

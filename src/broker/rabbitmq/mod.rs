@@ -60,12 +60,12 @@ const REPLY_BUFFER: usize = 1024;
 const CANCEL_BUFFER: usize = 256;
 
 pub struct RabbitBroker {
-    shared: Arc<Shared>,
+    shared: Arc<EngineState>,
     supervisor: tokio::task::JoinHandle<()>,
 }
 
 /// What the broker handle, its supervisor and its streams share.
-struct Shared {
+struct EngineState {
     topology: Topology,
     url: AmqpUrl,
     connection_name: String,
@@ -81,7 +81,7 @@ struct Shared {
     undeliverable: Arc<Undeliverable>,
 }
 
-impl Shared {
+impl EngineState {
     fn current_link(&self) -> Result<Arc<Link>, BrokerError> {
         match &*self.link.borrow() {
             Some(link) if link.is_healthy() => Ok(link.clone()),
@@ -119,7 +119,7 @@ impl RabbitBroker {
         };
         let topology = Topology::new(&config.question_queue)?;
         let (link, _) = watch::channel(None);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(EngineState {
             connection_name: format!(
                 "parlor-{}-{}",
                 config.question_queue,

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use super::headers::{answer_headers, question_headers};
 use super::link::Link;
 use super::names::short;
-use super::{Answer, BrokerError, Question, Shared, unavailable, within};
+use super::{Answer, BrokerError, EngineState, Question, unavailable, within};
 
 /// Answer chunks published but not yet confirmed; beyond it, publishing waits.
 pub(super) const ANSWERS_IN_FLIGHT: usize = 4096;
@@ -38,7 +38,7 @@ const JSON: &str = "application/json";
 
 /// Publishes a question to the work queue and waits for RabbitMQ to take it.
 pub(super) async fn publish_question(
-    shared: &Shared,
+    shared: &EngineState,
     question: Question,
 ) -> Result<(), BrokerError> {
     let link = shared.current_link()?;
@@ -77,7 +77,7 @@ pub(super) async fn publish_question(
 }
 
 /// Publishes a turn's cancellation to every subscriber.
-pub(super) async fn publish_cancel(shared: &Shared, turn_id: Uuid) -> Result<(), BrokerError> {
+pub(super) async fn publish_cancel(shared: &EngineState, turn_id: Uuid) -> Result<(), BrokerError> {
     let link = shared.current_link()?;
     let exchange = short(&shared.topology.cancels)?;
     let body = turn_id.to_string();
@@ -110,7 +110,7 @@ pub(super) async fn publish_cancel(shared: &Shared, turn_id: Uuid) -> Result<(),
 /// Publishes one answer to the gateway at `reply_to`; waits for its confirm only
 /// when it ends its turn.
 pub(super) async fn publish_answer(
-    shared: &Shared,
+    shared: &EngineState,
     reply_to: &str,
     answer: Answer,
 ) -> Result<(), BrokerError> {

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::link::Link;
-use super::{BrokerError, Shared, within};
+use super::{BrokerError, EngineState, within};
 
 /// Longest wait for one stream to declare its queue and start consuming.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,7 +66,7 @@ struct Active {
 
 impl<S: Subscription> Feed<S> {
     /// Subscribes on the current link; fails if there is none.
-    pub(super) async fn start(shared: &Shared, subscription: S) -> Result<Self, BrokerError> {
+    pub(super) async fn start(shared: &EngineState, subscription: S) -> Result<Self, BrokerError> {
         let link = shared.current_link()?;
         let (channel, consumer) = within(
             SUBSCRIBE_TIMEOUT,
