@@ -9,6 +9,7 @@
 
 mod duration;
 mod endpoints;
+mod knowledge;
 mod load;
 mod secret;
 
@@ -19,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub use duration::{BoundedDuration, Millis, Milliseconds, Seconds, Secs, TimeUnit};
 pub use endpoints::{AgentLocation, AmqpUrl, BrokerEngine, ModelEndpoint};
+pub use knowledge::{KnowledgeConfig, KnowledgeSourceConfig, SourceId, SourceKind, StorageConfig};
 pub use load::{ConfigError, DEFAULT_CONFIG_FILE, Overrides};
 pub use secret::Secret;
 
@@ -33,6 +35,8 @@ pub struct Config {
     pub llm: LlmConfig,
     pub session: SessionConfig,
     pub admin: AdminConfig,
+    pub storage: StorageConfig,
+    pub knowledge: KnowledgeConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
