@@ -1,4 +1,4 @@
-//! The knowledge agent: answers a turn by asking the model, with the system prompt
+//! The knowledge agent itself: answers a turn by asking the model, with the system prompt
 //! and a bounded window of the conversation's history.
 
 use futures_util::StreamExt;
