@@ -35,6 +35,8 @@ pub enum Command {
     Loadtest(parlor_loadtest::LoadtestArgs),
     /// A running gateway's admin stats as a table (`--watch` refreshes it)
     Stats(crate::admin_view::StatsArgs),
+    /// Builds the search index of every knowledge source ahead of time
+    Index(IndexArgs),
 }
 
 #[derive(Debug, Args)]
@@ -76,6 +78,13 @@ pub struct WorkerArgs {
     pub llm_base_url: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// Where the indexes are written, under indexes/ (overrides storage.data_dir)
+    #[arg(long, value_name = "PATH")]
+    pub data_dir: Option<PathBuf>,
+}
+
 impl ServeArgs {
     pub fn load_config(&self, file: Option<&std::path::Path>) -> Result<Config, ConfigError> {
         let overrides = Overrides::default()
@@ -102,6 +111,13 @@ impl WorkerArgs {
             .set("workers.count", self.workers)
             .set("broker.url", self.broker_url.clone())
             .set("llm.base_url", self.llm_base_url.clone());
+        Config::load(file, overrides)
+    }
+}
+
+impl IndexArgs {
+    pub fn load_config(&self, file: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+        let overrides = Overrides::default().set("storage.data_dir", self.data_dir.clone());
         Config::load(file, overrides)
     }
 }

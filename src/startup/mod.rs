@@ -30,6 +30,7 @@
 //! stays here.
 
 mod http_server;
+mod index;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -70,6 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::MockLlm(args) => Ok(parlor_mock_llm::run(&args.bind, args.options()).await?),
         Command::Loadtest(args) => parlor_loadtest::run(args).await,
         Command::Stats(args) => crate::admin_view::run(args).await,
+        Command::Index(args) => index::run(args.load_config(file)?).await,
     }
 }
 
