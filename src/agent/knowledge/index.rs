@@ -1,20 +1,10 @@
-//! A source's search index: its passages in tantivy, ranked by BM25.
-//!
-//! A folder source's index lives in `<data_dir>/indexes/<source id>/index/`, with
-//! `fingerprint.json` beside it: the fingerprint of the documents it was built
-//! from (see [`documents::fingerprint`]) and their counts. Opening an index whose
-//! fingerprint still matches reads nothing else; otherwise it is built again into
-//! a fresh folder that then replaces the old one, and the fingerprint is written
-//! last, so a build cut short is redone next time. The built-in source is
-//! indexed in memory (see [`super::builtin`]).
-//!
-//! Building reads and writes files for a while: call it off the async runtime
-//! (`spawn_blocking`, as [`super::Library::open`] does).
+//! A source's search index: its passages in tantivy, ranked by BM25. How it is
+//! built and kept up to date: [`super::indexing`].
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tantivy::collector::TopDocs;
 use tantivy::query::QueryParser;
 use tantivy::schema::{
@@ -25,18 +15,13 @@ use tantivy::snippet::SnippetGenerator;
 use tantivy::{Index, IndexReader, ReloadPolicy};
 
 use super::KnowledgeError;
-use super::documents::{self, Document};
-use super::passages::{self, Passage};
+use super::indexing::{IN_MEMORY, Opened, build_in_memory, index_error, open_folder_index};
 use super::source::{Documents, KnowledgeSource};
 
-/// Changes whenever the schema or the splitting does, so older indexes are rebuilt.
-const INDEX_FORMAT: u32 = 1;
 /// The most passages one search returns.
 pub const MAX_TOP_K: usize = 50;
 /// The longest snippet of a hit, in characters.
 const SNIPPET_CHARS: usize = 240;
-/// Memory the index writer may use while building (split among its threads).
-const WRITER_MEMORY_BYTES: usize = 50_000_000;
 
 /// One passage found by a search.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -72,15 +57,6 @@ pub struct BuildReport {
 /// Told how far a build is: documents read so far, and of how many.
 pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Sync);
 
-/// What `fingerprint.json` holds.
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
-struct IndexStamp {
-    format: u32,
-    fingerprint: String,
-    documents: usize,
-    passages: usize,
-}
-
 /// A source's open, searchable index.
 pub struct SourceIndex {
     source_id: String,
@@ -90,12 +66,12 @@ pub struct SourceIndex {
 }
 
 #[derive(Clone, Copy)]
-struct Fields {
-    id: Field,
-    title: Field,
-    headings: Field,
-    path: Field,
-    text: Field,
+pub(super) struct Fields {
+    pub id: Field,
+    pub title: Field,
+    pub headings: Field,
+    pub path: Field,
+    pub text: Field,
 }
 
 impl SourceIndex {
@@ -107,39 +83,27 @@ impl SourceIndex {
         progress: Progress<'_>,
     ) -> Result<(Self, BuildReport), KnowledgeError> {
         let started = Instant::now();
-        let (index, documents, passages, rebuilt, location) = match &source.documents {
-            Documents::Embedded(embedded) => {
-                let documents: Vec<Document> = embedded
-                    .iter()
-                    .map(|(path, text)| Document {
-                        relative_path: (*path).to_owned(),
-                        text: (*text).to_owned(),
-                    })
-                    .collect();
-                let index = Index::create_in_ram(schema());
-                let count = documents.len();
-                let passages = write_passages(&index, &source.id, documents, progress)
-                    .map_err(|e| index_error(source, Path::new("(memory)"), e))?;
-                (index, count, passages, true, None)
-            }
+        let (opened, location) = match &source.documents {
+            Documents::Embedded(embedded) => (build_in_memory(source, embedded, progress)?, None),
             Documents::Folder(folder) => {
                 let location = data_dir.join("indexes").join(&source.id);
-                let (index, stamp, rebuilt) =
-                    open_folder_index(source, folder, &location, progress)?;
-                (
-                    index,
-                    stamp.documents,
-                    stamp.passages,
-                    rebuilt,
-                    Some(location),
-                )
+                let opened = open_folder_index(source, folder, &location, progress)?;
+                (opened, Some(location))
             }
         };
-        let path_for_errors = location
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("(memory)"));
-        let index =
-            Self::new(source, index).map_err(|e| index_error(source, &path_for_errors, e))?;
+        let Opened {
+            index,
+            documents,
+            passages,
+            rebuilt,
+        } = opened;
+        let index = Self::new(source, index).map_err(|e| {
+            index_error(
+                source,
+                location.as_deref().unwrap_or(Path::new(IN_MEMORY)),
+                e,
+            )
+        })?;
         let report = BuildReport {
             source_id: source.id.clone(),
             documents,
@@ -224,7 +188,7 @@ impl SourceIndex {
 }
 
 impl Fields {
-    fn of(schema: &Schema) -> Self {
+    pub(super) fn of(schema: &Schema) -> Self {
         let field = |name| schema.get_field(name).expect("the schema has every field");
         Self {
             id: field("id"),
@@ -236,7 +200,7 @@ impl Fields {
     }
 }
 
-fn schema() -> Schema {
+pub(super) fn schema() -> Schema {
     // English stemming, so "indexes" finds "index" and "configured" finds "configure".
     let words = TextOptions::default()
         .set_indexing_options(
@@ -252,107 +216,6 @@ fn schema() -> Schema {
     builder.add_text_field("path", STRING | STORED);
     builder.add_text_field("text", words);
     builder.build()
-}
-
-/// Opens the index at `location`, or builds it there when its stamp does not
-/// match the folder's documents. Returns whether it was built.
-fn open_folder_index(
-    source: &KnowledgeSource,
-    folder: &Path,
-    location: &Path,
-    progress: Progress<'_>,
-) -> Result<(Index, IndexStamp, bool), KnowledgeError> {
-    let files = documents::list(&source.id, folder)?;
-    let fingerprint = documents::fingerprint(&files);
-    let stamp_path = location.join("fingerprint.json");
-    let index_path = location.join("index");
-    let stamp = std::fs::read(&stamp_path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<IndexStamp>(&bytes).ok())
-        .filter(|stamp| stamp.format == INDEX_FORMAT && stamp.fingerprint == fingerprint);
-    if let Some(stamp) = stamp
-        && let Ok(index) = Index::open_in_dir(&index_path)
-    {
-        return Ok((index, stamp, false));
-    }
-    let fail = |problem: String| KnowledgeError::Index {
-        source_id: source.id.clone(),
-        path: location.to_path_buf(),
-        problem,
-    };
-    let mut read = Vec::with_capacity(files.len());
-    for file in &files {
-        read.extend(documents::read(&source.id, file)?);
-    }
-    let building = location.join("index.building");
-    let _ = std::fs::remove_file(&stamp_path);
-    let _ = std::fs::remove_dir_all(&building);
-    std::fs::create_dir_all(&building).map_err(|e| fail(e.to_string()))?;
-    let index = Index::create_in_dir(&building, schema()).map_err(|e| fail(e.to_string()))?;
-    let passages =
-        write_passages(&index, &source.id, read, progress).map_err(|e| fail(e.to_string()))?;
-    drop(index);
-    if index_path.exists() {
-        std::fs::remove_dir_all(&index_path).map_err(|e| fail(e.to_string()))?;
-    }
-    std::fs::rename(&building, &index_path).map_err(|e| fail(e.to_string()))?;
-    let stamp = IndexStamp {
-        format: INDEX_FORMAT,
-        fingerprint,
-        documents: files.len(),
-        passages,
-    };
-    let written = serde_json::to_vec_pretty(&stamp).expect("a stamp is plain data");
-    std::fs::write(&stamp_path, written).map_err(|e| fail(e.to_string()))?;
-    let index = Index::open_in_dir(&index_path).map_err(|e| fail(e.to_string()))?;
-    Ok((index, stamp, true))
-}
-
-/// Splits `documents` and writes their passages into `index`; returns how many.
-fn write_passages(
-    index: &Index,
-    source_id: &str,
-    documents: Vec<Document>,
-    progress: Progress<'_>,
-) -> tantivy::Result<usize> {
-    let fields = Fields::of(&index.schema());
-    let mut writer = index.writer::<TantivyDocument>(WRITER_MEMORY_BYTES)?;
-    let total = documents.len();
-    let mut count = 0;
-    for (done, document) in documents.into_iter().enumerate() {
-        for passage in passages::split(source_id, &document.relative_path, &document.text) {
-            writer.add_document(passage_document(fields, passage))?;
-            count += 1;
-        }
-        progress(done + 1, total);
-    }
-    writer.commit()?;
-    writer.wait_merging_threads()?;
-    Ok(count)
-}
-
-fn passage_document(fields: Fields, passage: Passage) -> TantivyDocument {
-    let mut document = TantivyDocument::default();
-    document.add_text(fields.id, passage.id);
-    document.add_text(fields.title, passage.title);
-    for heading in passage.headings {
-        document.add_text(fields.headings, heading);
-    }
-    document.add_text(fields.path, passage.path);
-    document.add_text(fields.text, passage.text);
-    document
-}
-
-fn index_error(
-    source: &KnowledgeSource,
-    path: &Path,
-    error: tantivy::TantivyError,
-) -> KnowledgeError {
-    KnowledgeError::Index {
-        source_id: source.id.clone(),
-        path: path.to_path_buf(),
-        problem: error.to_string(),
-    }
 }
 
 /// The letters and digits of `text` as lowercase words: no character of the query

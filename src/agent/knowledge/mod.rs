@@ -6,6 +6,7 @@ mod agent;
 pub mod builtin;
 pub mod documents;
 pub mod index;
+mod indexing;
 pub mod library;
 pub mod passages;
 pub mod source;
