@@ -31,18 +31,19 @@ use crate::conversation::{ChatError, ErrorCode, FinishReason};
 use crate::telemetry;
 
 /// The `turn` span of one delivery's work in this process (the pool's and the
-/// worker's), with the fields the gateway's span of the turn has.
-///
-/// Cross-process tracing goes here: when deliveries carry the `traceparent`
-/// header of their question, this is the one place to add its `trace_id`.
+/// worker's), with the fields the gateway's span of the turn has, and the
+/// `trace_id` of the `traceparent` its question carried (the turn id's hex; none
+/// from the embedded broker).
 pub fn turn_span(delivery: &Delivery) -> Span {
     let question = &delivery.question;
+    let trace_id = delivery.trace.as_ref().map(|trace| trace.trace_id);
     tracing::info_span!(
         parent: None,
         "turn",
         session_id = %question.session_id,
         turn_id = %question.turn_id,
         attempt = delivery.attempt,
+        trace_id = trace_id.map(tracing::field::display),
     )
 }
 
