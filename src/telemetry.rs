@@ -1,10 +1,22 @@
 //! Logs and metrics. Logging: `tracing`, human-readable by default, JSON with `PARLOR_LOG_FORMAT=json`,
 //! level from `RUST_LOG` (default `info`). Logs go to stderr. Metrics: one Prometheus recorder per
 //! process, which `/metrics` renders; what goes into it is recorded by [`crate::counters`].
+//!
+//! A turn's work runs inside a `turn` span (fields `session_id`, `turn_id`,
+//! `attempt`) in the gateway and in the worker alike, so every line logged for a
+//! turn carries its id: the human-readable format prints the span before the
+//! message (`turn{session_id=… turn_id=… attempt=1}: …`), the JSON format puts it
+//! in `span` (the innermost span) and `spans` (all of them, outermost first).
+//! At `info`, a turn logs a few lines (accepted and ended at the gateway, started
+//! and ended at the worker); its chunks log at `debug`. Lines are written by a
+//! thread of their own ([`background_writer`]).
+
+mod background_writer;
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
+use background_writer::BackgroundWriter;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
@@ -12,15 +24,25 @@ pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(BackgroundWriter::stderr())
         .with_ansi(std::io::stderr().is_terminal());
     let json = std::env::var("PARLOR_LOG_FORMAT").is_ok_and(|format| format == "json");
     // A second initialisation (tests calling in twice) keeps the first subscriber.
     let _ = if json {
-        builder.json().try_init()
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// A duration in milliseconds to a tenth, for log fields: a turn against a fast
+/// model takes less than one.
+pub fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 10_000.0).round() / 10.0
 }
 
 /// Latency buckets, in seconds, for the histograms of `/metrics`.
@@ -50,4 +72,17 @@ pub fn install_metrics() -> anyhow::Result<PrometheusHandle> {
         }
     });
     Ok(handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_logged_in_tenths_of_a_millisecond() {
+        assert_eq!(millis(Duration::from_micros(591)), 0.6);
+        assert_eq!(millis(Duration::from_micros(1549)), 1.5);
+        assert_eq!(millis(Duration::from_secs(2)), 2000.0);
+        assert_eq!(millis(Duration::ZERO), 0.0);
+    }
 }

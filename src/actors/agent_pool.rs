@@ -17,9 +17,10 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use serde::Serialize;
 use tokio::sync::watch;
+use tracing::{Instrument, Span};
 use uuid::Uuid;
 
-use super::agent_worker::{AgentWorker, CancelTurn, GiveBackAll, RunTurn, TurnOutcome};
+use super::agent_worker::{AgentWorker, CancelTurn, GiveBackAll, RunTurn, TurnOutcome, turn_span};
 use super::stats::{ActorDirectory, ActorStats, Tracked};
 use crate::agent::Agent;
 use crate::broker::{Answer, AnswerBody, Broker, Delivery};
@@ -199,24 +200,30 @@ impl AgentPool {
     /// Handles one question pulled from the broker.
     fn take(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
         self.counters.question_consumed(delivery.attempt);
+        let span = turn_span(&delivery);
+        let _entered = span.enter();
         if self.cancelled_early_set.remove(&delivery.question.turn_id) {
             // Cancelled while it waited in the queue: the session already ended it.
+            tracing::debug!("the question was cancelled while it waited; dropped");
             ctx.spawn(delivery.ack().into_actor(self).map(|_, _, _| ()));
             return;
         }
         if delivery.attempt > self.settings.max_deliveries {
-            self.set_aside(delivery, ctx);
+            self.set_aside(delivery, span.clone(), ctx);
             return;
         }
         let index = self
             .least_loaded()
             .expect("a question is pulled only while a slot is free");
-        let address = TurnAddress::of(&delivery);
+        let address = TurnAddress::of(&delivery, span.clone());
         let turn_id = address.turn_id;
         let record = &mut self.workers[index];
         record.turns.insert(turn_id, address);
         let generation = record.generation;
-        let run = record.worker.send(RunTurn { delivery });
+        let run = record.worker.send(RunTurn {
+            delivery,
+            span: span.clone(),
+        });
         let taken = Instant::now();
         ctx.spawn(run.into_actor(self).map(move |result, pool, ctx| {
             match result {
@@ -232,13 +239,11 @@ impl AgentPool {
         self.publish_status();
     }
 
-    fn turn_ended(&mut self, index: usize, generation: u64, turn_id: Uuid, outcome: TurnOutcome) {
+    /// The worker logged how the turn ended; the pool only frees its slot.
+    fn turn_ended(&mut self, index: usize, generation: u64, turn_id: Uuid, _: TurnOutcome) {
         let record = &mut self.workers[index];
         if record.generation == generation {
             record.turns.remove(&turn_id);
-        }
-        if outcome == TurnOutcome::Failed {
-            tracing::debug!(%turn_id, "turn failed");
         }
     }
 
@@ -260,6 +265,8 @@ impl AgentPool {
         record.worker = worker;
         record.generation += 1;
         for turn in turns.values() {
+            let _entered = turn.span.enter();
+            tracing::warn!(outcome = %"failed", "worker ended the turn: it died");
             self.report_failure(turn, "the worker answering this turn failed".into(), ctx);
         }
     }
@@ -283,27 +290,29 @@ impl AgentPool {
             body: AnswerBody::Error(ChatError::new(ErrorCode::Unavailable, message)),
         };
         let publish = self.broker.publish_answer(&turn.reply_to, failure);
-        ctx.spawn(publish.into_actor(self).map(|result, _, _| {
-            if let Err(error) = result {
+        let publish = async move {
+            if let Err(error) = publish.await {
                 tracing::warn!(%error, "could not report a failed turn");
             }
-        }));
+        };
+        ctx.spawn(publish.instrument(turn.span.clone()).into_actor(self));
     }
 
     /// Sets a poison question aside (dead-lettered) and tells its session.
-    fn set_aside(&self, delivery: Delivery, ctx: &mut Context<Self>) {
-        let turn = TurnAddress::of(&delivery);
-        tracing::warn!(turn_id = %turn.turn_id, attempt = turn.attempt, "poison question set aside");
+    fn set_aside(&self, delivery: Delivery, span: Span, ctx: &mut Context<Self>) {
+        let turn = TurnAddress::of(&delivery, span);
+        tracing::warn!("poison question set aside");
         let message = format!(
             "this question was tried {} times without an answer; it was set aside",
             turn.attempt - 1
         );
         self.report_failure(&turn, message, ctx);
-        ctx.spawn(delivery.reject().into_actor(self).map(|result, _, _| {
-            if let Err(error) = result {
+        let reject = async move {
+            if let Err(error) = delivery.reject().await {
                 tracing::warn!(%error, "could not dead-letter a poison question");
             }
-        }));
+        };
+        ctx.spawn(reject.instrument(turn.span).into_actor(self));
     }
 }
 
@@ -313,15 +322,17 @@ struct TurnAddress {
     turn_id: Uuid,
     attempt: u32,
     reply_to: String,
+    span: Span,
 }
 
 impl TurnAddress {
-    fn of(delivery: &Delivery) -> Self {
+    fn of(delivery: &Delivery, span: Span) -> Self {
         Self {
             session_id: delivery.question.session_id,
             turn_id: delivery.question.turn_id,
             attempt: delivery.attempt,
             reply_to: delivery.question.reply_to.clone(),
+            span,
         }
     }
 }
@@ -364,13 +375,17 @@ struct CancelRequested(Uuid);
 
 impl StreamHandler<CancelRequested> for AgentPool {
     fn handle(&mut self, CancelRequested(turn_id): CancelRequested, _: &mut Self::Context) {
-        let running = self
-            .workers
-            .iter()
-            .find(|record| record.turns.contains_key(&turn_id));
+        let running = self.workers.iter().find_map(|record| {
+            let turn = record.turns.get(&turn_id)?;
+            Some((record, turn))
+        });
         match running {
             // Cancels are rare and tiny; the worker handles them between chunks.
-            Some(record) => record.worker.do_send(CancelTurn { turn_id }),
+            Some((record, turn)) => {
+                turn.span
+                    .in_scope(|| tracing::debug!("cancelling the turn"));
+                record.worker.do_send(CancelTurn { turn_id });
+            }
             None => self.remember_early_cancel(turn_id),
         }
     }

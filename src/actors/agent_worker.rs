@@ -8,22 +8,44 @@
 //! `give_back` (the process stops: the question goes back to the queue). A turn
 //! that panics takes its worker down with it, and with the worker every turn it
 //! held: its tasks are aborted and the pool ends those turns with an error.
+//!
+//! A turn's task runs inside the turn's span ([`turn_span`]), so what the agent
+//! and the model client log while answering carries the turn's id.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures_util::StreamExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span};
 use uuid::Uuid;
 
 use crate::agent::coalesce::coalesce;
 use crate::agent::{Agent, AgentEvent, AgentRequest, AgentStream};
 use crate::broker::{Answer, AnswerBody, Broker, BrokerError, Delivery};
 use crate::conversation::{ChatError, ErrorCode, FinishReason};
+use crate::telemetry;
+
+/// The `turn` span of one delivery's work in this process (the pool's and the
+/// worker's), with the fields the gateway's span of the turn has, and the
+/// `trace_id` of the `traceparent` its question carried (the turn id's hex; none
+/// from the embedded broker).
+pub fn turn_span(delivery: &Delivery) -> Span {
+    let question = &delivery.question;
+    let trace_id = delivery.trace.as_ref().map(|trace| trace.trace_id);
+    tracing::info_span!(
+        parent: None,
+        "turn",
+        session_id = %question.session_id,
+        turn_id = %question.turn_id,
+        attempt = delivery.attempt,
+        trace_id = trace_id.map(tracing::field::display),
+    )
+}
 
 pub struct AgentWorker {
     agent: Arc<dyn Agent>,
@@ -79,12 +101,26 @@ pub enum TurnOutcome {
     GivenBack,
 }
 
+impl TurnOutcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            TurnOutcome::Completed => "completed",
+            TurnOutcome::Cancelled => "cancelled",
+            TurnOutcome::Failed => "failed",
+            TurnOutcome::NobodyListening => "nobody_listening",
+            TurnOutcome::GivenBack => "given_back",
+        }
+    }
+}
+
 /// Answer this question besides the turns already running; resolves when the turn
 /// has ended and its question was settled. Fails only if the worker died.
 #[derive(Message)]
 #[rtype(result = "TurnOutcome")]
 pub struct RunTurn {
     pub delivery: Delivery,
+    /// The turn's span ([`turn_span`]); the turn runs inside it.
+    pub span: Span,
 }
 
 /// Stop this turn if it runs here: the model's request is dropped and the turn
@@ -112,26 +148,33 @@ impl Handler<RunTurn> for AgentWorker {
     type Result = ResponseActFuture<Self, TurnOutcome>;
 
     fn handle(&mut self, message: RunTurn, _: &mut Self::Context) -> Self::Result {
-        let turn_id = message.delivery.question.turn_id;
+        let RunTurn { mut delivery, span } = message;
+        let _entered = span.enter();
+        let turn_id = delivery.question.turn_id;
         let cancel = CancellationToken::new();
         let give_back = CancellationToken::new();
-        let question = &message.delivery.question;
+        let question = &mut delivery.question;
+        tracing::info!(history = question.history.len(), "worker started the turn");
+        // The agent takes the conversation; the delivery keeps where answers go.
         let events = self.agent.answer(AgentRequest {
             context_id: question.session_id.to_string(),
-            history: question.history.clone(),
-            text: question.text.clone(),
+            history: std::mem::take(&mut question.history),
+            text: std::mem::take(&mut question.text),
         });
         let turn = answer_question(
             coalesce(events, self.chunk_window),
             self.broker.clone(),
-            message.delivery,
+            delivery,
             cancel.clone(),
             give_back.clone(),
         );
         let (ended, outcome) = oneshot::channel();
-        let task = actix::spawn(async move {
-            let _ = ended.send(turn.await);
-        });
+        let task = actix::spawn(
+            async move {
+                let _ = ended.send(turn.await);
+            }
+            .instrument(span.clone()),
+        );
         let running = RunningTurn {
             cancel,
             give_back,
@@ -184,6 +227,7 @@ async fn answer_question(
     cancel: CancellationToken,
     give_back: CancellationToken,
 ) -> TurnOutcome {
+    let started = Instant::now();
     let question = &delivery.question;
     let answer = |body| Answer {
         session_id: question.session_id,
@@ -199,7 +243,7 @@ async fn answer_question(
             () = give_back.cancelled() => {
                 drop(events);
                 requeue(delivery).await;
-                return TurnOutcome::GivenBack;
+                return turn_ended(TurnOutcome::GivenBack, seq, started, None);
             }
             event = events.next() => event,
         };
@@ -208,16 +252,14 @@ async fn answer_question(
                 let chunk = answer(AnswerBody::Chunk { seq, text });
                 if let Err(error) = broker.publish_answer(&question.reply_to, chunk).await {
                     drop(events);
-                    let turn_id = question.turn_id;
                     if let BrokerError::NoSuchReplyQueue(_) = error {
-                        tracing::info!(%turn_id, "stopping a turn nobody receives");
                         settle(delivery).await;
-                        return TurnOutcome::NobodyListening;
+                        return turn_ended(TurnOutcome::NobodyListening, seq, started, None);
                     }
                     // The broker failed, not the turn: another worker may finish it.
-                    tracing::warn!(%turn_id, %error, "giving a turn back after a failed publish");
+                    tracing::warn!(%error, "giving a turn back after a failed publish");
                     requeue(delivery).await;
-                    return TurnOutcome::GivenBack;
+                    return turn_ended(TurnOutcome::GivenBack, seq, started, None);
                 }
                 seq += 1;
             }
@@ -240,27 +282,54 @@ async fn answer_question(
         AnswerBody::Done { .. } => TurnOutcome::Completed,
         _ => TurnOutcome::Failed,
     };
+    let failure = match &last {
+        AnswerBody::Error(error) => Some(error.clone()),
+        _ => None,
+    };
     if let Err(error) = broker
         .publish_answer(&question.reply_to, answer(last))
         .await
     {
-        tracing::info!(turn_id = %question.turn_id, %error, "could not deliver the end of a turn");
+        tracing::info!(%error, "could not deliver the end of a turn");
     }
     settle(delivery).await;
+    turn_ended(outcome, seq, started, failure)
+}
+
+/// Logs how a turn ended here, `chunks` of its answer sent; answers `outcome`.
+fn turn_ended(
+    outcome: TurnOutcome,
+    chunks: u64,
+    started: Instant,
+    failure: Option<ChatError>,
+) -> TurnOutcome {
+    let duration_ms = telemetry::millis(started.elapsed());
+    let outcome_name = outcome.as_str();
+    match failure {
+        None => {
+            tracing::info!(outcome = %outcome_name, chunks, duration_ms, "worker ended the turn")
+        }
+        Some(ChatError { code, message }) => tracing::info!(
+            outcome = %outcome_name,
+            code = %code,
+            message,
+            chunks,
+            duration_ms,
+            "worker ended the turn"
+        ),
+    }
     outcome
 }
 
 async fn requeue(delivery: Delivery) {
-    let turn_id = delivery.question.turn_id;
     if let Err(error) = delivery.requeue().await {
-        tracing::warn!(%turn_id, %error, "could not give a question back");
+        tracing::warn!(%error, "could not give a question back");
     }
 }
 
 async fn settle(delivery: Delivery) {
-    let turn_id = delivery.question.turn_id;
     if let Err(error) = delivery.ack().await {
-        tracing::warn!(%turn_id, %error, "could not acknowledge a question");
+        tracing::warn!(%error, "could not acknowledge a question");
     }
 }
 
@@ -292,12 +361,12 @@ mod tests {
         let given_back = deliver("sleep 60000").await;
         let (cancelled_id, given_back_id) =
             (cancelled.question.turn_id, given_back.question.turn_id);
-        let cancelled = worker.send(RunTurn {
-            delivery: cancelled,
-        });
-        let given_back = worker.send(RunTurn {
-            delivery: given_back,
-        });
+        let run = |delivery| RunTurn {
+            span: turn_span(&delivery),
+            delivery,
+        };
+        let cancelled = worker.send(run(cancelled));
+        let given_back = worker.send(run(given_back));
         assert_eq!(worker.send(GetLoad).await.unwrap(), 2);
 
         worker.do_send(CancelTurn {

@@ -1,7 +1,9 @@
 //! `BrokerActor`: the gateway's link to the broker. It publishes the questions of
 //! this gateway's sessions and routes each answer from the reply queue to the
 //! session whose turn it belongs to. It watches the broker's connection, and when
-//! it is lost it ends the turns waiting for answers at once.
+//! it is lost it ends the turns waiting for answers at once. What it does for a
+//! turn it does inside the turn's span, which the session hands over with the
+//! question.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
+use tracing::{Instrument, Span};
 use uuid::Uuid;
 
 use super::session::{SessionActor, TurnFailed, TurnUpdate};
@@ -22,7 +25,7 @@ pub struct BrokerActor {
     reply_to: String,
     /// Answers expected, by turn: registered *before* the question is published so
     /// that no early chunk can arrive unrouted.
-    routes: HashMap<Uuid, Addr<SessionActor>>,
+    routes: HashMap<Uuid, Route>,
     answers: Option<futures_util::stream::BoxStream<'static, Answer>>,
     /// The broker's connection state, until `started` turns it into a stream.
     connection: Option<watch::Receiver<ConnectionState>>,
@@ -52,6 +55,13 @@ impl BrokerActor {
             counters,
         }
     }
+}
+
+/// Where a turn's answers go.
+struct Route {
+    session: Addr<SessionActor>,
+    /// The turn's span, for what this actor logs about it.
+    span: Span,
 }
 
 impl Actor for BrokerActor {
@@ -85,7 +95,8 @@ impl StreamHandler<ConnectionState> for BrokerActor {
             turns = self.routes.len(),
             "lost the broker; failing the turns in flight"
         );
-        for (turn_id, session) in self.routes.drain() {
+        for (turn_id, Route { session, span }) in self.routes.drain() {
+            span.in_scope(|| tracing::debug!("failing the turn: its answers were lost"));
             let message = "the connection to the broker was lost; please ask again";
             session.do_send(TurnFailed {
                 turn_id,
@@ -104,6 +115,8 @@ pub struct AskQuestion {
     /// `reply_to` is filled in by the broker actor.
     pub question: Question,
     pub route: Addr<SessionActor>,
+    /// The turn's span.
+    pub span: Span,
 }
 
 /// The session no longer wants answers for this turn; with `cancel`, the worker
@@ -124,16 +137,28 @@ impl Handler<AskQuestion> for BrokerActor {
         let AskQuestion {
             mut question,
             route,
+            span,
         } = message;
         question.reply_to.clone_from(&self.reply_to);
         let turn_id = question.turn_id;
+        let publish = span.in_scope(|| {
+            tracing::debug!("publishing the question");
+            self.broker.publish_question(question)
+        });
+        let publish = publish.instrument(span.clone());
+        let route = Route {
+            session: route,
+            span,
+        };
         self.routes.insert(turn_id, route);
-        let publish = self.broker.publish_question(question);
         Box::pin(publish.into_actor(self).map(move |result, actor, _| {
             match &result {
                 Ok(()) => actor.counters.question_published(),
-                Err(_) => {
-                    actor.routes.remove(&turn_id);
+                Err(error) => {
+                    if let Some(route) = actor.routes.remove(&turn_id) {
+                        let _entered = route.span.enter();
+                        tracing::debug!(%error, "the broker refused the question");
+                    }
                 }
             }
             result
@@ -145,12 +170,20 @@ impl Handler<ForgetTurn> for BrokerActor {
     type Result = ();
 
     fn handle(&mut self, message: ForgetTurn, ctx: &mut Self::Context) {
-        self.routes.remove(&message.turn_id);
+        let turn_id = message.turn_id;
+        let span = self
+            .routes
+            .remove(&turn_id)
+            .map_or_else(Span::none, |route| route.span);
         if message.cancel {
-            let turn_id = message.turn_id;
-            let publish = self.broker.publish_cancel(turn_id);
+            let publish = span.in_scope(|| {
+                tracing::debug!("publishing a cancellation");
+                self.broker.publish_cancel(turn_id)
+            });
+            let publish = publish.instrument(span.clone());
             ctx.spawn(publish.into_actor(self).map(move |result, _, _| {
                 if let Err(error) = result {
+                    let _entered = span.enter();
                     tracing::warn!(%turn_id, %error, "could not publish a cancellation");
                 }
             }));
@@ -161,8 +194,15 @@ impl Handler<ForgetTurn> for BrokerActor {
 impl StreamHandler<Answer> for BrokerActor {
     fn handle(&mut self, answer: Answer, _: &mut Self::Context) {
         let turn_id = answer.turn_id;
-        let Some(session) = self.routes.get(&turn_id) else {
-            tracing::debug!(%turn_id, "answer for a turn nobody waits for; dropped");
+        let Some(Route { session, .. }) = self.routes.get(&turn_id) else {
+            let span = tracing::debug_span!(
+                parent: None,
+                "turn",
+                session_id = %answer.session_id,
+                %turn_id,
+                attempt = answer.attempt
+            );
+            span.in_scope(|| tracing::debug!("answer for a turn nobody waits for; dropped"));
             return;
         };
         let ends_turn = answer.body.ends_turn();

@@ -91,6 +91,16 @@ impl Reassembly {
         Step::Chunk { seq, text }
     }
 
+    /// The delivery whose chunks are passed on.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// How many chunks of that delivery were passed on.
+    pub fn chunks(&self) -> u64 {
+        self.next_seq
+    }
+
     /// The answer text passed on (of the newest delivery only).
     pub fn into_answer(self) -> String {
         self.answer

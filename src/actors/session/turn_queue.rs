@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use tracing::Span;
 use uuid::Uuid;
 
 use super::TurnListener;
@@ -23,6 +24,15 @@ struct WaitingTurn {
     turn_id: Uuid,
     text: String,
     listener: Option<TurnListener>,
+    span: Span,
+}
+
+impl WaitingTurn {
+    /// Drops this turn before it started; it ends without a frame.
+    fn drop_unstarted(&self) {
+        let _entered = self.span.enter();
+        tracing::info!(outcome = %"dropped", "turn ended before it started");
+    }
 }
 
 /// The turn being answered.
@@ -34,6 +44,8 @@ pub struct ActiveTurn {
     pub listener: Option<TurnListener>,
     pub started: Instant,
     pub reassembly: Reassembly,
+    /// The turn's `turn` span (see [`trace`](super::trace)).
+    pub span: Span,
 }
 
 impl ActiveTurn {
@@ -49,13 +61,15 @@ impl ActiveTurn {
 impl TurnQueue {
     /// Takes a user message as a turn, or refuses it with the error code and message
     /// to answer: `unavailable` while the process stops (`draining`), `busy` when a
-    /// turn runs and `max_waiting` turns wait for it already.
+    /// turn runs and `max_waiting` turns wait for it already. An admitted turn gets
+    /// its span from `span_of` its id.
     pub fn admit(
         &mut self,
         text: String,
         listener: Option<TurnListener>,
         draining: bool,
         max_waiting: usize,
+        span_of: impl FnOnce(Uuid) -> Span,
     ) -> Result<Uuid, ChatError> {
         if draining {
             let message = "parlor is shutting down; try again shortly";
@@ -73,6 +87,7 @@ impl TurnQueue {
             turn_id,
             text,
             listener,
+            span: span_of(turn_id),
         });
         Ok(turn_id)
     }
@@ -86,6 +101,7 @@ impl TurnQueue {
             turn_id,
             text,
             listener,
+            span,
         } = self.waiting.pop_front()?;
         let turn = self.running.insert(Box::new(ActiveTurn {
             turn_id,
@@ -93,6 +109,7 @@ impl TurnQueue {
             listener,
             started: now,
             reassembly: Reassembly::default(),
+            span,
         }));
         Some(turn)
     }
@@ -119,12 +136,22 @@ impl TurnQueue {
 
     /// Drops the waiting turn `turn_id` (its `POST /chat` client left).
     pub fn drop_waiting(&mut self, turn_id: Uuid) {
-        self.waiting.retain(|turn| turn.turn_id != turn_id);
+        self.drop_waiting_if(|turn| turn.turn_id == turn_id);
     }
 
     /// Drops the waiting turns that only the socket watched (it left).
     pub fn drop_waiting_without_listener(&mut self) {
-        self.waiting.retain(|turn| turn.listener.is_some());
+        self.drop_waiting_if(|turn| turn.listener.is_none());
+    }
+
+    fn drop_waiting_if(&mut self, drop: impl Fn(&WaitingTurn) -> bool) {
+        self.waiting.retain(|turn| {
+            let dropped = drop(turn);
+            if dropped {
+                turn.drop_unstarted();
+            }
+            !dropped
+        });
     }
 }
 
@@ -137,7 +164,11 @@ mod tests {
     const MAX_WAITING: usize = 2;
 
     fn admit(queue: &mut TurnQueue, text: &str) -> Result<Uuid, ChatError> {
-        queue.admit(text.into(), None, false, MAX_WAITING)
+        queue.admit(text.into(), None, false, MAX_WAITING, no_span)
+    }
+
+    fn no_span(_: Uuid) -> Span {
+        Span::none()
     }
 
     fn start(queue: &mut TurnQueue) -> Option<String> {
@@ -184,10 +215,13 @@ mod tests {
     #[test]
     fn an_idle_session_takes_a_turn_even_with_no_room_to_wait() {
         let mut queue = TurnQueue::default();
-        assert!(queue.admit("hi".into(), None, false, 0).is_ok());
+        assert!(queue.admit("hi".into(), None, false, 0, no_span).is_ok());
         assert_eq!(start(&mut queue).as_deref(), Some("hi"));
         assert_eq!(
-            queue.admit("next".into(), None, false, 0).unwrap_err().code,
+            queue
+                .admit("next".into(), None, false, 0, no_span)
+                .unwrap_err()
+                .code,
             ErrorCode::Busy
         );
     }
@@ -196,7 +230,7 @@ mod tests {
     fn while_draining_every_message_is_refused() {
         let mut queue = TurnQueue::default();
         let code = queue
-            .admit("hi".into(), None, true, MAX_WAITING)
+            .admit("hi".into(), None, true, MAX_WAITING, no_span)
             .unwrap_err()
             .code;
         assert_eq!(code, ErrorCode::Unavailable);
@@ -210,7 +244,7 @@ mod tests {
         start(&mut queue);
         let (listener, _frames) = mpsc::unbounded_channel();
         let left = queue
-            .admit("left".into(), Some(listener), false, MAX_WAITING)
+            .admit("left".into(), Some(listener), false, MAX_WAITING, no_span)
             .unwrap();
         admit(&mut queue, "stays").unwrap();
         queue.drop_waiting(left);
@@ -226,7 +260,13 @@ mod tests {
         admit(&mut queue, "socket only").unwrap();
         let (listener, _frames) = mpsc::unbounded_channel();
         queue
-            .admit("over http".into(), Some(listener), false, MAX_WAITING)
+            .admit(
+                "over http".into(),
+                Some(listener),
+                false,
+                MAX_WAITING,
+                no_span,
+            )
             .unwrap();
         queue.drop_waiting_without_listener();
         queue.end();
@@ -240,7 +280,7 @@ mod tests {
         let mut queue = TurnQueue::default();
         let (listener, mut frames) = mpsc::unbounded_channel();
         let turn_id = queue
-            .admit("hi".into(), Some(listener), false, MAX_WAITING)
+            .admit("hi".into(), Some(listener), false, MAX_WAITING, no_span)
             .unwrap();
         let turn = queue.start_next(Instant::now()).unwrap();
         turn.tell_listener(ServerFrame::Accepted { turn_id });

@@ -3,16 +3,18 @@
 //! actor with the [`History`](super::history::History), the answers are put back
 //! together by the turn's [`Reassembly`](super::reassembly::Reassembly) and passed
 //! on to the socket and the turn's listener, and the turn ends with exactly one
-//! `done` or `error` frame.
+//! `done` or `error` frame. Whatever touches a turn runs inside its `turn` span
+//! (see [`trace`](super::trace)).
 
 use std::time::Instant;
 
 use actix::prelude::*;
+use tracing::Span;
 use uuid::Uuid;
 
 use super::reassembly::{Outcome, Step, TurnEnd};
 use super::turn_queue::ActiveTurn;
-use super::{SessionActor, TurnListener};
+use super::{SessionActor, TurnListener, trace};
 use crate::actors::broker::{AskQuestion, ForgetTurn};
 use crate::broker::{Answer, BrokerError, Question};
 use crate::conversation::{ChatError, ErrorCode, FinishReason};
@@ -30,7 +32,17 @@ impl SessionActor {
         let watch = listener.clone();
         let draining = self.deps.draining.is_draining();
         let max_waiting = self.deps.limits.max_queued_turns;
-        let turn_id = self.turns.admit(text, listener, draining, max_waiting)?;
+        let session_id = self.id;
+        let via = if listener.is_some() { "http" } else { "ws" };
+        let turn_id = self
+            .turns
+            .admit(text, listener, draining, max_waiting, |turn_id| {
+                trace::accepted_turn(session_id, turn_id, via)
+            })
+            .inspect_err(|refusal| {
+                let code = refusal.code;
+                tracing::debug!(%session_id, %code, via, "message refused");
+            })?;
         if let Some(gone) = watch {
             // An HTTP client that leaves cancels its turn, running or queued.
             ctx.spawn(
@@ -50,6 +62,9 @@ impl SessionActor {
             return;
         };
         let turn_id = turn.turn_id;
+        let span = turn.span.clone();
+        let _entered = span.enter();
+        tracing::debug!("turn started");
         let question = Question {
             session_id: self.id,
             turn_id,
@@ -62,6 +77,7 @@ impl SessionActor {
         let timeout = self.deps.limits.turn_timeout;
         let deadline = ctx.run_later(timeout, move |actor, ctx| {
             if actor.turns.is_running(turn_id) {
+                let _entered = actor.running_span().entered();
                 actor.stop_worker(turn_id);
                 let message = "the turn did not end within session.turn_timeout_s";
                 actor.end_turn(
@@ -74,6 +90,7 @@ impl SessionActor {
         let ask = AskQuestion {
             question,
             route: ctx.address(),
+            span: span.clone(),
         };
         ctx.spawn(
             self.deps
@@ -94,8 +111,10 @@ impl SessionActor {
         let Some(turn) = self.turns.running_mut(turn_id) else {
             return; // it ended meanwhile
         };
+        let _entered = turn.span.clone().entered();
         let refusal = match result {
             Ok(Ok(())) => {
+                tracing::debug!("question published");
                 // An HTTP client learns here that its question is on its way.
                 turn.tell_listener(ServerFrame::Accepted { turn_id });
                 return;
@@ -114,8 +133,18 @@ impl SessionActor {
         let Some(turn) = self.turns.running_mut(turn_id) else {
             return; // a turn that already ended (cancelled, timed out)
         };
+        let attempt_before = turn.reassembly.attempt();
         let Outcome { reset, step } = turn.reassembly.accept(answer.attempt, answer.body);
+        let attempt = turn.reassembly.attempt();
+        if attempt != attempt_before {
+            turn.span = trace::turn_span(self.id, turn_id, attempt);
+        }
+        let span = turn.span.clone();
+        let _entered = span.enter();
         let started = turn.started;
+        if attempt != attempt_before {
+            tracing::debug!(reset, "the turn restarted on another worker");
+        }
         if reset {
             let reason = "the worker answering this turn failed; it restarted on another";
             self.send_turn_frame(ServerFrame::Reset {
@@ -126,6 +155,7 @@ impl SessionActor {
         match step {
             Step::Ignore => {}
             Step::Chunk { seq, text } => {
+                tracing::debug!(seq, bytes = text.len(), "chunk");
                 if seq == 0 {
                     self.deps.counters.first_chunk(started.elapsed());
                 }
@@ -133,7 +163,7 @@ impl SessionActor {
             }
             Step::End(end) => self.end_turn(end, ctx),
             Step::Gap { expected, got } => {
-                tracing::error!(%turn_id, seq = got, expected, "answer chunks went missing");
+                tracing::error!(seq = got, expected, "answer chunks went missing");
                 self.stop_worker(turn_id);
                 let message = "parts of the answer were lost on the way; please ask again";
                 self.end_turn(
@@ -152,13 +182,18 @@ impl SessionActor {
         if let Some(deadline) = self.turn_deadline.take() {
             ctx.cancel_future(deadline);
         }
-        self.deps.counters.turn_lasted(turn.started.elapsed());
+        let duration = turn.started.elapsed();
+        self.deps.counters.turn_lasted(duration);
         let frame = self.count_end(turn.turn_id, &end);
         self.send_to_socket(&frame);
         turn.tell_listener(frame);
         let ActiveTurn {
-            text, reassembly, ..
+            text,
+            reassembly,
+            span,
+            ..
         } = *turn;
+        span.in_scope(|| trace::turn_ended(&end, duration, reassembly.chunks()));
         let window = self.deps.limits.max_history_messages;
         self.history
             .turn_ended(text, reassembly.into_answer(), &end, window);
@@ -188,6 +223,7 @@ impl SessionActor {
 
     pub(super) fn cancel_running_turn(&mut self, ctx: &mut Context<Self>) {
         if let Some(turn) = self.turns.running() {
+            let _entered = turn.span.clone().entered();
             self.stop_worker(turn.turn_id);
             self.end_turn(TurnEnd::Finished(FinishReason::Cancelled), ctx);
         }
@@ -195,10 +231,19 @@ impl SessionActor {
 
     /// Tells the worker running `turn_id` to stop; its answers are not wanted.
     pub(super) fn stop_worker(&self, turn_id: Uuid) {
+        tracing::debug!("telling the worker to stop");
         self.deps.broker.do_send(ForgetTurn {
             turn_id,
             cancel: true,
         });
+    }
+
+    /// The span of the running turn (none when no turn runs), to enter while
+    /// working on it.
+    pub(super) fn running_span(&self) -> Span {
+        self.turns
+            .running()
+            .map_or_else(Span::none, |turn| turn.span.clone())
     }
 
     fn listener_left(&mut self, turn_id: Uuid, ctx: &mut Context<Self>) {

@@ -14,6 +14,9 @@
 //! before the first token: once text has reached the caller, a retry would repeat
 //! it. Dropping the returned stream drops the HTTP response, which closes the
 //! connection, so the model stops generating; nothing outlives the stream.
+//!
+//! It logs inside whatever span polls its stream (a worker's `turn` span): each
+//! request and retry at `debug`, a failure at `warn`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -146,6 +149,11 @@ impl LlmClient {
                 Ok(reader) => reader.left_stream(),
                 Err(error) => stream::once(async move { Err(error) }).right_stream(),
             })
+            .inspect(|event| {
+                if let Err(error) = event {
+                    tracing::warn!(%error, "the model request failed");
+                }
+            })
             .boxed()
     }
 
@@ -159,10 +167,18 @@ impl LlmClient {
         let mut attempt: u32 = 0;
         loop {
             // The first-token clock starts when this attempt's request is sent.
-            let deadline = Instant::now() + config.first_token_timeout();
+            let sent = Instant::now();
+            let deadline = sent + config.first_token_timeout();
+            // `retry`, not `attempt`: the turn's span has an `attempt` of its own.
+            tracing::debug!(retry = attempt, model = %config.model, "sending the model request");
             let failure = match tokio::time::timeout_at(deadline, self.send(body.clone())).await {
                 Err(_) => return Err(first_token_timeout(config)),
                 Ok(Ok(response)) if response.status().is_success() => {
+                    tracing::debug!(
+                        status = response.status().as_u16(),
+                        wait_ms = crate::telemetry::millis(sent.elapsed()),
+                        "the model is answering"
+                    );
                     return Ok(SseReader::new(
                         response.bytes_stream(),
                         deadline,
@@ -211,7 +227,7 @@ impl LlmClient {
                 .max(failure.retry_after.unwrap_or_default());
             attempt += 1;
             tracing::debug!(
-                attempt,
+                retry = attempt,
                 max_retries = config.max_retries,
                 delay_ms = delay.as_millis() as u64,
                 error = %failure.error,
