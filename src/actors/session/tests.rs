@@ -1,6 +1,8 @@
 //! The whole session actor in-process: a real registry and broker actor over the
 //! embedded broker, with the test in the worker's place, taking questions and
-//! publishing answers.
+//! publishing answers. One file, though past 400 lines: the scenarios share one
+//! rig (`Gateway`) and read as one story of the actor; split it by theme when a
+//! new concern (stored history, re-attach) brings its own scenarios.
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@
 //! pulled while some worker's count is under `turns_per_worker`, one pull at a
 //! time, and a turn leaves the record when its worker reports it ended.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,18 +17,19 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use serde::Serialize;
 use tokio::sync::watch;
-use tracing::{Instrument, Span};
 use uuid::Uuid;
 
 use super::agent_worker::{AgentWorker, CancelTurn, GiveBackAll, RunTurn, TurnOutcome, turn_span};
 use super::stats::{ActorDirectory, ActorStats, Tracked};
 use crate::agent::Agent;
-use crate::broker::{Answer, AnswerBody, Broker, Delivery};
-use crate::conversation::{ChatError, ErrorCode};
+use crate::broker::{Broker, Delivery};
 use crate::counters::Counters;
 
-/// Cancellations remembered for questions not yet taken from the queue.
-const REMEMBERED_CANCELS: usize = 4096;
+mod early_cancels;
+mod failures;
+
+use early_cancels::EarlyCancels;
+use failures::TurnAddress;
 
 pub struct AgentPool {
     agent: Arc<dyn Agent>,
@@ -36,8 +37,7 @@ pub struct AgentPool {
     workers: Vec<WorkerRecord>,
     settings: PoolSettings,
     questions: Taking,
-    cancelled_early: VecDeque<Uuid>,
-    cancelled_early_set: HashSet<Uuid>,
+    cancelled_early: EarlyCancels,
     status: watch::Sender<PoolStatus>,
     stats: Arc<ActorStats>,
     counters: Arc<Counters>,
@@ -106,8 +106,7 @@ impl AgentPool {
             workers: Vec::with_capacity(settings.workers),
             settings,
             questions: Taking::NotYet,
-            cancelled_early: VecDeque::new(),
-            cancelled_early_set: HashSet::new(),
+            cancelled_early: EarlyCancels::default(),
             status,
             stats,
             counters,
@@ -202,7 +201,7 @@ impl AgentPool {
         self.counters.question_consumed(delivery.attempt);
         let span = turn_span(&delivery);
         let _entered = span.enter();
-        if self.cancelled_early_set.remove(&delivery.question.turn_id) {
+        if self.cancelled_early.take(&delivery.question.turn_id) {
             // Cancelled while it waited in the queue: the session already ended it.
             tracing::debug!("the question was cancelled while it waited; dropped");
             ctx.spawn(delivery.ack().into_actor(self).map(|_, _, _| ()));
@@ -244,95 +243,6 @@ impl AgentPool {
         let record = &mut self.workers[index];
         if record.generation == generation {
             record.turns.remove(&turn_id);
-        }
-    }
-
-    /// The worker at `index` died: start another in its place and end every turn
-    /// it held. Its other turns report the same death; the first one counts.
-    fn replace_dead_worker(&mut self, index: usize, generation: u64, ctx: &mut Context<Self>) {
-        if self.workers[index].generation != generation {
-            return;
-        }
-        let turns = std::mem::take(&mut self.workers[index].turns);
-        tracing::error!(
-            worker = index,
-            turns = turns.len(),
-            "agent worker died; restarting it"
-        );
-        self.counters.worker_restarted();
-        let worker = self.start_worker(index);
-        let record = &mut self.workers[index];
-        record.worker = worker;
-        record.generation += 1;
-        for turn in turns.values() {
-            let _entered = turn.span.enter();
-            tracing::warn!(outcome = %"failed", "worker ended the turn: it died");
-            self.report_failure(turn, "the worker answering this turn failed".into(), ctx);
-        }
-    }
-
-    fn remember_early_cancel(&mut self, turn_id: Uuid) {
-        if self.cancelled_early.len() == REMEMBERED_CANCELS
-            && let Some(oldest) = self.cancelled_early.pop_front()
-        {
-            self.cancelled_early_set.remove(&oldest);
-        }
-        self.cancelled_early.push_back(turn_id);
-        self.cancelled_early_set.insert(turn_id);
-    }
-
-    /// Ends a turn with an `error` no worker will send.
-    fn report_failure(&self, turn: &TurnAddress, message: String, ctx: &mut Context<Self>) {
-        let failure = Answer {
-            session_id: turn.session_id,
-            turn_id: turn.turn_id,
-            attempt: turn.attempt,
-            body: AnswerBody::Error(ChatError::new(ErrorCode::Unavailable, message)),
-        };
-        let publish = self.broker.publish_answer(&turn.reply_to, failure);
-        let publish = async move {
-            if let Err(error) = publish.await {
-                tracing::warn!(%error, "could not report a failed turn");
-            }
-        };
-        ctx.spawn(publish.instrument(turn.span.clone()).into_actor(self));
-    }
-
-    /// Sets a poison question aside (dead-lettered) and tells its session.
-    fn set_aside(&self, delivery: Delivery, span: Span, ctx: &mut Context<Self>) {
-        let turn = TurnAddress::of(&delivery, span);
-        tracing::warn!("poison question set aside");
-        let message = format!(
-            "this question was tried {} times without an answer; it was set aside",
-            turn.attempt - 1
-        );
-        self.report_failure(&turn, message, ctx);
-        let reject = async move {
-            if let Err(error) = delivery.reject().await {
-                tracing::warn!(%error, "could not dead-letter a poison question");
-            }
-        };
-        ctx.spawn(reject.instrument(turn.span).into_actor(self));
-    }
-}
-
-/// Where a turn's answers go, kept by the pool in case its worker dies.
-struct TurnAddress {
-    session_id: Uuid,
-    turn_id: Uuid,
-    attempt: u32,
-    reply_to: String,
-    span: Span,
-}
-
-impl TurnAddress {
-    fn of(delivery: &Delivery, span: Span) -> Self {
-        Self {
-            session_id: delivery.question.session_id,
-            turn_id: delivery.question.turn_id,
-            attempt: delivery.attempt,
-            reply_to: delivery.question.reply_to.clone(),
-            span,
         }
     }
 }
@@ -386,7 +296,7 @@ impl StreamHandler<CancelRequested> for AgentPool {
                     .in_scope(|| tracing::debug!("cancelling the turn"));
                 record.worker.do_send(CancelTurn { turn_id });
             }
-            None => self.remember_early_cancel(turn_id),
+            None => self.cancelled_early.remember(turn_id),
         }
     }
 
@@ -470,193 +380,4 @@ impl Handler<WatchPoolStatus> for AgentPool {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use tokio::time::Instant;
-
-    use super::*;
-    use crate::actors::testing::{Rig, Settled, done};
-    use crate::conversation::FinishReason;
-
-    fn assert_unavailable(body: AnswerBody) {
-        match body {
-            AnswerBody::Error(error) => assert_eq!(error.code, ErrorCode::Unavailable),
-            other => panic!("expected an error, got {other:?}"),
-        }
-    }
-
-    #[actix::test]
-    async fn one_worker_runs_as_many_turns_at_once_as_it_has_slots() {
-        tokio::time::pause();
-        let mut rig = Rig::start(1, 3).await;
-        let start = Instant::now();
-        let mut turns = Vec::new();
-        for _ in 0..4 {
-            turns.push(rig.ask("sleep 1000").await);
-        }
-        rig.until_busy(3).await;
-        assert_eq!(rig.pool.send(GetPoolStatus).await.unwrap().size, 3);
-
-        // Three answer together after one second; the fourth waited for a slot.
-        let mut ended = Vec::new();
-        for _ in 0..8 {
-            let answer = rig.next_answer().await;
-            if answer.body.ends_turn() {
-                assert_eq!(answer.body, done());
-                ended.push((answer.turn_id, start.elapsed()));
-            }
-        }
-        // (Timers fire on the millisecond after their deadline.)
-        let about =
-            |seconds| Duration::from_secs(seconds)..Duration::from_millis(seconds * 1000 + 5);
-        assert!(
-            ended[..3].iter().all(|(_, at)| about(1).contains(at)),
-            "{ended:?}"
-        );
-        assert_eq!(ended[3].0, turns[3]);
-        assert!(about(2).contains(&ended[3].1), "{ended:?}");
-        rig.until_busy(0).await;
-    }
-
-    #[actix::test]
-    async fn a_cancel_stops_only_its_turn() {
-        tokio::time::pause();
-        let mut rig = Rig::start(1, 2).await;
-        let cancelled = rig.ask("sleep 5000").await;
-        rig.until_busy(1).await;
-        let kept = rig.ask("sleep 1000").await;
-        rig.until_busy(2).await;
-
-        rig.broker.publish_cancel(cancelled).await.unwrap();
-        let cancelled_end = AnswerBody::Done {
-            finish_reason: FinishReason::Cancelled,
-        };
-        assert_eq!(rig.end_of(cancelled).await, cancelled_end);
-        assert_eq!(rig.pool.send(GetPoolStatus).await.unwrap().busy, 1);
-        assert_eq!(rig.end_of(kept).await, done());
-        rig.until_busy(0).await;
-        let settled = rig.broker.settled();
-        assert_eq!(
-            settled,
-            vec![(cancelled, Settled::Acked), (kept, Settled::Acked)]
-        );
-    }
-
-    #[actix::test]
-    async fn a_question_cancelled_before_it_is_taken_is_not_answered() {
-        tokio::time::pause();
-        let mut rig = Rig::start(1, 1).await;
-        let running = rig.ask("sleep 1000").await;
-        rig.until_busy(1).await;
-        let waiting = rig.ask("sleep 1000").await;
-        rig.broker.publish_cancel(waiting).await.unwrap();
-
-        assert_eq!(rig.end_of(running).await, done());
-        rig.until_busy(0).await;
-        let next = rig.ask("fine").await;
-        assert_eq!(rig.end_of(next).await, done());
-        assert!(rig.broker.settled().contains(&(waiting, Settled::Acked)));
-    }
-
-    #[actix::test]
-    async fn running_turns_are_given_back_to_the_queue() {
-        tokio::time::pause();
-        let mut rig = Rig::start(2, 2).await;
-        let mut turns = Vec::new();
-        for _ in 0..3 {
-            turns.push(rig.ask("sleep 60000").await);
-        }
-        rig.until_busy(3).await;
-
-        rig.pool.send(GiveBackRunning).await.unwrap();
-        rig.until_busy(0).await;
-        let mut settled = rig.broker.settled();
-        settled.sort();
-        let mut expected: Vec<_> = turns.iter().map(|&id| (id, Settled::Requeued)).collect();
-        expected.sort();
-        assert_eq!(settled, expected);
-    }
-
-    #[actix::test]
-    async fn questions_go_to_the_least_loaded_worker() {
-        tokio::time::pause();
-        let mut rig = Rig::start(2, 2).await;
-        rig.ask("sleep 60000").await;
-        rig.until_busy(1).await;
-        rig.ask("sleep 60000").await;
-        rig.until_busy(2).await;
-        rig.until_workers_handled(&[1, 1]).await;
-
-        rig.ask("sleep 60000").await;
-        rig.until_busy(3).await;
-        rig.ask("sleep 60000").await;
-        rig.until_busy(4).await;
-        rig.until_workers_handled(&[2, 2]).await;
-    }
-
-    #[actix::test]
-    async fn a_worker_that_dies_is_replaced_and_all_its_turns_end_with_an_error() {
-        tokio::time::pause();
-        let mut rig = Rig::start(1, 2).await;
-        let bystander = rig.ask("sleep 60000").await;
-        rig.until_busy(1).await;
-        let culprit = rig.ask("panic").await;
-
-        let mut failed = Vec::new();
-        for _ in 0..2 {
-            let answer = rig.next_answer().await;
-            assert_unavailable(answer.body);
-            failed.push(answer.turn_id);
-        }
-        failed.sort();
-        let mut expected = vec![bystander, culprit];
-        expected.sort();
-        assert_eq!(failed, expected);
-        assert_eq!(rig.counters.totals().worker_restarts, 1);
-        rig.until_busy(0).await;
-
-        // The replacement worker answers the next question.
-        let next = rig.ask("fine").await;
-        assert_eq!(
-            rig.next_answer().await.body,
-            AnswerBody::Chunk {
-                seq: 0,
-                text: "ok".into()
-            }
-        );
-        assert_eq!(rig.end_of(next).await, done());
-        rig.until_busy(0).await;
-        assert_eq!(rig.pool.send(GetPoolStatus).await.unwrap().size, 2);
-
-        // The bystander's turn died with its worker: it never answers or settles.
-        tokio::time::sleep(Duration::from_secs(120)).await;
-        assert_eq!(rig.broker.settled(), vec![(next, Settled::Acked)]);
-    }
-
-    #[actix::test]
-    async fn a_question_delivered_too_often_is_set_aside() {
-        tokio::time::pause();
-        let mut rig = Rig::start(1, 1).await;
-        let poison = rig.ask_attempt("fine", 4).await;
-        assert_unavailable(rig.end_of(poison).await);
-        assert_eq!(rig.broker.settled(), vec![(poison, Settled::Rejected)]);
-    }
-
-    #[actix::test]
-    async fn a_stopped_pool_takes_no_more_questions() {
-        tokio::time::pause();
-        let mut rig = Rig::start(1, 1).await;
-        let running = rig.ask("sleep 1000").await;
-        rig.until_busy(1).await;
-        assert!(rig.status.borrow().taking);
-        rig.pool.send(StopTaking).await.unwrap();
-        assert!(!rig.status.borrow().taking, "readiness sees it at once");
-        assert_eq!(rig.end_of(running).await, done());
-        rig.until_busy(0).await;
-        assert!(
-            rig.try_ask("late").await.is_err(),
-            "nobody consumes questions"
-        );
-    }
-}
+mod tests;
