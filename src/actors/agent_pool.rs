@@ -201,15 +201,14 @@ impl AgentPool {
     fn take(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
         self.counters.question_consumed(delivery.attempt);
         let span = turn_span(&delivery);
-        let _entered = span.enter();
         if self.cancelled_early_set.remove(&delivery.question.turn_id) {
             // Cancelled while it waited in the queue: the session already ended it.
-            tracing::debug!("the question was cancelled while it waited; dropped");
+            tracing::debug!(parent: &span, "the question was cancelled while it waited");
             ctx.spawn(delivery.ack().into_actor(self).map(|_, _, _| ()));
             return;
         }
         if delivery.attempt > self.settings.max_deliveries {
-            self.set_aside(delivery, span.clone(), ctx);
+            self.set_aside(delivery, span, ctx);
             return;
         }
         let index = self
@@ -220,10 +219,7 @@ impl AgentPool {
         let record = &mut self.workers[index];
         record.turns.insert(turn_id, address);
         let generation = record.generation;
-        let run = record.worker.send(RunTurn {
-            delivery,
-            span: span.clone(),
-        });
+        let run = record.worker.send(RunTurn { delivery, span });
         let taken = Instant::now();
         ctx.spawn(run.into_actor(self).map(move |result, pool, ctx| {
             match result {
@@ -265,8 +261,8 @@ impl AgentPool {
         record.worker = worker;
         record.generation += 1;
         for turn in turns.values() {
-            let _entered = turn.span.enter();
-            tracing::warn!(outcome = %"failed", "worker ended the turn: it died");
+            let span = &turn.span;
+            tracing::warn!(parent: span, outcome = %"failed", "worker ended the turn: it died");
             self.report_failure(turn, "the worker answering this turn failed".into(), ctx);
         }
     }
@@ -301,7 +297,7 @@ impl AgentPool {
     /// Sets a poison question aside (dead-lettered) and tells its session.
     fn set_aside(&self, delivery: Delivery, span: Span, ctx: &mut Context<Self>) {
         let turn = TurnAddress::of(&delivery, span);
-        tracing::warn!("poison question set aside");
+        tracing::warn!(parent: &turn.span, "poison question set aside");
         let message = format!(
             "this question was tried {} times without an answer; it was set aside",
             turn.attempt - 1
@@ -382,8 +378,7 @@ impl StreamHandler<CancelRequested> for AgentPool {
         match running {
             // Cancels are rare and tiny; the worker handles them between chunks.
             Some((record, turn)) => {
-                turn.span
-                    .in_scope(|| tracing::debug!("cancelling the turn"));
+                tracing::debug!(parent: &turn.span, "cancelling the turn");
                 record.worker.do_send(CancelTurn { turn_id });
             }
             None => self.remember_early_cancel(turn_id),
