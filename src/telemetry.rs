@@ -6,10 +6,17 @@
 //! `attempt`) in the gateway and in the worker alike, so every line logged for a
 //! turn carries its id: the human-readable format prints the span before the
 //! message (`turn{session_id=… turn_id=… attempt=1}: …`), the JSON format puts it
-//! in `span` (the innermost span) and `spans` (all of them, outermost first).
+//! in `span`. A turn's span is a root, so `span` is the whole context; the JSON
+//! span list is left out, as it would show the entered spans, not a line's parent.
 //! At `info`, a turn logs a few lines (accepted and ended at the gateway, started
 //! and ended at the worker); its chunks log at `debug`. Lines are written by a
 //! thread of their own ([`background_writer`]).
+//!
+//! Parlor's own lines about a turn name its span as their parent; the span is
+//! entered only around work that may log for the turn on its own (the worker's
+//! turn task with the agent and the model client, a publish through the broker
+//! engine). Entering costs on every poll, a filtered-out line with a parent
+//! nothing, which keeps a chunk's path free of tracing work at `info`.
 
 mod background_writer;
 
@@ -32,7 +39,7 @@ pub fn init() {
         builder
             .json()
             .with_current_span(true)
-            .with_span_list(true)
+            .with_span_list(false)
             .try_init()
     } else {
         builder.try_init()

@@ -149,12 +149,12 @@ impl Handler<RunTurn> for AgentWorker {
 
     fn handle(&mut self, message: RunTurn, _: &mut Self::Context) -> Self::Result {
         let RunTurn { mut delivery, span } = message;
-        let _entered = span.enter();
         let turn_id = delivery.question.turn_id;
         let cancel = CancellationToken::new();
         let give_back = CancellationToken::new();
         let question = &mut delivery.question;
-        tracing::info!(history = question.history.len(), "worker started the turn");
+        let history = question.history.len();
+        tracing::info!(parent: &span, history, "worker started the turn");
         // The agent takes the conversation; the delivery keeps where answers go.
         let events = self.agent.answer(AgentRequest {
             context_id: question.session_id.to_string(),
@@ -173,7 +173,7 @@ impl Handler<RunTurn> for AgentWorker {
             async move {
                 let _ = ended.send(turn.await);
             }
-            .instrument(span.clone()),
+            .instrument(span),
         );
         let running = RunningTurn {
             cancel,

@@ -96,7 +96,7 @@ impl StreamHandler<ConnectionState> for BrokerActor {
             "lost the broker; failing the turns in flight"
         );
         for (turn_id, Route { session, span }) in self.routes.drain() {
-            span.in_scope(|| tracing::debug!("failing the turn: its answers were lost"));
+            tracing::debug!(parent: &span, "failing the turn: its answers were lost");
             let message = "the connection to the broker was lost; please ask again";
             session.do_send(TurnFailed {
                 turn_id,
@@ -141,10 +141,9 @@ impl Handler<AskQuestion> for BrokerActor {
         } = message;
         question.reply_to.clone_from(&self.reply_to);
         let turn_id = question.turn_id;
-        let publish = span.in_scope(|| {
-            tracing::debug!("publishing the question");
-            self.broker.publish_question(question)
-        });
+        tracing::debug!(parent: &span, "publishing the question");
+        // Entered while publishing: what the broker engine logs belongs to the turn.
+        let publish = self.broker.publish_question(question);
         let publish = publish.instrument(span.clone());
         let route = Route {
             session: route,
@@ -156,8 +155,8 @@ impl Handler<AskQuestion> for BrokerActor {
                 Ok(()) => actor.counters.question_published(),
                 Err(error) => {
                     if let Some(route) = actor.routes.remove(&turn_id) {
-                        let _entered = route.span.enter();
-                        tracing::debug!(%error, "the broker refused the question");
+                        let span = &route.span;
+                        tracing::debug!(parent: span, %error, "the broker refused the question");
                     }
                 }
             }
@@ -176,15 +175,12 @@ impl Handler<ForgetTurn> for BrokerActor {
             .remove(&turn_id)
             .map_or_else(Span::none, |route| route.span);
         if message.cancel {
-            let publish = span.in_scope(|| {
-                tracing::debug!("publishing a cancellation");
-                self.broker.publish_cancel(turn_id)
-            });
+            tracing::debug!(parent: &span, "publishing a cancellation");
+            let publish = self.broker.publish_cancel(turn_id);
             let publish = publish.instrument(span.clone());
             ctx.spawn(publish.into_actor(self).map(move |result, _, _| {
                 if let Err(error) = result {
-                    let _entered = span.enter();
-                    tracing::warn!(%turn_id, %error, "could not publish a cancellation");
+                    tracing::warn!(parent: &span, %turn_id, %error, "could not publish a cancellation");
                 }
             }));
         }
@@ -202,7 +198,7 @@ impl StreamHandler<Answer> for BrokerActor {
                 %turn_id,
                 attempt = answer.attempt
             );
-            span.in_scope(|| tracing::debug!("answer for a turn nobody waits for; dropped"));
+            tracing::debug!(parent: &span, "answer for a turn nobody waits for; dropped");
             return;
         };
         let ends_turn = answer.body.ends_turn();

@@ -2,7 +2,7 @@
 //! chats never wait for a write. A few lines a turn at thousands of turns a second
 //! made one `write` call each a tenth of the gateway's time; here a line is copied
 //! into a buffer in memory and the writer thread writes what gathered, in one call,
-//! at most every [`LINGER`].
+//! every [`LINGER`] while lines keep coming (only an idle writer is woken).
 //!
 //! Nothing is lost: a line waits for room when the buffer is full (stderr does not
 //! keep up), and what is left at exit is written by an `atexit` handler (the
@@ -10,14 +10,14 @@
 //! [`LINGER`] of lines).
 
 use std::io::{self, Write};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError, TryLockError};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tracing_subscriber::fmt::MakeWriter;
 
 /// How long the writer thread lets lines gather before it writes them.
-const LINGER: Duration = Duration::from_millis(5);
+const LINGER: Duration = Duration::from_millis(10);
 /// Bytes of lines that may wait for the writer; beyond that a line waits too.
 const MAX_PENDING: usize = 1 << 20;
 /// How long the exit-time flush waits for a write in flight (stderr may be stuck).
@@ -82,20 +82,17 @@ impl BackgroundWriter {
     /// ends within `wait`.
     fn flush_within(&self, wait: Duration) {
         let deadline = Instant::now() + wait;
-        loop {
+        let output = loop {
             match self.shared.output.try_lock() {
-                Ok(output) => return self.shared.write_pending(output, &mut Vec::new()),
-                Err(std::sync::TryLockError::Poisoned(poisoned)) => {
-                    return self
-                        .shared
-                        .write_pending(poisoned.into_inner(), &mut Vec::new());
-                }
-                Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                Ok(output) => break output,
+                Err(TryLockError::Poisoned(poisoned)) => break poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
                     thread::sleep(Duration::from_millis(1));
                 }
-                Err(std::sync::TryLockError::WouldBlock) => return,
+                Err(TryLockError::WouldBlock) => return,
             }
-        }
+        };
+        self.shared.write_pending(output, &mut Vec::new());
     }
 }
 
@@ -113,33 +110,46 @@ impl Shared {
     fn run(&self) {
         let mut batch = Vec::new();
         loop {
-            let mut state = self.state();
-            while state.pending.is_empty() {
-                state.writer_idle = true;
-                state = self
-                    .lines
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
+            self.wait_for_lines();
+            // While lines keep coming, nobody needs to wake this thread.
+            loop {
+                thread::sleep(LINGER);
+                let output = self.output.lock().unwrap_or_else(PoisonError::into_inner);
+                if !self.write_pending(output, &mut batch) {
+                    break;
+                }
             }
-            drop(state);
-            thread::sleep(LINGER);
-            let output = self.output.lock().unwrap_or_else(PoisonError::into_inner);
-            self.write_pending(output, &mut batch);
         }
     }
 
-    /// Takes the pending lines (into `batch`, which it leaves empty) and writes them.
+    fn wait_for_lines(&self) {
+        let mut state = self.state();
+        while state.pending.is_empty() {
+            state.writer_idle = true;
+            state = self
+                .lines
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Takes the pending lines (into `batch`, which it leaves empty) and writes
+    /// them; answers whether there were any.
     fn write_pending(
         &self,
         mut output: MutexGuard<'_, Box<dyn Write + Send>>,
         batch: &mut Vec<u8>,
-    ) {
+    ) -> bool {
         std::mem::swap(&mut self.state().pending, batch);
+        if batch.is_empty() {
+            return false;
+        }
         self.room.notify_all();
         // Nowhere to report a failed write to: the line is lost, as with stderr.
         let _ = output.write_all(batch);
         let _ = output.flush();
         batch.clear();
+        true
     }
 
     fn append(&self, line: &[u8]) {
@@ -158,9 +168,13 @@ impl Shared {
     }
 }
 
-impl Write for BackgroundWriter {
+/// What one log line is written through: a borrow of the writer, so a line
+/// costs no reference count.
+pub struct LineSink<'a>(&'a Shared);
+
+impl Write for LineSink<'_> {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        self.shared.append(line);
+        self.0.append(line);
         Ok(line.len())
     }
 
@@ -171,10 +185,10 @@ impl Write for BackgroundWriter {
 }
 
 impl<'a> MakeWriter<'a> for BackgroundWriter {
-    type Writer = Self;
+    type Writer = LineSink<'a>;
 
-    fn make_writer(&'a self) -> Self {
-        self.clone()
+    fn make_writer(&'a self) -> LineSink<'a> {
+        LineSink(&self.shared)
     }
 }
 
@@ -206,10 +220,13 @@ mod tests {
     #[test]
     fn lines_arrive_in_order_soon_after() {
         let output = Captured::default();
-        let mut writer = BackgroundWriter::start(Box::new(output.clone()));
+        let writer = BackgroundWriter::start(Box::new(output.clone()));
         let expected: String = (0..1000).map(|n| format!("line {n}\n")).collect();
         for n in 0..1000 {
-            writer.write_all(format!("line {n}\n").as_bytes()).unwrap();
+            writer
+                .make_writer()
+                .write_all(format!("line {n}\n").as_bytes())
+                .unwrap();
         }
         let deadline = Instant::now() + Duration::from_secs(5);
         while output.text().len() < expected.len() && Instant::now() < deadline {
@@ -221,8 +238,8 @@ mod tests {
     #[test]
     fn a_flush_writes_what_waits_at_once() {
         let output = Captured::default();
-        let mut writer = BackgroundWriter::start(Box::new(output.clone()));
-        writer.write_all(b"last words\n").unwrap();
+        let writer = BackgroundWriter::start(Box::new(output.clone()));
+        writer.make_writer().write_all(b"last words\n").unwrap();
         writer.flush_within(EXIT_WAIT);
         assert_eq!(output.text(), "last words\n");
     }
@@ -230,10 +247,10 @@ mod tests {
     #[test]
     fn a_line_longer_than_the_buffer_still_gets_through() {
         let output = Captured::default();
-        let mut writer = BackgroundWriter::start(Box::new(output.clone()));
+        let writer = BackgroundWriter::start(Box::new(output.clone()));
         let long = "x".repeat(MAX_PENDING + 1);
-        writer.write_all(b"short\n").unwrap();
-        writer.write_all(long.as_bytes()).unwrap();
+        writer.make_writer().write_all(b"short\n").unwrap();
+        writer.make_writer().write_all(long.as_bytes()).unwrap();
         writer.flush_within(EXIT_WAIT);
         assert_eq!(output.text(), format!("short\n{long}"));
     }

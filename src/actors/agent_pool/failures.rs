@@ -34,8 +34,8 @@ impl AgentPool {
         record.worker = worker;
         record.generation += 1;
         for turn in turns.values() {
-            let _entered = turn.span.enter();
-            tracing::warn!(outcome = %"failed", "worker ended the turn: it died");
+            let span = &turn.span;
+            tracing::warn!(parent: span, outcome = %"failed", "worker ended the turn: it died");
             self.report_failure(turn, "the worker answering this turn failed".into(), ctx);
         }
     }
@@ -60,7 +60,7 @@ impl AgentPool {
     /// Sets a poison question aside (dead-lettered) and tells its session.
     pub(super) fn set_aside(&self, delivery: Delivery, span: Span, ctx: &mut Context<Self>) {
         let turn = TurnAddress::of(&delivery, span);
-        tracing::warn!("poison question set aside");
+        tracing::warn!(parent: &turn.span, "poison question set aside");
         let message = format!(
             "this question was tried {} times without an answer; it was set aside",
             turn.attempt - 1

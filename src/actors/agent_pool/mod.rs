@@ -200,15 +200,14 @@ impl AgentPool {
     fn take(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
         self.counters.question_consumed(delivery.attempt);
         let span = turn_span(&delivery);
-        let _entered = span.enter();
         if self.cancelled_early.take(&delivery.question.turn_id) {
             // Cancelled while it waited in the queue: the session already ended it.
-            tracing::debug!("the question was cancelled while it waited; dropped");
+            tracing::debug!(parent: &span, "the question was cancelled while it waited");
             ctx.spawn(delivery.ack().into_actor(self).map(|_, _, _| ()));
             return;
         }
         if delivery.attempt > self.settings.max_deliveries {
-            self.set_aside(delivery, span.clone(), ctx);
+            self.set_aside(delivery, span, ctx);
             return;
         }
         let index = self
@@ -219,10 +218,7 @@ impl AgentPool {
         let record = &mut self.workers[index];
         record.turns.insert(turn_id, address);
         let generation = record.generation;
-        let run = record.worker.send(RunTurn {
-            delivery,
-            span: span.clone(),
-        });
+        let run = record.worker.send(RunTurn { delivery, span });
         let taken = Instant::now();
         ctx.spawn(run.into_actor(self).map(move |result, pool, ctx| {
             match result {
@@ -292,8 +288,7 @@ impl StreamHandler<CancelRequested> for AgentPool {
         match running {
             // Cancels are rare and tiny; the worker handles them between chunks.
             Some((record, turn)) => {
-                turn.span
-                    .in_scope(|| tracing::debug!("cancelling the turn"));
+                tracing::debug!(parent: &turn.span, "cancelling the turn");
                 record.worker.do_send(CancelTurn { turn_id });
             }
             None => self.cancelled_early.remember(turn_id),

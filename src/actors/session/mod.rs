@@ -182,10 +182,10 @@ impl Actor for SessionActor {
         // Only an idle session stops on its own; at shutdown a turn may still run.
         if let Some(turn) = self.turns.end() {
             let turn_id = turn.turn_id;
-            let _entered = turn.span.enter();
             self.stop_worker(turn_id);
             let end = TurnEnd::Finished(FinishReason::Cancelled);
-            trace::turn_ended(&end, turn.started.elapsed(), turn.reassembly.chunks());
+            let chunks = turn.reassembly.chunks();
+            trace::turn_ended(&turn.span, &end, turn.started.elapsed(), chunks);
             turn.tell_listener(ServerFrame::Done {
                 turn_id,
                 finish_reason: FinishReason::Cancelled,

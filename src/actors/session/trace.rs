@@ -2,6 +2,10 @@
 //! `session_id`, `turn_id`, `attempt`), so one turn id finds every line of it, and
 //! the worker's lines too. At the default `info` level a turn logs two lines, when
 //! it is accepted and when it ends; its chunks and restarts log at `debug`.
+//!
+//! The session keeps the span in its running turn, and its lines name the span as
+//! their parent rather than entering it: a line filtered out then costs nothing,
+//! where entering would cost on every chunk.
 
 use std::time::Duration;
 
@@ -19,25 +23,30 @@ pub fn turn_span(session_id: Uuid, turn_id: Uuid, attempt: u32) -> Span {
     tracing::info_span!(parent: None, "turn", %session_id, %turn_id, attempt)
 }
 
-/// The span of a turn just accepted, with the line that says so; `via` is `ws`
-/// or `http`.
-pub fn accepted_turn(session_id: Uuid, turn_id: Uuid, via: &'static str) -> Span {
-    let span = turn_span(session_id, turn_id, 1);
-    span.in_scope(|| tracing::info!(%via, "turn accepted"));
-    span
+/// Logs, inside the turn's `span`, that it was accepted; `via` is `ws` or `http`.
+pub fn turn_accepted(span: &Span, via: &'static str) {
+    tracing::info!(parent: span, %via, "turn accepted");
 }
 
-/// Logs, inside the turn's span, that it ended and how.
-pub fn turn_ended(end: &TurnEnd, duration: Duration, chunks: u64) {
+/// Logs, inside the turn's `span`, that it ended and how.
+pub fn turn_ended(span: &Span, end: &TurnEnd, duration: Duration, chunks: u64) {
     let duration_ms = telemetry::millis(duration);
     match end {
         TurnEnd::Finished(finish_reason) => {
             let outcome = finish_reason_name(*finish_reason);
-            tracing::info!(%outcome, duration_ms, chunks, "turn ended");
+            tracing::info!(parent: span, %outcome, duration_ms, chunks, "turn ended");
         }
         TurnEnd::Failed(error) => {
             let (code, message) = (error.code, &error.message);
-            tracing::info!(outcome = %"error", %code, message, duration_ms, chunks, "turn ended");
+            tracing::info!(
+                parent: span,
+                outcome = %"error",
+                %code,
+                message,
+                duration_ms,
+                chunks,
+                "turn ended"
+            );
         }
     }
 }

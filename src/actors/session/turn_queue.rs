@@ -30,8 +30,8 @@ struct WaitingTurn {
 impl WaitingTurn {
     /// Drops this turn before it started; it ends without a frame.
     fn drop_unstarted(&self) {
-        let _entered = self.span.enter();
-        tracing::info!(outcome = %"dropped", "turn ended before it started");
+        let span = &self.span;
+        tracing::info!(parent: span, outcome = %"dropped", "turn ended before it started");
     }
 }
 
@@ -123,6 +123,15 @@ impl TurnQueue {
         self.running
             .as_deref_mut()
             .filter(|turn| turn.turn_id == turn_id)
+    }
+
+    /// The span of turn `turn_id`, running or waiting.
+    pub fn span(&self, turn_id: Uuid) -> Option<&Span> {
+        let running = self.running().filter(|turn| turn.turn_id == turn_id);
+        running.map(|turn| &turn.span).or_else(|| {
+            let waiting = self.waiting.iter().find(|turn| turn.turn_id == turn_id);
+            waiting.map(|turn| &turn.span)
+        })
     }
 
     pub fn is_running(&self, turn_id: Uuid) -> bool {
@@ -273,6 +282,24 @@ mod tests {
         assert_eq!(start(&mut queue).as_deref(), Some("over http"));
         queue.end();
         assert_eq!(start(&mut queue), None);
+    }
+
+    #[test]
+    fn a_turn_keeps_the_span_it_was_admitted_with() {
+        let mut queue = TurnQueue::default();
+        let admit_with = |queue: &mut TurnQueue, span: fn() -> Span| {
+            let span_of = move |_| span();
+            queue.admit("hi".into(), None, false, MAX_WAITING, span_of)
+        };
+        let first = admit_with(&mut queue, || tracing::info_span!("first")).unwrap();
+        let second = admit_with(&mut queue, || tracing::info_span!("second")).unwrap();
+        start(&mut queue);
+        let name = |span: Option<&Span>| span.and_then(Span::metadata).map(|meta| meta.name());
+        assert_eq!(name(queue.span(first)), Some("first"), "running");
+        assert_eq!(name(queue.span(second)), Some("second"), "waiting");
+        let ended = queue.end().unwrap();
+        assert_eq!(name(Some(&ended.span)), Some("first"));
+        assert_eq!(name(queue.span(first)), None, "an ended turn is gone");
     }
 
     #[test]

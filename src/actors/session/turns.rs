@@ -3,13 +3,12 @@
 //! actor with the [`History`](super::history::History), the answers are put back
 //! together by the turn's [`Reassembly`](super::reassembly::Reassembly) and passed
 //! on to the socket and the turn's listener, and the turn ends with exactly one
-//! `done` or `error` frame. Whatever touches a turn runs inside its `turn` span
-//! (see [`trace`](super::trace)).
+//! `done` or `error` frame. Whatever it logs about a turn is inside the turn's
+//! `turn` span (see [`trace`](super::trace)).
 
 use std::time::Instant;
 
 use actix::prelude::*;
-use tracing::Span;
 use uuid::Uuid;
 
 use super::reassembly::{Outcome, Step, TurnEnd};
@@ -37,7 +36,7 @@ impl SessionActor {
         let turn_id = self
             .turns
             .admit(text, listener, draining, max_waiting, |turn_id| {
-                trace::accepted_turn(session_id, turn_id, via)
+                trace::turn_span(session_id, turn_id, 1)
             })
             .inspect_err(|refusal| {
                 let code = refusal.code;
@@ -53,6 +52,10 @@ impl SessionActor {
         }
         self.send_to_socket(&ServerFrame::Accepted { turn_id });
         self.start_next_turn(ctx);
+        // Said once the question is on its way, so the line does not delay it.
+        if let Some(span) = self.turns.span(turn_id) {
+            trace::turn_accepted(span, via);
+        }
         Ok(turn_id)
     }
 
@@ -63,8 +66,6 @@ impl SessionActor {
         };
         let turn_id = turn.turn_id;
         let span = turn.span.clone();
-        let _entered = span.enter();
-        tracing::debug!("turn started");
         let question = Question {
             session_id: self.id,
             turn_id,
@@ -77,7 +78,6 @@ impl SessionActor {
         let timeout = self.deps.limits.turn_timeout;
         let deadline = ctx.run_later(timeout, move |actor, ctx| {
             if actor.turns.is_running(turn_id) {
-                let _entered = actor.running_span().entered();
                 actor.stop_worker(turn_id);
                 let message = "the turn did not end within session.turn_timeout_s";
                 actor.end_turn(
@@ -90,7 +90,7 @@ impl SessionActor {
         let ask = AskQuestion {
             question,
             route: ctx.address(),
-            span: span.clone(),
+            span,
         };
         ctx.spawn(
             self.deps
@@ -111,10 +111,9 @@ impl SessionActor {
         let Some(turn) = self.turns.running_mut(turn_id) else {
             return; // it ended meanwhile
         };
-        let _entered = turn.span.clone().entered();
         let refusal = match result {
             Ok(Ok(())) => {
-                tracing::debug!("question published");
+                tracing::debug!(parent: &turn.span, "question published");
                 // An HTTP client learns here that its question is on its way.
                 turn.tell_listener(ServerFrame::Accepted { turn_id });
                 return;
@@ -138,13 +137,20 @@ impl SessionActor {
         let attempt = turn.reassembly.attempt();
         if attempt != attempt_before {
             turn.span = trace::turn_span(self.id, turn_id, attempt);
+            let span = &turn.span;
+            tracing::debug!(parent: span, reset, "the turn restarted on another worker");
         }
-        let span = turn.span.clone();
-        let _entered = span.enter();
+        let span = &turn.span;
+        match &step {
+            Step::Chunk { seq, text } => {
+                tracing::debug!(parent: span, seq, bytes = text.len(), "chunk");
+            }
+            Step::Gap { expected, got } => {
+                tracing::error!(parent: span, seq = got, expected, "answer chunks went missing");
+            }
+            Step::Ignore | Step::End(_) => {}
+        }
         let started = turn.started;
-        if attempt != attempt_before {
-            tracing::debug!(reset, "the turn restarted on another worker");
-        }
         if reset {
             let reason = "the worker answering this turn failed; it restarted on another";
             self.send_turn_frame(ServerFrame::Reset {
@@ -155,15 +161,13 @@ impl SessionActor {
         match step {
             Step::Ignore => {}
             Step::Chunk { seq, text } => {
-                tracing::debug!(seq, bytes = text.len(), "chunk");
                 if seq == 0 {
                     self.deps.counters.first_chunk(started.elapsed());
                 }
                 self.send_turn_frame(ServerFrame::Chunk { turn_id, seq, text });
             }
             Step::End(end) => self.end_turn(end, ctx),
-            Step::Gap { expected, got } => {
-                tracing::error!(seq = got, expected, "answer chunks went missing");
+            Step::Gap { .. } => {
                 self.stop_worker(turn_id);
                 let message = "parts of the answer were lost on the way; please ask again";
                 self.end_turn(
@@ -193,7 +197,7 @@ impl SessionActor {
             span,
             ..
         } = *turn;
-        span.in_scope(|| trace::turn_ended(&end, duration, reassembly.chunks()));
+        trace::turn_ended(&span, &end, duration, reassembly.chunks());
         let window = self.deps.limits.max_history_messages;
         self.history
             .turn_ended(text, reassembly.into_answer(), &end, window);
@@ -223,7 +227,6 @@ impl SessionActor {
 
     pub(super) fn cancel_running_turn(&mut self, ctx: &mut Context<Self>) {
         if let Some(turn) = self.turns.running() {
-            let _entered = turn.span.clone().entered();
             self.stop_worker(turn.turn_id);
             self.end_turn(TurnEnd::Finished(FinishReason::Cancelled), ctx);
         }
@@ -231,19 +234,10 @@ impl SessionActor {
 
     /// Tells the worker running `turn_id` to stop; its answers are not wanted.
     pub(super) fn stop_worker(&self, turn_id: Uuid) {
-        tracing::debug!("telling the worker to stop");
         self.deps.broker.do_send(ForgetTurn {
             turn_id,
             cancel: true,
         });
-    }
-
-    /// The span of the running turn (none when no turn runs), to enter while
-    /// working on it.
-    pub(super) fn running_span(&self) -> Span {
-        self.turns
-            .running()
-            .map_or_else(Span::none, |turn| turn.span.clone())
     }
 
     fn listener_left(&mut self, turn_id: Uuid, ctx: &mut Context<Self>) {
