@@ -10,7 +10,9 @@
 //! span list is left out, as it would show the entered spans, not a line's parent.
 //! At `info`, a turn logs a few lines (accepted and ended at the gateway, started
 //! and ended at the worker); its chunks log at `debug`. Lines are written by a
-//! thread of their own ([`background_writer`]).
+//! thread of their own (`tracing-appender`'s non-blocking writer), so the threads
+//! that serve chats never wait on stderr; none is dropped (a full queue makes the
+//! logging thread wait), and [`init`]'s guard writes what is left at exit.
 //!
 //! Parlor's own lines about a turn name its span as their parent; the span is
 //! entered only around work that may log for the turn on its own (the worker's
@@ -18,20 +20,24 @@
 //! engine). Entering costs on every poll, a filtered-out line with a parent
 //! nothing, which keeps a chunk's path free of tracing work at `info`.
 
-mod background_writer;
-
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use background_writer::BackgroundWriter;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
-pub fn init() {
+/// Starts logging; keep the guard until the process ends, as dropping it writes
+/// the lines still queued.
+pub fn init() -> WorkerGuard {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("parlor-log")
+        .finish(std::io::stderr());
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(BackgroundWriter::stderr())
+        .with_writer(writer)
         .with_ansi(std::io::stderr().is_terminal());
     let json = std::env::var("PARLOR_LOG_FORMAT").is_ok_and(|format| format == "json");
     // A second initialisation (tests calling in twice) keeps the first subscriber.
@@ -44,6 +50,7 @@ pub fn init() {
     } else {
         builder.try_init()
     };
+    guard
 }
 
 /// A duration in milliseconds to a tenth, for log fields: a turn against a fast
