@@ -1,4 +1,5 @@
 //! Wiring: builds the actors and servers each command runs, and stops them well.
+//! (About 400 lines, on purpose: every command's wiring in one file, side by side.)
 //!
 //! # Which thread runs what
 //!
