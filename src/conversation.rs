@@ -109,3 +109,118 @@ impl std::fmt::Display for ErrorCode {
         f.write_str(self.as_str())
     }
 }
+
+/// Something a turn shows besides its answer text: a tool at work, the passages the
+/// tools found, or a reasoning model's thinking. Events travel with the answer, in
+/// order with its chunks, but never become part of the answer or of the history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TurnEvent {
+    Tool(ToolActivity),
+    References { sources: Vec<SourceReferences> },
+    Reasoning { text: String },
+}
+
+/// One tool call's progress: reported `working` when it starts, then `done` or
+/// `error` with (the start of) its output.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolActivity {
+    /// The model's id for this call.
+    pub call_id: String,
+    /// The tool's name, as the model knows it (a knowledge source's id).
+    pub name: String,
+    /// What people call the tool (a knowledge source's name).
+    pub label: String,
+    pub status: ToolStatus,
+    /// The call's arguments as the model sent them (`{}` when they were not JSON).
+    pub arguments: serde_json::Value,
+    /// On `done` and `error`: what the tool answered, cut to
+    /// [`ToolActivity::MAX_OUTPUT_BYTES`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+impl ToolActivity {
+    /// The most output a tool event carries; the model gets the whole of it.
+    pub const MAX_OUTPUT_BYTES: usize = 4 * 1024;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolStatus {
+    Working,
+    Done,
+    Error,
+}
+
+/// The passages one knowledge source gave a turn.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceReferences {
+    /// The source's id (its tool's name).
+    pub id: String,
+    pub name: String,
+    pub items: Vec<Reference>,
+}
+
+/// One passage a tool found, for the UI to show and the answer to cite (`[^id]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    /// The passage's stable id.
+    pub id: String,
+    /// The title of the passage's document.
+    pub title: String,
+    /// The part of the passage that matched the query best.
+    pub snippet: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The search's score; higher is better, comparable only within one search.
+    pub score: f32,
+}
+
+/// A user's message as a turn takes it: its text and the tools it may use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserMessage {
+    pub text: String,
+    /// By name: `None` for all the agent has, `[]` for none.
+    pub tools: Option<Vec<String>>,
+}
+
+impl From<&str> for UserMessage {
+    fn from(text: &str) -> Self {
+        Self {
+            text: text.to_owned(),
+            tools: None,
+        }
+    }
+}
+
+/// The tool names a user message may ask for: those of the configured knowledge
+/// sources. A turn naming any other is refused with `bad_request`.
+#[derive(Clone, Debug, Default)]
+pub struct KnownTools(std::sync::Arc<[String]>);
+
+impl KnownTools {
+    pub fn new(names: impl IntoIterator<Item = String>) -> Self {
+        Self(names.into_iter().collect())
+    }
+
+    /// Refuses a choice of tools that names one not known here.
+    pub fn check(&self, requested: Option<&[String]>) -> Result<(), ChatError> {
+        let Some(unknown) = requested
+            .unwrap_or_default()
+            .iter()
+            .find(|name| !self.0.contains(name))
+        else {
+            return Ok(());
+        };
+        let known = if self.0.is_empty() {
+            "none".to_owned()
+        } else {
+            self.0.join(", ")
+        };
+        Err(ChatError::new(
+            ErrorCode::BadRequest,
+            format!("unknown tool {unknown:?} (the tools here: {known})"),
+        ))
+    }
+}

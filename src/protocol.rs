@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::conversation::{ChatError, ErrorCode, FinishReason};
+use crate::conversation::{
+    ChatError, ErrorCode, FinishReason, SourceReferences, ToolActivity, TurnEvent,
+};
 
 /// A frame the client sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -12,6 +14,9 @@ pub enum ClientFrame {
     /// Starts a turn (queued behind a running one).
     Message {
         text: String,
+        /// The tools the turn may use: absent, all; `[]`, none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tools: Option<Vec<String>>,
     },
     /// Cancels the running turn.
     Cancel,
@@ -19,7 +24,7 @@ pub enum ClientFrame {
 }
 
 /// A frame the server sends.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// Always the first frame of a connection.
@@ -34,7 +39,23 @@ pub enum ServerFrame {
         seq: u64,
         text: String,
     },
-    /// The turn restarted elsewhere: discard its chunks so far.
+    /// A tool call of the turn started or ended.
+    Tool {
+        turn_id: Uuid,
+        #[serde(flatten)]
+        activity: ToolActivity,
+    },
+    /// The passages the turn's tools found.
+    References {
+        turn_id: Uuid,
+        sources: Vec<SourceReferences>,
+    },
+    /// A piece of a reasoning model's thinking.
+    Reasoning {
+        turn_id: Uuid,
+        text: String,
+    },
+    /// The turn restarted elsewhere: discard its chunks and events so far.
     Reset {
         turn_id: Uuid,
         reason: String,
@@ -61,6 +82,15 @@ impl ServerFrame {
         ServerFrame::Error { turn_id, error }
     }
 
+    /// The frame of one of turn `turn_id`'s events.
+    pub fn event(turn_id: Uuid, event: TurnEvent) -> Self {
+        match event {
+            TurnEvent::Tool(activity) => ServerFrame::Tool { turn_id, activity },
+            TurnEvent::References { sources } => ServerFrame::References { turn_id, sources },
+            TurnEvent::Reasoning { text } => ServerFrame::Reasoning { turn_id, text },
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("server frames always serialize")
     }
@@ -71,7 +101,7 @@ pub fn parse_client_frame(text: &str) -> Result<ClientFrame, String> {
     let frame: ClientFrame = serde_json::from_str(text).map_err(|e| {
         format!("not a valid frame: {e} (expected {{\"type\":\"message\"|\"cancel\"|\"ping\"}})")
     })?;
-    if let ClientFrame::Message { text } = &frame
+    if let ClientFrame::Message { text, .. } = &frame
         && text.trim().is_empty()
     {
         return Err("a message needs non-empty \"text\"".into());
@@ -116,7 +146,15 @@ mod tests {
         assert_eq!(
             parse_client_frame(r#"{"type":"message","text":"hello"}"#),
             Ok(ClientFrame::Message {
-                text: "hello".into()
+                text: "hello".into(),
+                tools: None,
+            })
+        );
+        assert_eq!(
+            parse_client_frame(r#"{"type":"message","text":"hi","tools":[]}"#),
+            Ok(ClientFrame::Message {
+                text: "hi".into(),
+                tools: Some(Vec::new()),
             })
         );
         assert_eq!(

@@ -45,6 +45,9 @@ async fn answer(
                     assert!(!delta.is_empty());
                     text.push_str(&delta);
                 }
+                Ok(other @ (LlmEvent::Reasoning(_) | LlmEvent::ToolCalls(_))) => {
+                    panic!("the mock does not reason or call tools unasked: {other:?}")
+                }
                 Ok(LlmEvent::Finished(reason)) => {
                     assert!(stream.next().await.is_none(), "Finished is the last event");
                     return Ok(reason);

@@ -111,6 +111,7 @@ fn question(reply_to: &str, text: &str) -> Question {
         reply_to: reply_to.into(),
         history: vec![],
         text: text.into(),
+        tools: None,
     }
 }
 

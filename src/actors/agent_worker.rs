@@ -160,6 +160,7 @@ impl Handler<RunTurn> for AgentWorker {
             context_id: question.session_id.to_string(),
             history: std::mem::take(&mut question.history),
             text: std::mem::take(&mut question.text),
+            tools: question.tools.take(),
         });
         let turn = answer_question(
             coalesce(events, self.chunk_window),
@@ -248,9 +249,16 @@ async fn answer_question(
             event = events.next() => event,
         };
         match event {
-            Some(Ok(AgentEvent::Text(text))) => {
-                let chunk = answer(AnswerBody::Chunk { seq, text });
-                if let Err(error) = broker.publish_answer(&question.reply_to, chunk).await {
+            Some(Ok(event @ (AgentEvent::Text(_) | AgentEvent::Event(_)))) => {
+                let body = match event {
+                    AgentEvent::Text(text) => AnswerBody::Chunk { seq, text },
+                    AgentEvent::Event(event) => AnswerBody::Event { seq, event },
+                    AgentEvent::Finished(_) => unreachable!("matched above"),
+                };
+                if let Err(error) = broker
+                    .publish_answer(&question.reply_to, answer(body))
+                    .await
+                {
                     drop(events);
                     if let BrokerError::NoSuchReplyQueue(_) = error {
                         settle(delivery).await;
@@ -353,6 +361,7 @@ mod tests {
                 reply_to: replies.address.clone(),
                 history: vec![],
                 text: text.into(),
+                tools: None,
             };
             broker.publish_question(question).await.unwrap();
             questions.next().await.unwrap()

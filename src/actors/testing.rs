@@ -238,6 +238,7 @@ impl Rig {
             reply_to: self.replies.address.clone(),
             history: vec![],
             text: text.into(),
+            tools: None,
         }
     }
 

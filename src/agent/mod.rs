@@ -8,7 +8,7 @@ pub mod llm;
 
 use futures_util::stream::BoxStream;
 
-use crate::conversation::{ChatError, ChatMessage, ErrorCode, FinishReason};
+use crate::conversation::{ChatError, ChatMessage, ErrorCode, FinishReason, TurnEvent};
 
 /// One question to the agent: the conversation so far and the new user text.
 #[derive(Clone, Debug)]
@@ -19,13 +19,19 @@ pub struct AgentRequest {
     pub history: Vec<ChatMessage>,
     /// The new user message.
     pub text: String,
+    /// Which tools the turn may use, by name: `None` for all the agent has, `[]` for
+    /// none. Names the agent does not have are left out (the gateway has already
+    /// refused a turn naming an unknown one).
+    pub tools: Option<Vec<String>>,
 }
 
 /// What an answer stream yields.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum AgentEvent {
     /// The next piece of answer text (never empty).
     Text(String),
+    /// A tool at work, the passages found, or the model's reasoning.
+    Event(TurnEvent),
     /// The answer is complete; always the last item of a successful stream.
     Finished(FinishReason),
 }

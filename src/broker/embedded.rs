@@ -180,6 +180,7 @@ mod tests {
             reply_to: reply_to.into(),
             history: vec![],
             text: "hi".into(),
+            tools: None,
         }
     }
 

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::conversation::{ChatError, ChatMessage, FinishReason};
+use crate::conversation::{ChatError, ChatMessage, FinishReason, TurnEvent};
 
 /// A user's message on its way to a worker, with what the agent needs to answer it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -26,6 +26,10 @@ pub struct Question {
     /// The session's earlier turns, oldest first.
     pub history: Vec<ChatMessage>,
     pub text: String,
+    /// The tools the turn may use (see [`crate::agent::AgentRequest::tools`]);
+    /// absent from a question means all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
 }
 
 /// One piece of a turn's outcome, on its way back to the gateway.
@@ -42,10 +46,17 @@ pub struct Answer {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AnswerBody {
-    /// Answer text; `seq` counts the chunks of one attempt from 0.
+    /// Answer text. `seq` numbers every answer of one attempt that is not its end,
+    /// chunks and events alike, from 0, so the gateway sees a lost or repeated one
+    /// of either kind. (The `seq` of the WebSocket's chunk frames counts chunks only.)
     Chunk {
         seq: u64,
         text: String,
+    },
+    /// A tool at work, the passages found, or reasoning; numbered like chunks.
+    Event {
+        seq: u64,
+        event: TurnEvent,
     },
     Done {
         finish_reason: FinishReason,
@@ -56,7 +67,7 @@ pub enum AnswerBody {
 impl AnswerBody {
     /// Whether this is the last answer of its turn.
     pub fn ends_turn(&self) -> bool {
-        !matches!(self, AnswerBody::Chunk { .. })
+        !matches!(self, AnswerBody::Chunk { .. } | AnswerBody::Event { .. })
     }
 }
 

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::health::Readiness;
 use crate::actors::session::{SessionActor, StartTurn};
-use crate::conversation::{ChatMessage, ErrorCode};
+use crate::conversation::{ChatMessage, ErrorCode, UserMessage};
 use crate::protocol::ServerFrame;
 
 /// The seed protocol's `functionId` and `type` of an answer-text event.
@@ -59,7 +59,20 @@ struct ChatRequest {
     user_id: Option<String>,
     messages: Vec<SeedMessage>,
     session_id: Option<String>,
-    // `attachment` and other fields of the seed protocol are accepted and unused.
+    /// Free-form in the seed protocol; parlor reads its `tools`.
+    #[serde(default)]
+    attachment: serde_json::Value,
+    // Other fields of the seed protocol (`functionId`, ...) are accepted and unused.
+}
+
+/// The tools `attachment.tools` chooses (absent: all), or why it is not a choice.
+fn chosen_tools(attachment: &serde_json::Value) -> Result<Option<Vec<String>>, String> {
+    match attachment.get("tools") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(tools) => serde_json::from_value(tools.clone())
+            .map(Some)
+            .map_err(|_| "attachment.tools must be a list of tool ids".to_owned()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -128,6 +141,13 @@ async fn chat(body: Bytes, state: web::Data<AppState>) -> HttpResponse {
         }
     };
     let user_id = request.user_id.unwrap_or_else(|| "anonymous".into());
+    let tools = match chosen_tools(&request.attachment) {
+        Ok(tools) => tools,
+        Err(problem) => return refuse(StatusCode::BAD_REQUEST, problem),
+    };
+    if let Err(refusal) = state.sessions.tools.check(tools.as_deref()) {
+        return refuse(StatusCode::BAD_REQUEST, refusal.message);
+    }
     let (history, text) = match split_conversation(request.messages) {
         Ok(split) => split,
         Err((status, detail)) => return refuse(status, detail),
@@ -150,7 +170,8 @@ async fn chat(body: Bytes, state: web::Data<AppState>) -> HttpResponse {
         live.unwrap_or_else(|| SessionActor::start(state.sessions.clone(), history));
 
     let (listener, frames) = tokio::sync::mpsc::unbounded_channel();
-    match session.send(StartTurn { text, listener }).await {
+    let message = UserMessage { text, tools };
+    match session.send(StartTurn { message, listener }).await {
         Ok(Ok(_)) => {}
         Ok(Err(refusal)) => return refuse(status_for(refusal.code), refusal.message),
         Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "the session ended"),

@@ -49,13 +49,14 @@ use crate::actors::registry::SessionRegistry;
 use crate::actors::session::{SessionDeps, SessionLimits};
 use crate::actors::stats::{ActorDirectory, ActorStats, Tracked};
 use crate::agent::Agent;
-use crate::agent::knowledge::{DataSource, KnowledgeAgent};
+use crate::agent::knowledge::{DataSource, KnowledgeAgent, KnowledgeSource};
 use crate::agent::llm::LlmClient;
 use crate::broker::Broker;
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::rabbitmq::RabbitBroker;
 use crate::cli::{Cli, Command};
 use crate::config::{AgentLocation, BrokerEngine, Config, ModelEndpoint};
+use crate::conversation::KnownTools;
 use crate::counters::Counters;
 use crate::draining::Draining;
 use crate::http::health::WorkerReadiness;
@@ -93,16 +94,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bookkeeping = Bookkeeping::new()?;
     let broker = connect_broker(&config, &bookkeeping).await?;
     let (agent, _demo_model) = knowledge_agent(&config).await?;
-    let data_sources = agent.data_sources();
     let pool = start_pool(&config, Arc::new(agent), broker.clone(), &bookkeeping);
-    let state = gateway_state(
-        &config,
-        broker,
-        Some(pool.clone()),
-        data_sources,
-        &bookkeeping,
-    )
-    .await?;
+    let state = gateway_state(&config, broker, Some(pool.clone()), &bookkeeping).await?;
     // One process, one grace: the gateway's turns are the pool's turns.
     let pool = pool_to_drain(&config, pool, config.http.shutdown_grace());
     run_gateway(state, listener, Some(pool)).await
@@ -114,8 +107,7 @@ pub async fn gateway(config: Config) -> anyhow::Result<()> {
     let listener = bind(config.http.bind, "http.bind")?;
     let bookkeeping = Bookkeeping::new()?;
     let broker = connect_broker(&config, &bookkeeping).await?;
-    // The agent runs in the workers; its knowledge sources are not known here.
-    let state = gateway_state(&config, broker, None, Vec::new(), &bookkeeping).await?;
+    let state = gateway_state(&config, broker, None, &bookkeeping).await?;
     run_gateway(state, listener, None).await
 }
 
@@ -351,9 +343,15 @@ async fn gateway_state(
     config: &Config,
     broker: Arc<dyn Broker>,
     pool: Option<Tracked<AgentPool>>,
-    data_sources: Vec<DataSource>,
     bookkeeping: &Bookkeeping,
 ) -> anyhow::Result<AppState> {
+    // The sources come from the configuration, which the workers share, so a
+    // gateway lists them and checks a turn's choice without asking a worker.
+    let data_sources: Vec<DataSource> = KnowledgeSource::configured(&config.knowledge)
+        .iter()
+        .map(KnowledgeSource::data_source)
+        .collect();
+    let tools = KnownTools::new(data_sources.iter().map(|source| source.id.clone()));
     let registry_stats = ActorStats::new("session_registry", "0");
     bookkeeping.directory.register(&registry_stats);
     let heartbeat_interval = config.session.heartbeat_interval();
@@ -379,6 +377,7 @@ async fn gateway_state(
         broker: Tracked::new(broker_actor, broker_stats),
         counters,
         limits: SessionLimits::from_config(config),
+        tools,
         draining: Draining::default(),
     };
     Ok(AppState {

@@ -134,7 +134,7 @@ impl Goodbye {
 }
 
 /// What a frame from the client asks for.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Received {
     /// A frame of the chat protocol.
     Request(ClientFrame),
@@ -202,7 +202,10 @@ mod tests {
     fn chat_frames_are_requests() {
         assert_eq!(
             read(text(r#"{"type":"message","text":"hi"}"#), LIMIT),
-            Received::Request(ClientFrame::Message { text: "hi".into() })
+            Received::Request(ClientFrame::Message {
+                text: "hi".into(),
+                tools: None
+            })
         );
         assert_eq!(
             read(text(r#"{"type":"cancel"}"#), LIMIT),

@@ -42,7 +42,7 @@ use super::registry::{Register, SessionRegistry, Unregister};
 use super::stats::Tracked;
 use crate::broker::Answer;
 use crate::config::Config;
-use crate::conversation::{ChatError, ChatMessage, FinishReason};
+use crate::conversation::{ChatError, ChatMessage, FinishReason, KnownTools, UserMessage};
 use crate::counters::Counters;
 use crate::draining::Draining;
 use crate::protocol::ServerFrame;
@@ -77,6 +77,8 @@ pub struct SessionDeps {
     pub broker: Tracked<BrokerActor>,
     pub counters: Arc<Counters>,
     pub limits: SessionLimits,
+    /// The tools a message may name.
+    pub tools: KnownTools,
     /// Set when the process stops: new turns are refused.
     pub draining: Draining,
 }
@@ -249,7 +251,7 @@ impl Handler<GoingAway> for SessionActor {
 #[derive(Message)]
 #[rtype(result = "Result<Uuid, ChatError>")]
 pub struct StartTurn {
-    pub text: String,
+    pub message: UserMessage,
     pub listener: TurnListener,
 }
 
@@ -257,7 +259,7 @@ impl Handler<StartTurn> for SessionActor {
     type Result = Result<Uuid, ChatError>;
 
     fn handle(&mut self, message: StartTurn, ctx: &mut Self::Context) -> Self::Result {
-        self.queue_turn(message.text, Some(message.listener), ctx)
+        self.queue_turn(message.message, Some(message.listener), ctx)
     }
 }
 

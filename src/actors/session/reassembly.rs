@@ -4,21 +4,28 @@
 //! it to another); every delivery numbers its chunks from 0. Only the newest
 //! delivery counts: once a later one speaks, what the earlier ones said is void
 //! and the client is told to discard it (`reset`, see `docs/protocol.md`).
+//!
+//! A worker numbers its chunks and events together (the broker's `seq`), so a
+//! lost or repeated one of either kind is noticed; the chunk frames' own `seq`,
+//! counting chunks only, is made here.
 
 use crate::broker::AnswerBody;
-use crate::conversation::{ChatError, FinishReason};
+use crate::conversation::{ChatError, FinishReason, TurnEvent};
 
 /// The answer of the running turn so far.
 #[derive(Debug)]
 pub struct Reassembly {
     /// The delivery whose chunks are being passed on.
     attempt: u32,
+    /// The broker `seq` expected next (chunks and events).
     next_seq: u64,
+    /// How many chunks were passed on: the next chunk frame's `seq`.
+    chunks: u64,
     answer: String,
 }
 
 /// What one answer means for the turn.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub struct Outcome {
     /// A later delivery took over after chunks of an earlier one were passed on:
     /// the client must discard them before [`Outcome::step`].
@@ -26,12 +33,14 @@ pub struct Outcome {
     pub step: Step,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Step {
     /// Nothing to pass on: a late answer of an abandoned delivery, or a duplicate.
     Ignore,
-    /// The next piece of the answer.
+    /// The next piece of the answer; `seq` counts chunks only.
     Chunk { seq: u64, text: String },
+    /// A tool at work, the passages found, or reasoning.
+    Event(TurnEvent),
     /// The turn is over.
     End(TurnEnd),
     /// Chunks before `got` went missing; the answer cannot be completed.
@@ -50,6 +59,7 @@ impl Default for Reassembly {
         Self {
             attempt: 1,
             next_seq: 0,
+            chunks: 0,
             answer: String::new(),
         }
     }
@@ -63,32 +73,45 @@ impl Reassembly {
         }
         let mut reset = false;
         if attempt > self.attempt {
+            // Events passed on are void too, so they also call for a reset.
             reset = self.next_seq > 0;
             self.attempt = attempt;
             self.next_seq = 0;
+            self.chunks = 0;
             self.answer.clear();
         }
         let step = match body {
-            AnswerBody::Chunk { seq, text } => self.chunk(seq, text),
+            AnswerBody::Chunk { seq, text } => self.out_of_order(seq).unwrap_or_else(|| {
+                self.answer.push_str(&text);
+                self.chunks += 1;
+                Step::Chunk {
+                    seq: self.chunks - 1,
+                    text,
+                }
+            }),
+            AnswerBody::Event { seq, event } => {
+                self.out_of_order(seq).unwrap_or(Step::Event(event))
+            }
             AnswerBody::Done { finish_reason } => Step::End(TurnEnd::Finished(finish_reason)),
             AnswerBody::Error(error) => Step::End(TurnEnd::Failed(error)),
         };
         Outcome { reset, step }
     }
 
-    fn chunk(&mut self, seq: u64, text: String) -> Step {
+    /// What to do instead when the answer numbered `seq` is not the one expected
+    /// next; `None` (and the next one is expected) when it is.
+    fn out_of_order(&mut self, seq: u64) -> Option<Step> {
         if seq < self.next_seq {
-            return Step::Ignore;
+            return Some(Step::Ignore);
         }
         if seq > self.next_seq {
-            return Step::Gap {
+            return Some(Step::Gap {
                 expected: self.next_seq,
                 got: seq,
-            };
+            });
         }
         self.next_seq += 1;
-        self.answer.push_str(&text);
-        Step::Chunk { seq, text }
+        None
     }
 
     /// The delivery whose chunks are passed on.
@@ -98,7 +121,7 @@ impl Reassembly {
 
     /// How many chunks of that delivery were passed on.
     pub fn chunks(&self) -> u64 {
-        self.next_seq
+        self.chunks
     }
 
     /// The answer text passed on (of the newest delivery only).
@@ -201,6 +224,60 @@ mod tests {
         );
         assert_eq!(turn.accept(2, chunk(1, " answer")), passed(1, " answer"));
         assert_eq!(turn.into_answer(), "whole answer");
+    }
+
+    fn event(seq: u64, text: &str) -> AnswerBody {
+        AnswerBody::Event {
+            seq,
+            event: TurnEvent::Reasoning { text: text.into() },
+        }
+    }
+
+    fn passed_event(text: &str) -> Outcome {
+        Outcome::plain(Step::Event(TurnEvent::Reasoning { text: text.into() }))
+    }
+
+    #[test]
+    fn events_share_the_numbering_but_not_the_chunk_seq_or_the_answer() {
+        let mut turn = Reassembly::default();
+        assert_eq!(turn.accept(1, event(0, "think")), passed_event("think"));
+        assert_eq!(turn.accept(1, chunk(1, "a")), passed(0, "a"));
+        assert_eq!(turn.accept(1, event(2, "more")), passed_event("more"));
+        assert_eq!(turn.accept(1, chunk(3, "b")), passed(1, "b"));
+        assert_eq!(
+            turn.accept(1, event(2, "more")),
+            Outcome::plain(Step::Ignore)
+        );
+        assert_eq!(turn.chunks(), 2);
+        assert_eq!(turn.into_answer(), "ab");
+    }
+
+    #[test]
+    fn a_lost_event_is_a_gap() {
+        let mut turn = Reassembly::default();
+        turn.accept(1, event(0, "a"));
+        assert_eq!(
+            turn.accept(1, chunk(2, "c")),
+            Outcome::plain(Step::Gap {
+                expected: 1,
+                got: 2
+            })
+        );
+    }
+
+    #[test]
+    fn a_later_delivery_after_events_only_resets() {
+        let mut turn = Reassembly::default();
+        turn.accept(1, event(0, "void"));
+        let outcome = turn.accept(2, chunk(0, "x"));
+        assert!(outcome.reset);
+        assert_eq!(
+            outcome.step,
+            Step::Chunk {
+                seq: 0,
+                text: "x".into()
+            }
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use actix_ws::{AggregatedMessage, ProtocolError};
 
 use super::connection::{self, Connection, Goodbye, Received};
 use super::{SessionActor, SocketInput};
-use crate::conversation::ErrorCode;
+use crate::conversation::{ErrorCode, UserMessage};
 use crate::protocol::{ClientFrame, ServerFrame};
 
 impl SessionActor {
@@ -100,8 +100,8 @@ impl SessionActor {
 
     fn on_request(&mut self, frame: ClientFrame, ctx: &mut Context<Self>) {
         match frame {
-            ClientFrame::Message { text } => {
-                if let Err(refusal) = self.queue_turn(text, None, ctx) {
+            ClientFrame::Message { text, tools } => {
+                if let Err(refusal) = self.queue_turn(UserMessage { text, tools }, None, ctx) {
                     self.send_to_socket(&ServerFrame::failed(None, refusal));
                 }
             }

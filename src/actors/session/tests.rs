@@ -14,7 +14,7 @@ use crate::actors::registry::Lookup;
 use crate::actors::stats::ActorStats;
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::{AnswerBody, Broker, Delivery, Question};
-use crate::conversation::ErrorCode;
+use crate::conversation::{ErrorCode, KnownTools};
 use crate::counters::TurnTotals;
 
 /// How long any one step may take (virtual time where the test pauses the clock).
@@ -61,6 +61,7 @@ impl Gateway {
             broker: Tracked::new(broker_actor.start(), broker_stats),
             counters,
             limits: limits(),
+            tools: KnownTools::new(["notes".to_owned()]),
             draining: Draining::default(),
         };
         Self {
@@ -112,9 +113,9 @@ async fn start_turn(
     text: &str,
 ) -> (Uuid, mpsc::UnboundedReceiver<ServerFrame>) {
     let (listener, frames) = mpsc::unbounded_channel();
-    let text = text.into();
+    let message = text.into();
     let turn_id = session
-        .send(StartTurn { text, listener })
+        .send(StartTurn { message, listener })
         .await
         .expect("the session is running")
         .expect("the turn is admitted");
@@ -216,7 +217,7 @@ async fn messages_wait_for_the_running_turn_and_beyond_the_limit_get_busy() {
     let (listener, _frames) = mpsc::unbounded_channel();
     let refused = session
         .send(StartTurn {
-            text: "three".into(),
+            message: "three".into(),
             listener,
         })
         .await
@@ -367,8 +368,8 @@ async fn a_draining_session_refuses_new_turns() {
     let (_, session) = SessionActor::start(gateway.deps.clone(), Vec::new());
     gateway.deps.draining.begin();
     let (listener, _frames) = mpsc::unbounded_channel();
-    let text = "hello".into();
-    let refused = session.send(StartTurn { text, listener }).await.unwrap();
+    let message = "hello".into();
+    let refused = session.send(StartTurn { message, listener }).await.unwrap();
     assert!(
         matches!(
             refused,

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::TurnListener;
 use super::reassembly::Reassembly;
-use crate::conversation::{ChatError, ErrorCode};
+use crate::conversation::{ChatError, ErrorCode, UserMessage};
 use crate::protocol::ServerFrame;
 
 #[derive(Default)]
@@ -22,7 +22,7 @@ pub struct TurnQueue {
 
 struct WaitingTurn {
     turn_id: Uuid,
-    text: String,
+    message: UserMessage,
     listener: Option<TurnListener>,
     span: Span,
 }
@@ -39,7 +39,7 @@ impl WaitingTurn {
 pub struct ActiveTurn {
     pub turn_id: Uuid,
     /// The user's message.
-    pub text: String,
+    pub message: UserMessage,
     /// Where a `POST /chat` turn's frames go, besides the socket.
     pub listener: Option<TurnListener>,
     pub started: Instant,
@@ -65,7 +65,7 @@ impl TurnQueue {
     /// its span from `span_of` its id.
     pub fn admit(
         &mut self,
-        text: String,
+        message: UserMessage,
         listener: Option<TurnListener>,
         draining: bool,
         max_waiting: usize,
@@ -85,7 +85,7 @@ impl TurnQueue {
         let turn_id = Uuid::new_v4();
         self.waiting.push_back(WaitingTurn {
             turn_id,
-            text,
+            message,
             listener,
             span: span_of(turn_id),
         });
@@ -99,13 +99,13 @@ impl TurnQueue {
         }
         let WaitingTurn {
             turn_id,
-            text,
+            message,
             listener,
             span,
         } = self.waiting.pop_front()?;
         let turn = self.running.insert(Box::new(ActiveTurn {
             turn_id,
-            text,
+            message,
             listener,
             started: now,
             reassembly: Reassembly::default(),
@@ -183,7 +183,7 @@ mod tests {
     fn start(queue: &mut TurnQueue) -> Option<String> {
         queue
             .start_next(Instant::now())
-            .map(|turn| turn.text.clone())
+            .map(|turn| turn.message.text.clone())
     }
 
     #[test]

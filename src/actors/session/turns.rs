@@ -16,7 +16,7 @@ use super::turn_queue::ActiveTurn;
 use super::{SessionActor, TurnListener, trace};
 use crate::actors::broker::{AskQuestion, ForgetTurn};
 use crate::broker::{Answer, BrokerError, Question};
-use crate::conversation::{ChatError, ErrorCode, FinishReason};
+use crate::conversation::{ChatError, ErrorCode, FinishReason, UserMessage};
 use crate::counters::TurnResult;
 use crate::protocol::ServerFrame;
 
@@ -24,10 +24,11 @@ impl SessionActor {
     /// Queues a user message as a turn; it starts when the turns before it end.
     pub(super) fn queue_turn(
         &mut self,
-        text: String,
+        message: UserMessage,
         listener: Option<TurnListener>,
         ctx: &mut Context<Self>,
     ) -> Result<Uuid, ChatError> {
+        self.deps.tools.check(message.tools.as_deref())?;
         let watch = listener.clone();
         let draining = self.deps.draining.is_draining();
         let max_waiting = self.deps.limits.max_queued_turns;
@@ -35,7 +36,7 @@ impl SessionActor {
         let via = if listener.is_some() { "http" } else { "ws" };
         let turn_id = self
             .turns
-            .admit(text, listener, draining, max_waiting, |turn_id| {
+            .admit(message, listener, draining, max_waiting, |turn_id| {
                 trace::turn_span(session_id, turn_id, 1)
             })
             .inspect_err(|refusal| {
@@ -71,7 +72,8 @@ impl SessionActor {
             turn_id,
             reply_to: String::new(),
             history: self.history.messages(),
-            text: turn.text.clone(),
+            text: turn.message.text.clone(),
+            tools: turn.message.tools.clone(),
         };
         self.cancel_idle_timer(ctx);
         self.deps.counters.turn_started();
@@ -148,7 +150,7 @@ impl SessionActor {
             Step::Gap { expected, got } => {
                 tracing::error!(parent: span, seq = got, expected, "answer chunks went missing");
             }
-            Step::Ignore | Step::End(_) => {}
+            Step::Event(_) | Step::Ignore | Step::End(_) => {}
         }
         let started = turn.started;
         if reset {
@@ -166,6 +168,7 @@ impl SessionActor {
                 }
                 self.send_turn_frame(ServerFrame::Chunk { turn_id, seq, text });
             }
+            Step::Event(event) => self.send_turn_frame(ServerFrame::event(turn_id, event)),
             Step::End(end) => self.end_turn(end, ctx),
             Step::Gap { .. } => {
                 self.stop_worker(turn_id);
@@ -192,7 +195,7 @@ impl SessionActor {
         self.send_to_socket(&frame);
         turn.tell_listener(frame);
         let ActiveTurn {
-            text,
+            message,
             reassembly,
             span,
             ..
@@ -200,7 +203,7 @@ impl SessionActor {
         trace::turn_ended(&span, &end, duration, reassembly.chunks());
         let window = self.deps.limits.max_history_messages;
         self.history
-            .turn_ended(text, reassembly.into_answer(), &end, window);
+            .turn_ended(message.text, reassembly.into_answer(), &end, window);
         self.start_next_turn(ctx);
     }
 

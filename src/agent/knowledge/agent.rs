@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::llm::{LlmClient, LlmEvent};
 use crate::agent::{Agent, AgentEvent, AgentRequest, AgentStream};
 use crate::config::AgentConfig;
-use crate::conversation::ChatMessage;
+use crate::conversation::{ChatMessage, TurnEvent};
 
 /// A knowledge source the agent can draw on (the items of `GET /get_data_source`).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -68,6 +68,9 @@ impl Agent for KnowledgeAgent {
             .map(|event| {
                 event.map(|event| match event {
                     LlmEvent::Delta(text) => AgentEvent::Text(text),
+                    LlmEvent::Reasoning(text) => AgentEvent::Event(TurnEvent::Reasoning { text }),
+                    // Not offered any tools yet; the tool loop replaces this.
+                    LlmEvent::ToolCalls(_) => AgentEvent::Text(String::new()),
                     LlmEvent::Finished(reason) => AgentEvent::Finished(reason),
                 })
             })
@@ -104,6 +107,7 @@ mod tests {
             context_id: "c".into(),
             history,
             text: text.into(),
+            tools: None,
         }
     }
 

@@ -26,6 +26,7 @@ use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, Stream, StreamExt};
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderValue};
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 mod error_text;
@@ -46,8 +47,79 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 pub enum LlmEvent {
     /// The next piece of answer text (never empty).
     Delta(String),
+    /// The next piece of a reasoning model's thinking (`reasoning_content` or
+    /// `reasoning` deltas); never answer text.
+    Reasoning(String),
+    /// The tool calls the model asked for, each whole (assembled from the streamed
+    /// fragments), in the model's order. Comes once, just before `Finished`.
+    ToolCalls(Vec<ToolCall>),
     /// The answer is complete; always the last item of a successful stream.
     Finished(FinishReason),
+}
+
+/// A stream of model events; dropping it cancels the request.
+pub type LlmStream = BoxStream<'static, Result<LlmEvent, AgentError>>;
+
+/// A tool offered to the model (OpenAI's `{"type":"function","function":{...}}`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    /// The JSON Schema of the tool's arguments.
+    pub parameters: serde_json::Value,
+}
+
+/// A tool call the model made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The model's id for the call; its result is sent back under this id.
+    pub id: String,
+    pub name: String,
+    /// The arguments as the model wrote them: JSON text, not necessarily valid.
+    pub arguments: String,
+}
+
+/// One message of a prompt: a chat message, the model's own earlier tool calls,
+/// or a tool's result.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PromptMessage {
+    Chat(ChatMessage),
+    /// An assistant message that called tools (with the text it wrote meanwhile).
+    ToolCalls {
+        text: String,
+        calls: Vec<ToolCall>,
+    },
+    /// What the tool call `call_id` answered.
+    ToolResult {
+        call_id: String,
+        content: String,
+    },
+}
+
+impl From<ChatMessage> for PromptMessage {
+    fn from(message: ChatMessage) -> Self {
+        PromptMessage::Chat(message)
+    }
+}
+
+/// What is sent to the model for one answer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelRequest {
+    pub messages: Vec<PromptMessage>,
+    /// The tools the model may call; none: it can only answer.
+    pub tools: Vec<ToolSpec>,
+}
+
+/// Anything that streams a model's answer: the HTTP client, or a scripted model in
+/// tests of the agent loop.
+pub trait ChatModel: Send + Sync + 'static {
+    fn stream(&self, request: ModelRequest) -> LlmStream;
+}
+
+impl ChatModel for LlmClient {
+    fn stream(&self, request: ModelRequest) -> LlmStream {
+        self.stream_request(request)
+    }
 }
 
 /// A client for one OpenAI-compatible model. Cheap to clone: clones share the
@@ -76,11 +148,49 @@ impl fmt::Debug for LlmClient {
     }
 }
 
-#[derive(serde::Serialize)]
+#[derive(Serialize)]
 struct ChatRequest<'a> {
     model: &'a str,
-    messages: &'a [ChatMessage],
+    messages: &'a [PromptMessage],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    tools: Vec<WireTool<'a>>,
     stream: bool,
+}
+
+/// A tool as the OpenAI API takes it.
+#[derive(Serialize)]
+struct WireTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: &'a ToolSpec,
+}
+
+impl Serialize for PromptMessage {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde_json::json;
+        match self {
+            PromptMessage::Chat(message) => message.serialize(serializer),
+            PromptMessage::ToolCalls { text, calls } => {
+                let calls: Vec<_> = calls
+                    .iter()
+                    .map(|call| {
+                        json!({
+                            "id": call.id,
+                            "type": "function",
+                            "function": { "name": call.name, "arguments": call.arguments },
+                        })
+                    })
+                    .collect();
+                let content = if text.is_empty() { None } else { Some(text) };
+                json!({ "role": "assistant", "content": content, "tool_calls": calls })
+                    .serialize(serializer)
+            }
+            PromptMessage::ToolResult { call_id, content } => {
+                json!({ "role": "tool", "tool_call_id": call_id, "content": content })
+                    .serialize(serializer)
+            }
+        }
+    }
 }
 
 impl LlmClient {
@@ -124,25 +234,39 @@ impl LlmClient {
         })
     }
 
-    /// Streams the model's answer to `messages`. The stream ends after a
+    /// Streams the model's answer to `messages`, offering it no tools.
+    pub fn stream_chat(&self, messages: Vec<ChatMessage>) -> LlmStream {
+        self.stream_request(ModelRequest {
+            messages: messages.into_iter().map(PromptMessage::Chat).collect(),
+            tools: Vec::new(),
+        })
+    }
+
+    /// Streams the model's answer to `request`. The stream ends after a
     /// `Finished` event or after the first error. Dropping it cancels the request.
-    pub fn stream_chat(
-        &self,
-        messages: Vec<ChatMessage>,
-    ) -> BoxStream<'static, Result<LlmEvent, AgentError>> {
-        let request = ChatRequest {
+    pub fn stream_request(&self, request: ModelRequest) -> LlmStream {
+        let ModelRequest { messages, tools } = request;
+        let wire = ChatRequest {
             model: &self.inner.config.model,
             messages: &messages,
+            tools: tools
+                .iter()
+                .map(|function| WireTool {
+                    kind: "function",
+                    function,
+                })
+                .collect(),
             stream: true,
         };
-        let body = match serde_json::to_vec(&request) {
+        let body = match serde_json::to_vec(&wire) {
             Ok(body) => Bytes::from(body),
             Err(e) => {
                 let error = AgentError::Upstream(format!("cannot encode the request: {e}"));
                 return stream::once(async move { Err(error) }).boxed();
             }
         };
-        drop(messages);
+        drop(wire);
+        drop((messages, tools));
         let client = self.clone();
         stream::once(async move { client.open(body).await })
             .flat_map(|opened| match opened {

@@ -194,6 +194,7 @@ mod tests {
             reply_to: "q.reply.x".into(),
             history: vec![],
             text: "hi".into(),
+            tools: None,
         }
     }
 
