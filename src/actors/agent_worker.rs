@@ -248,29 +248,10 @@ async fn answer_question(
             }
             event = events.next() => event,
         };
-        match event {
-            Some(Ok(event @ (AgentEvent::Text(_) | AgentEvent::Event(_)))) => {
-                let body = match event {
-                    AgentEvent::Text(text) => AnswerBody::Chunk { seq, text },
-                    AgentEvent::Event(event) => AnswerBody::Event { seq, event },
-                    AgentEvent::Finished(_) => unreachable!("matched above"),
-                };
-                if let Err(error) = broker
-                    .publish_answer(&question.reply_to, answer(body))
-                    .await
-                {
-                    drop(events);
-                    if let BrokerError::NoSuchReplyQueue(_) = error {
-                        settle(delivery).await;
-                        return turn_ended(TurnOutcome::NobodyListening, seq, started, None);
-                    }
-                    // The broker failed, not the turn: another worker may finish it.
-                    tracing::warn!(%error, "giving a turn back after a failed publish");
-                    requeue(delivery).await;
-                    return turn_ended(TurnOutcome::GivenBack, seq, started, None);
-                }
-                seq += 1;
-            }
+        // Text and events share one numbering, so the gateway notices a lost one.
+        let body = match event {
+            Some(Ok(AgentEvent::Text(text))) => AnswerBody::Chunk { seq, text },
+            Some(Ok(AgentEvent::Event(event))) => AnswerBody::Event { seq, event },
             Some(Ok(AgentEvent::Finished(finish_reason))) => {
                 break AnswerBody::Done { finish_reason };
             }
@@ -279,7 +260,22 @@ async fn answer_question(
                 let message = "the agent's answer ended before it finished".to_owned();
                 break AnswerBody::Error(ChatError::new(ErrorCode::Upstream, message));
             }
+        };
+        if let Err(error) = broker
+            .publish_answer(&question.reply_to, answer(body))
+            .await
+        {
+            drop(events);
+            if let BrokerError::NoSuchReplyQueue(_) = error {
+                settle(delivery).await;
+                return turn_ended(TurnOutcome::NobodyListening, seq, started, None);
+            }
+            // The broker failed, not the turn: another worker may finish it.
+            tracing::warn!(%error, "giving a turn back after a failed publish");
+            requeue(delivery).await;
+            return turn_ended(TurnOutcome::GivenBack, seq, started, None);
         }
+        seq += 1;
     };
     // Stop the model before reporting the end, so a cancel really ends its stream.
     drop(events);
@@ -304,10 +300,10 @@ async fn answer_question(
     turn_ended(outcome, seq, started, failure)
 }
 
-/// Logs how a turn ended here, `chunks` of its answer sent; answers `outcome`.
+/// Logs how a turn ended here, `answers` of it (chunks and events) sent; answers `outcome`.
 fn turn_ended(
     outcome: TurnOutcome,
-    chunks: u64,
+    answers: u64,
     started: Instant,
     failure: Option<ChatError>,
 ) -> TurnOutcome {
@@ -315,13 +311,13 @@ fn turn_ended(
     let outcome_name = outcome.as_str();
     match failure {
         None => {
-            tracing::info!(outcome = %outcome_name, chunks, duration_ms, "worker ended the turn")
+            tracing::info!(outcome = %outcome_name, answers, duration_ms, "worker ended the turn")
         }
         Some(ChatError { code, message }) => tracing::info!(
             outcome = %outcome_name,
             code = %code,
             message,
-            chunks,
+            answers,
             duration_ms,
             "worker ended the turn"
         ),

@@ -11,15 +11,20 @@ use serde_json::json;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use uuid::Uuid;
 
+mod seed_json;
+
 use super::AppState;
 use super::health::Readiness;
 use crate::actors::session::{SessionActor, StartTurn};
 use crate::conversation::{ChatMessage, ErrorCode, UserMessage};
 use crate::protocol::ServerFrame;
 
-/// The seed protocol's `functionId` and `type` of an answer-text event.
+/// The seed protocol's `functionId`, and the `type`s of its events: answer text
+/// (and reasoning), tool status, references.
 const FUNCTION_ID: u32 = 8;
 const ANSWER_TEXT_TYPE: u32 = 4;
+const TOOL_STATUS_TYPE: u32 = 5;
+const REFERENCES_TYPE: u32 = 6;
 /// A request carries the conversation so far, so it may be this many times larger
 /// than one message.
 const BODY_LIMIT_FACTOR: usize = 64;
@@ -219,16 +224,16 @@ fn seed_events(
     })
 }
 
-/// The data of an answer-text event, its fields in the seed gateway's order (a
-/// struct rather than a JSON map, too, as it is written once per chunk).
+/// The data of a seed event, its fields in the seed gateway's order (a struct
+/// rather than a JSON map, too, as it is written once per chunk).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct SeedTextEvent<'a> {
+struct SeedEvent<'a> {
     session_id: Uuid,
     user_id: &'a str,
     function_id: u32,
     message: &'a str,
-    reasoning_message: &'static str,
+    reasoning_message: &'a str,
     #[serde(rename = "type")]
     kind: u32,
 }
@@ -240,17 +245,21 @@ struct SeedEncoder {
 }
 
 impl SeedEncoder {
-    fn text(&self, message: &str) -> String {
-        let data = SeedTextEvent {
+    fn event(&self, kind: u32, message: &str, reasoning_message: &str) -> String {
+        let data = SeedEvent {
             session_id: self.session_id,
             user_id: &self.user_id,
             function_id: FUNCTION_ID,
             message,
-            reasoning_message: "",
-            kind: ANSWER_TEXT_TYPE,
+            reasoning_message,
+            kind,
         };
         let data = serde_json::to_string(&data).expect("seed events always serialize");
         format!("data: {data}\n\n")
+    }
+
+    fn text(&self, message: &str) -> String {
+        self.event(ANSWER_TEXT_TYPE, message, "")
     }
 
     fn end(&self) -> String {
@@ -264,6 +273,17 @@ impl SeedEncoder {
     fn encode(&self, frame: Option<ServerFrame>) -> (Option<String>, bool) {
         match frame {
             Some(ServerFrame::Chunk { text, .. }) => (Some(self.text(&text)), false),
+            Some(ServerFrame::Tool { activity, .. }) => {
+                let status = seed_json::tool_status(&activity).to_string();
+                (Some(self.event(TOOL_STATUS_TYPE, &status, "")), false)
+            }
+            Some(ServerFrame::References { sources, .. }) => {
+                let references = seed_json::references(&sources).to_string();
+                (Some(self.event(REFERENCES_TYPE, &references, "")), false)
+            }
+            Some(ServerFrame::Reasoning { text, .. }) => {
+                (Some(self.event(ANSWER_TEXT_TYPE, "", &text)), false)
+            }
             Some(ServerFrame::Reset { reason, .. }) => {
                 (Some(self.text(&format!("[reset] {reason}\n"))), false)
             }
