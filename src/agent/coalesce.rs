@@ -4,7 +4,9 @@
 //! on as its own chunk costs a broker message, an actor message and a WebSocket
 //! frame apiece. [`coalesce`] joins the pieces that are ready together — waiting at
 //! most `window` for more — so the answer and its order stay the same while the
-//! per-chunk work drops. With a zero window nothing is ever delayed.
+//! per-chunk work drops. A reasoning model's thinking comes token by token too and
+//! is joined the same way (never with answer text). With a zero window nothing is
+//! ever delayed.
 
 use std::time::Duration;
 
@@ -12,6 +14,7 @@ use futures_util::FutureExt;
 use futures_util::stream::{self, StreamExt};
 
 use super::{AgentError, AgentEvent, AgentStream};
+use crate::conversation::TurnEvent;
 
 /// A merged piece stops growing at this size, so chunks stay small messages.
 pub const MAX_CHUNK_BYTES: usize = 16 * 1024;
@@ -37,12 +40,13 @@ pub fn coalesce(events: AgentStream, window: Duration) -> AgentStream {
                 Lookahead::Unknown => events.next().await?,
                 Lookahead::Ended => return None,
             };
-            let Ok(AgentEvent::Text(mut text)) = first else {
-                return Some((first, (events, Lookahead::Unknown)));
+            let mut piece = match Piece::of(first) {
+                Ok(piece) => piece,
+                Err(other) => return Some((other, (events, Lookahead::Unknown))),
             };
             let deadline = tokio::time::Instant::now() + window;
             let mut lookahead = Lookahead::Unknown;
-            while text.len() < MAX_CHUNK_BYTES {
+            while piece.text.len() < MAX_CHUNK_BYTES {
                 let next = if window.is_zero() {
                     events.next().now_or_never()
                 } else {
@@ -50,7 +54,7 @@ pub fn coalesce(events: AgentStream, window: Duration) -> AgentStream {
                 };
                 match next {
                     None => break, // nothing more yet: send what we have
-                    Some(Some(Ok(AgentEvent::Text(more)))) => text.push_str(&more),
+                    Some(Some(item)) if piece.joins(&item) => piece.push(item),
                     Some(Some(other)) => {
                         lookahead = Lookahead::Item(other);
                         break;
@@ -61,10 +65,58 @@ pub fn coalesce(events: AgentStream, window: Duration) -> AgentStream {
                     }
                 }
             }
-            Some((Ok(AgentEvent::Text(text)), (events, lookahead)))
+            Some((Ok(piece.into_event()), (events, lookahead)))
         },
     )
     .boxed()
+}
+
+/// Text being joined: answer text or reasoning.
+struct Piece {
+    reasoning: bool,
+    text: String,
+}
+
+impl Piece {
+    /// The piece `item` starts, or `item` back when it cannot be joined.
+    fn of(item: Item) -> Result<Self, Item> {
+        match item {
+            Ok(AgentEvent::Text(text)) => Ok(Self {
+                reasoning: false,
+                text,
+            }),
+            Ok(AgentEvent::Event(TurnEvent::Reasoning { text })) => Ok(Self {
+                reasoning: true,
+                text,
+            }),
+            other => Err(other),
+        }
+    }
+
+    /// Whether `item` continues this piece.
+    fn joins(&self, item: &Item) -> bool {
+        match item {
+            Ok(AgentEvent::Text(_)) => !self.reasoning,
+            Ok(AgentEvent::Event(TurnEvent::Reasoning { .. })) => self.reasoning,
+            _ => false,
+        }
+    }
+
+    fn push(&mut self, item: Item) {
+        if let Ok(AgentEvent::Text(more) | AgentEvent::Event(TurnEvent::Reasoning { text: more })) =
+            item
+        {
+            self.text.push_str(&more);
+        }
+    }
+
+    fn into_event(self) -> AgentEvent {
+        if self.reasoning {
+            AgentEvent::Event(TurnEvent::Reasoning { text: self.text })
+        } else {
+            AgentEvent::Text(self.text)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -130,6 +182,34 @@ mod tests {
         );
         let events = stream::iter([text("only")]).boxed();
         assert_eq!(collect(events, Duration::ZERO).await, vec![text("only")]);
+    }
+
+    fn thought(piece: &str) -> Item {
+        Ok(AgentEvent::Event(TurnEvent::Reasoning {
+            text: piece.into(),
+        }))
+    }
+
+    #[tokio::test]
+    async fn reasoning_is_joined_apart_from_the_answer() {
+        let events = stream::iter([
+            thought("let "),
+            thought("me see"),
+            text("a "),
+            text("b"),
+            thought("hm"),
+            finished(),
+        ])
+        .boxed();
+        assert_eq!(
+            collect(events, Duration::ZERO).await,
+            vec![
+                thought("let me see"),
+                text("a b"),
+                thought("hm"),
+                finished()
+            ]
+        );
     }
 
     #[tokio::test]
