@@ -41,8 +41,8 @@ pub fn coalesce(events: AgentStream, window: Duration) -> AgentStream {
                 Lookahead::Ended => return None,
             };
             let mut piece = match Piece::of(first) {
-                Ok(piece) => piece,
-                Err(other) => return Some((other, (events, Lookahead::Unknown))),
+                Joinable::Yes(piece) => piece,
+                Joinable::No(other) => return Some((other, (events, Lookahead::Unknown))),
             };
             let deadline = tokio::time::Instant::now() + window;
             let mut lookahead = Lookahead::Unknown;
@@ -71,6 +71,11 @@ pub fn coalesce(events: AgentStream, window: Duration) -> AgentStream {
     .boxed()
 }
 
+enum Joinable {
+    Yes(Piece),
+    No(Item),
+}
+
 /// Text being joined: answer text or reasoning.
 struct Piece {
     reasoning: bool,
@@ -79,17 +84,17 @@ struct Piece {
 
 impl Piece {
     /// The piece `item` starts, or `item` back when it cannot be joined.
-    fn of(item: Item) -> Result<Self, Item> {
+    fn of(item: Item) -> Joinable {
         match item {
-            Ok(AgentEvent::Text(text)) => Ok(Self {
+            Ok(AgentEvent::Text(text)) => Joinable::Yes(Self {
                 reasoning: false,
                 text,
             }),
-            Ok(AgentEvent::Event(TurnEvent::Reasoning { text })) => Ok(Self {
+            Ok(AgentEvent::Event(TurnEvent::Reasoning { text })) => Joinable::Yes(Self {
                 reasoning: true,
                 text,
             }),
-            other => Err(other),
+            other => Joinable::No(other),
         }
     }
 
