@@ -6,6 +6,7 @@
 pub mod deployment;
 pub mod proxy;
 pub mod rabbitmq;
+pub mod sse;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -215,6 +216,8 @@ pub struct Turn {
     pub chunks: usize,
     /// The `done` frame's finish reason, or the `error` frame's code.
     pub ending: String,
+    /// The turn's `tool`, `references` and `reasoning` frames, in order.
+    pub events: Vec<ServerFrame>,
 }
 
 impl Client {
@@ -335,8 +338,15 @@ impl Client {
     pub async fn read_turn_from(&mut self, turn_id: Uuid, first_seq: usize) -> Turn {
         let mut answer = String::new();
         let mut chunks = first_seq;
+        let mut events = Vec::new();
         loop {
             match self.next_frame().await {
+                event @ (ServerFrame::Tool { turn_id: id, .. }
+                | ServerFrame::References { turn_id: id, .. }
+                | ServerFrame::Reasoning { turn_id: id, .. }) => {
+                    assert_eq!(id, turn_id, "an event of another turn");
+                    events.push(event);
+                }
                 ServerFrame::Chunk {
                     turn_id: id,
                     seq,
@@ -359,6 +369,7 @@ impl Client {
                         answer,
                         chunks,
                         ending,
+                        events,
                     };
                 }
                 ServerFrame::Error {
@@ -371,6 +382,7 @@ impl Client {
                         answer,
                         chunks,
                         ending: code.to_string(),
+                        events,
                     };
                 }
                 other => panic!("unexpected frame in a turn: {other:?}"),
