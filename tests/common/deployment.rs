@@ -70,6 +70,20 @@ impl Deployment {
         )
     }
 
+    /// A gateway given leading command-line arguments (such as `--config PATH`).
+    pub fn gateway_in(&self, args: &[&str]) -> Process {
+        Process::start(&[args, &["gateway"]].concat(), &self.settings)
+    }
+
+    /// A worker given leading command-line arguments (such as `--config PATH`).
+    pub fn worker_in(&self, args: &[&str]) -> Process {
+        Process::start_until(
+            &[args, &["worker"]].concat(),
+            &self.settings,
+            "worker listening on http://",
+        )
+    }
+
     fn with(&self, settings: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
         self.settings.iter().chain(settings).cloned().collect()
     }
