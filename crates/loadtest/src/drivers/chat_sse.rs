@@ -16,6 +16,13 @@ struct ChatRequest<'a> {
     messages: [SeedMessage<'a>; 1],
     #[serde(rename = "sessionId", skip_serializing_if = "Option::is_none")]
     session_id: Option<&'a str>,
+    attachment: Attachment,
+}
+
+/// `{"tools":[]}`: see [`crate::drivers`] on why turns use no tools.
+#[derive(Serialize)]
+struct Attachment {
+    tools: [&'static str; 0],
 }
 
 #[derive(Serialize)]
@@ -31,6 +38,10 @@ struct SeedEvent<'a> {
     session_id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     message: Option<Cow<'a, str>>,
+    /// 4 for answer text (and reasoning, with an empty `message`); 5 and 6 for
+    /// tool status and references, which are not answer text.
+    #[serde(rename = "type", default)]
+    kind: Option<u32>,
 }
 
 #[derive(Default)]
@@ -54,6 +65,7 @@ impl ChatSession {
                 content: text,
             }],
             session_id: self.session_id.as_deref(),
+            attachment: Attachment { tools: [] },
         };
         let body = serde_json::to_vec(&request).expect("a chat request serializes");
         let ChatSession { session_id, events } = self;
@@ -88,7 +100,7 @@ fn read_events(
         if event.name == "end" {
             return Ok(Some(Ok(())));
         }
-        if !event.name.is_empty() {
+        if !event.name.is_empty() || data.kind.is_some_and(|kind| kind != 4) {
             continue;
         }
         let message = data.message.unwrap_or_default();

@@ -2,6 +2,11 @@
 //! telling a [`TurnProbe`] what arrives. They speak only the wire protocol, with
 //! serde types of their own, so they check the contract independently of the
 //! server's code.
+//!
+//! Turns ask with no tools (`"tools":[]`): the load tester measures the chat
+//! pipeline, and only the model's own answers can be checked word for word (an
+//! answer made from search results depends on the documents). Tool frames that
+//! come anyway are skipped.
 
 mod chat_sse;
 mod openai;

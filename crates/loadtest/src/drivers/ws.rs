@@ -39,6 +39,8 @@ struct MessageFrame<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     text: &'a str,
+    /// Always empty: see [`crate::drivers`] on why turns use no tools.
+    tools: [&'static str; 0],
 }
 
 /// Socket buffers per connection: the defaults (128 KiB each way) would cost a
@@ -133,6 +135,7 @@ impl WsSession {
         let frame = MessageFrame {
             kind: "message",
             text,
+            tools: [],
         };
         let frame = serde_json::to_string(&frame).map_err(|e| TurnFailure::new("internal", e))?;
         self.socket
@@ -187,6 +190,8 @@ impl WsSession {
                     let code = frame.code.unwrap_or("error").to_owned();
                     return Err(TurnFailure::new(code, frame.message.unwrap_or_default()));
                 }
+                // A turn's tool steps, references and reasoning are not answer text.
+                "tool" | "references" | "reasoning" => {}
                 "pong" => {}
                 other => return Err(protocol(format!("unexpected `{other}` frame in a turn"))),
             }
