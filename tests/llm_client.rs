@@ -108,6 +108,7 @@ async fn paced_stream_arrives_word_by_word() {
     let options = MockLlmOptions {
         ttft: Duration::from_millis(30),
         token_interval: Duration::from_millis(5),
+        ..MockLlmOptions::default()
     };
     let server = start_mock(options);
     let client = LlmClient::new(&client_config(&server)).unwrap();
@@ -218,6 +219,7 @@ async fn dropping_the_stream_cancels_it_at_the_model() {
     let options = MockLlmOptions {
         ttft: Duration::ZERO,
         token_interval: Duration::from_millis(20),
+        ..MockLlmOptions::default()
     };
     let server = start_mock(options);
     let client = LlmClient::new(&client_config(&server)).unwrap();

@@ -321,6 +321,7 @@ async fn knowledge_agent(
             let options = MockLlmOptions {
                 ttft: llm_config.demo_ttft(),
                 token_interval: llm_config.demo_token_interval(),
+                ..MockLlmOptions::default()
             };
             let server = parlor_mock_llm::start(listener, options)?;
             let base_url = server

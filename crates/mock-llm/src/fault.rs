@@ -3,6 +3,8 @@
 
 use actix_web::http::StatusCode;
 
+use crate::markers::markers;
+
 /// A misbehaviour asked for by a marker in the last user message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum InjectedFault {
@@ -10,19 +12,17 @@ pub(crate) enum InjectedFault {
     Status(StatusCode),
     /// `[mock:hang]`: never send a token.
     Hang,
-    /// `[mock:stall-after=K]`: go silent after K content chunks.
+    /// `[mock:stall-after=K]`: go silent after K chunks (reasoning, text or tool-call
+    /// fragments) following the role event.
     StallAfter(usize),
 }
 
 impl InjectedFault {
-    /// The first valid marker in `text`; unknown or malformed markers are skipped.
+    /// The first valid failure marker in `text`; unknown or malformed markers are
+    /// skipped.
     pub(crate) fn find(text: &str) -> Option<InjectedFault> {
-        let mut rest = text;
-        while let Some(start) = rest.find("[mock:") {
-            rest = &rest[start + "[mock:".len()..];
-            let Some(end) = rest.find(']') else { break };
-            let marker = &rest[..end];
-            let found = if marker == "hang" {
+        markers(text).find_map(|marker| {
+            if marker == "hang" {
                 Some(InjectedFault::Hang)
             } else if let Some(code) = marker.strip_prefix("status=") {
                 code.parse::<u16>()
@@ -34,12 +34,8 @@ impl InjectedFault {
                 count.parse().ok().map(InjectedFault::StallAfter)
             } else {
                 None
-            };
-            if found.is_some() {
-                return found;
             }
-        }
-        None
+        })
     }
 }
 

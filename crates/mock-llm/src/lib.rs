@@ -13,25 +13,69 @@
 //! `GET /stats` ([`MockStatsSnapshot`]: chat requests, streams active now, streams
 //! completed, streams cut off by their client before the final event).
 //!
+//! # Tools and reasoning
+//!
+//! The mock decides its reply in this order (markers are read from the last user
+//! message):
+//!
+//! 1. The conversation ends with `tool` messages (results of its calls): it answers
+//!    from them ([`expected_cited_answer`]: the first sentence of up to three cited
+//!    passages, each followed by its `[^<id>]`). Markers asking for calls are
+//!    ignored then, so the tool loop always ends.
+//! 2. The request offers at least one tool and the conversation ends with the
+//!    user's message: it calls tools
+//!    - named by `[mock:tool=NAME]` markers, in order, offered or not (an unknown
+//!      name is how a test makes the client meet an unknown tool);
+//!    - else, with [`MockLlmOptions::call_tools`] (`--tools`) or the
+//!      `[mock:tool-args=broken]` marker, every offered tool whose parameters have a
+//!      `query` property;
+//!
+//!    at most [`MAX_TOOL_CALLS`], each as [`mock_tool_call`] makes it (arguments
+//!    `{"query":<last user message>,"top_k":3}`). `[mock:tool-args=broken]` cuts
+//!    the first call's arguments short, so they are not JSON. With nothing to
+//!    call, go on to 3.
+//! 3. Otherwise the plain answer above, exactly: it never changes while tools are
+//!    not asked for.
+//!
+//! With `[mock:reasoning]`, [`expected_reasoning`] is streamed word by word as
+//! `delta.reasoning_content` before the reply (tool calls or text), on every
+//! request of the turn; it is not part of the answer.
+//!
+//! Tool calls stream as real models send them: the first fragment of each call
+//! carries its `index`, `id`, `type` `function`, `function.name` and empty
+//! `arguments`; the arguments follow in pieces of a few characters (cut inside the
+//! query string), one call after another; then `finish_reason` `tool_calls` and
+//! `[DONE]`. Every fragment, like every word, takes one `token_interval`.
+//! Non-streamed, the same reply comes whole: `message.tool_calls` (and
+//! `message.reasoning_content`) in the usual shape.
+//!
 //! # Failure simulation
 //!
 //! Markers in the last user message make the mock misbehave; the answer to any
-//! message without them is unaffected:
+//! message without them is unaffected (they apply to every request of the turn,
+//! after tool results too):
 //!
 //! - `[mock:status=NNN]` (NNN from 400 to 599): answers HTTP NNN with an OpenAI-style
 //!   error body (`{"error":{"message":...,"type":"mock_error","code":NNN}}`), no stream.
 //! - `[mock:hang]`: sends the response headers (and the role-only first event), then
 //!   nothing, keeping the connection open until the client leaves.
-//! - `[mock:stall-after=K]`: sends K content chunks, then goes silent the same way.
+//! - `[mock:stall-after=K]`: sends K chunks (words, reasoning words or tool-call
+//!   fragments), then goes silent the same way.
 //!
 //! The crate knows nothing of parlor's service: it speaks only the OpenAI wire
 //! format, so it can stand in for any model.
 
 mod answer;
+mod cited;
+mod events;
 mod fault;
+mod markers;
+mod reply;
+mod request;
 mod routes;
 mod stats;
 mod stream;
+mod tools;
 
 use std::any::Any;
 use std::net::{SocketAddr, TcpListener};
@@ -43,7 +87,14 @@ use actix_web::rt::net::TcpStream;
 use actix_web::{App, HttpServer, web};
 
 pub use answer::{answer_chunks, expected_answer};
+pub use cited::{
+    CITED_ANSWER_INTRO, MAX_CITED_PASSAGES, NOTHING_FOUND_ANSWER, expected_cited_answer,
+};
+pub use reply::expected_reasoning;
 pub use stats::{MockStats, MockStatsSnapshot};
+pub use tools::{
+    MAX_TOOL_CALLS, MockToolCall, TOOL_CALL_TOP_K, mock_tool_call, tool_call_arguments,
+};
 
 /// The model id `GET /v1/models` lists, and the `model` of answers to requests
 /// that name none.
@@ -52,13 +103,16 @@ pub const MOCK_MODEL_ID: &str = "parlor-mock";
 /// Largest accepted request body (long conversations are resent in full).
 const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 
-/// Pacing of the mock's streamed answers.
+/// Pacing of the mock's streamed answers, and whether it calls tools.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MockLlmOptions {
     /// Delay from the request to the first answer chunk.
     pub ttft: Duration,
     /// Delay between two answer chunks.
     pub token_interval: Duration,
+    /// Call the offered tools that take a `query` before answering (see the crate
+    /// docs); off, tools are called only when a marker asks.
+    pub call_tools: bool,
 }
 
 /// The flags of `parlor mock-llm`.
@@ -73,6 +127,9 @@ pub struct MockLlmArgs {
     /// Milliseconds between tokens
     #[arg(long, default_value_t = 0, value_name = "D")]
     pub token_ms: u64,
+    /// Call the offered tools (those taking a `query`) before answering from their results
+    #[arg(long = "tools")]
+    pub call_tools: bool,
 }
 
 impl MockLlmArgs {
@@ -81,6 +138,7 @@ impl MockLlmArgs {
         MockLlmOptions {
             ttft: Duration::from_millis(self.ttft_ms),
             token_interval: Duration::from_millis(self.token_ms),
+            call_tools: self.call_tools,
         }
     }
 }
@@ -128,6 +186,7 @@ pub async fn run(bind: &str, options: MockLlmOptions) -> std::io::Result<()> {
     tracing::info!(
         ttft_ms = options.ttft.as_millis() as u64,
         token_ms = options.token_interval.as_millis() as u64,
+        call_tools = options.call_tools,
         "listening on http://{addr}"
     );
     server.await
