@@ -1,12 +1,15 @@
 //! parlor's model client against the mock model, in-process: answers, pacing,
-//! retries, timeouts, and a dropped stream stopping the model.
+//! retries, timeouts, and a dropped stream stopping the model; and against a
+//! canned server: tools offered, reasoning and tool calls read.
 
 use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use actix_web::{App, HttpResponse, HttpServer, web};
 use futures_util::StreamExt;
 use parlor::agent::AgentError;
-use parlor::agent::llm::{LlmClient, LlmEvent};
+use parlor::agent::llm::{LlmClient, LlmEvent, ModelRequest, PromptMessage, ToolCall, ToolSpec};
 use parlor::config::{LlmConfig, Millis, ModelEndpoint};
 use parlor::conversation::{ChatMessage, FinishReason};
 use parlor_mock_llm::{MockLlmOptions, MockLlmServer, MockStatsSnapshot, start};
@@ -263,4 +266,118 @@ async fn dropping_a_hanging_stream_cancels_it_too() {
     .await
     .expect("the mock never saw the hanging stream cut off");
     server.stop().await;
+}
+
+/// The request bodies a canned model server received.
+type Received = Arc<Mutex<Vec<serde_json::Value>>>;
+
+/// A model server that records each request body and answers every request with
+/// the server-sent events `body`. Returns its `/v1` base URL.
+fn start_canned_model(body: &'static str) -> (String, Received, actix_web::dev::ServerHandle) {
+    let received = Received::default();
+    let recorder = received.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = HttpServer::new(move || {
+        let recorder = recorder.clone();
+        App::new().route(
+            "/v1/chat/completions",
+            web::post().to(move |request: web::Json<serde_json::Value>| {
+                recorder.lock().unwrap().push(request.into_inner());
+                async move {
+                    HttpResponse::Ok()
+                        .content_type("text/event-stream")
+                        .body(body)
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .unwrap()
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    (format!("http://{addr}/v1"), received, handle)
+}
+
+#[actix_web::test]
+async fn offers_tools_and_reads_reasoning_and_tool_calls() {
+    const ANSWER: &str = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"reasoning_content\":\"The docs know.\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Looking.\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_9\",\"type\":\"function\",\"function\":{\"name\":\"docs\",\"arguments\":\"{\\\"query\\\":\"}}]}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"actors\\\"}\"}}]}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let (base_url, received, server) = start_canned_model(ANSWER);
+    let config = LlmConfig {
+        base_url: ModelEndpoint::OpenAiCompatible(base_url.parse().unwrap()),
+        model: "test-model".into(),
+        ..LlmConfig::default()
+    };
+    let client = LlmClient::new(&config).unwrap();
+    let earlier_call = ToolCall {
+        id: "call_1".into(),
+        name: "docs".into(),
+        arguments: r#"{"query":"mailboxes"}"#.into(),
+    };
+    let request = ModelRequest {
+        messages: vec![
+            ChatMessage::user("what are actors?").into(),
+            PromptMessage::ToolCalls {
+                text: String::new(),
+                calls: vec![earlier_call],
+            },
+            PromptMessage::ToolResult {
+                call_id: "call_1".into(),
+                content: "Mailboxes hold messages.".into(),
+            },
+        ],
+        tools: vec![ToolSpec {
+            name: "docs".into(),
+            description: "The documentation".into(),
+            parameters: serde_json::json!({
+                "type": "object",
+                "properties": {"query": {"type": "string"}},
+                "required": ["query"],
+            }),
+        }],
+    };
+
+    let events: Vec<_> = tokio::time::timeout(BOUND, client.stream_request(request).collect())
+        .await
+        .expect("the answer took too long");
+    assert_eq!(
+        events,
+        vec![
+            Ok(LlmEvent::Reasoning("The docs know.".into())),
+            Ok(LlmEvent::Delta("Looking.".into())),
+            Ok(LlmEvent::ToolCalls(vec![ToolCall {
+                id: "call_9".into(),
+                name: "docs".into(),
+                arguments: r#"{"query":"actors"}"#.into(),
+            }])),
+            Ok(LlmEvent::Finished(FinishReason::Stop)),
+        ]
+    );
+
+    let body = received.lock().unwrap().pop().expect("no request arrived");
+    assert_eq!(body["tools"][0]["type"], "function");
+    assert_eq!(body["tools"][0]["function"]["name"], "docs");
+    assert_eq!(
+        body["tools"][0]["function"]["parameters"]["required"][0],
+        "query"
+    );
+    let messages = &body["messages"];
+    assert_eq!(messages[1]["role"], "assistant");
+    assert_eq!(messages[1]["content"], serde_json::Value::Null);
+    assert_eq!(
+        messages[1]["tool_calls"][0]["function"]["arguments"],
+        r#"{"query":"mailboxes"}"#
+    );
+    assert_eq!(messages[2]["role"], "tool");
+    assert_eq!(messages[2]["tool_call_id"], "call_1");
+    server.stop(true).await;
 }

@@ -1,14 +1,43 @@
 //! A streaming client for OpenAI-compatible chat models (OpenAI, vLLM, Ollama,
 //! llama.cpp server, and parlor's own mock model).
 //!
-//! [`LlmClient::stream_chat`] posts `{base_url}/chat/completions` with
-//! `"stream": true` and turns the server-sent events into [`LlmEvent`]s. Every
-//! failure becomes an [`AgentError`]:
+//! [`LlmClient::stream_request`] posts `{base_url}/chat/completions` with
+//! `"stream": true` and turns the server-sent events into [`LlmEvent`]s
+//! ([`LlmClient::stream_chat`] is the same for a plain conversation).
+//!
+//! ## Tools
+//!
+//! The tools of a [`ModelRequest`] are offered in the OpenAI tool-calling format
+//! (`tools: [{"type":"function","function":{name,description,parameters}}]`, left
+//! out when there are none). A prompt can carry the model's earlier calls (an
+//! assistant message with `tool_calls`, `content: null` when it wrote no text) and
+//! their results (`role: "tool"` messages); see [`PromptMessage`].
+//!
+//! The model streams its calls in fragments; the client puts them together and
+//! yields them whole, ordered as the model numbered them, in one
+//! [`LlmEvent::ToolCalls`] just before [`LlmEvent::Finished`]. The calls count
+//! whatever the finish reason says (`tool_calls` and `stop` both finish with
+//! [`FinishReason::Stop`]); a stream that breaks off yields no calls. Arguments are
+//! passed on as the model wrote them, valid JSON or not: judging them is the
+//! caller's job. A call without an id gets `call_<index>`; a call without a name is
+//! dropped with a warning.
+//!
+//! ## Reasoning
+//!
+//! The thinking of reasoning models (`delta.reasoning_content`, or
+//! `delta.reasoning` on servers that name it so; one of them when both come) is
+//! yielded as [`LlmEvent::Reasoning`], never as answer text.
+//!
+//! ## Failures and timeouts
+//!
+//! Every failure becomes an [`AgentError`]:
 //!
 //! - the model cannot be reached (connect error, connect timeout): `Unavailable`;
 //! - the model answers an error status, an error event, or a broken stream: `Upstream`;
-//! - no answer token within `first_token_timeout`, or silence longer than
-//!   `idle_timeout` in the middle of an answer: `Timeout`.
+//! - the model does not begin to answer within `first_token_timeout`, or is silent
+//!   for longer than `idle_timeout` once it has begun: `Timeout`. Reasoning and
+//!   tool-call fragments count as answering, so a model that thinks for a long time
+//!   before its first word of answer is not cut off.
 //!
 //! Connect errors, HTTP 429 and 5xx are retried with exponential backoff, but only
 //! before the first token: once text has reached the caller, a retry would repeat
@@ -17,6 +46,10 @@
 //!
 //! It logs inside whatever span polls its stream (a worker's `turn` span): each
 //! request and retry at `debug`, a failure at `warn`.
+//!
+//! The parts: `request` writes the request body, `chunk` reads one server-sent
+//! event, `tool_calls` assembles the calls, `sse` reads the event stream under the
+//! timeouts, `error_text` explains failures.
 
 use std::fmt;
 use std::sync::Arc;
@@ -29,10 +62,14 @@ use reqwest::header::{self, HeaderValue};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+mod chunk;
 mod error_text;
+mod request;
 mod sse;
+mod tool_calls;
 
 use error_text::{describe, error_detail};
+use request::request_body;
 use sse::SseReader;
 
 use crate::agent::AgentError;
@@ -148,51 +185,6 @@ impl fmt::Debug for LlmClient {
     }
 }
 
-#[derive(Serialize)]
-struct ChatRequest<'a> {
-    model: &'a str,
-    messages: &'a [PromptMessage],
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    tools: Vec<WireTool<'a>>,
-    stream: bool,
-}
-
-/// A tool as the OpenAI API takes it.
-#[derive(Serialize)]
-struct WireTool<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    function: &'a ToolSpec,
-}
-
-impl Serialize for PromptMessage {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde_json::json;
-        match self {
-            PromptMessage::Chat(message) => message.serialize(serializer),
-            PromptMessage::ToolCalls { text, calls } => {
-                let calls: Vec<_> = calls
-                    .iter()
-                    .map(|call| {
-                        json!({
-                            "id": call.id,
-                            "type": "function",
-                            "function": { "name": call.name, "arguments": call.arguments },
-                        })
-                    })
-                    .collect();
-                let content = if text.is_empty() { None } else { Some(text) };
-                json!({ "role": "assistant", "content": content, "tool_calls": calls })
-                    .serialize(serializer)
-            }
-            PromptMessage::ToolResult { call_id, content } => {
-                json!({ "role": "tool", "tool_call_id": call_id, "content": content })
-                    .serialize(serializer)
-            }
-        }
-    }
-}
-
 impl LlmClient {
     /// Builds a client for `config.base_url` (an OpenAI-compatible `/v1` base URL,
     /// taken as given). The built-in demo model must have been started, and
@@ -245,28 +237,15 @@ impl LlmClient {
     /// Streams the model's answer to `request`. The stream ends after a
     /// `Finished` event or after the first error. Dropping it cancels the request.
     pub fn stream_request(&self, request: ModelRequest) -> LlmStream {
-        let ModelRequest { messages, tools } = request;
-        let wire = ChatRequest {
-            model: &self.inner.config.model,
-            messages: &messages,
-            tools: tools
-                .iter()
-                .map(|function| WireTool {
-                    kind: "function",
-                    function,
-                })
-                .collect(),
-            stream: true,
-        };
-        let body = match serde_json::to_vec(&wire) {
-            Ok(body) => Bytes::from(body),
+        let body = match request_body(&self.inner.config.model, &request) {
+            Ok(body) => body,
             Err(e) => {
                 let error = AgentError::Upstream(format!("cannot encode the request: {e}"));
                 return stream::once(async move { Err(error) }).boxed();
             }
         };
-        drop(wire);
-        drop((messages, tools));
+        // Only the encoded body is kept for the retries.
+        drop(request);
         let client = self.clone();
         stream::once(async move { client.open(body).await })
             .flat_map(|opened| match opened {
