@@ -318,10 +318,12 @@ async fn knowledge_agent(
         ModelEndpoint::Demo => {
             let listener =
                 TcpListener::bind("127.0.0.1:0").context("cannot start the demo model")?;
+            // The demo searches the sources it is offered and answers from what
+            // it found, so a first run shows the knowledge agent's whole flow.
             let options = MockLlmOptions {
                 ttft: llm_config.demo_ttft(),
                 token_interval: llm_config.demo_token_interval(),
-                ..MockLlmOptions::default()
+                call_tools: true,
             };
             let server = parlor_mock_llm::start(listener, options)?;
             let base_url = server
