@@ -5,6 +5,10 @@
 pub mod coalesce;
 pub mod knowledge;
 pub mod llm;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod tool_loop;
+pub mod tools;
 
 use futures_util::stream::BoxStream;
 

@@ -120,6 +120,15 @@ impl Config {
         if self.agent.max_history_messages == 0 {
             return Err(invalid("agent.max_history_messages", "must be at least 1"));
         }
+        if self.agent.max_tool_rounds > super::AgentConfig::MAX_TOOL_ROUNDS {
+            return Err(invalid(
+                "agent.max_tool_rounds",
+                format!(
+                    "must be between 0 and {}",
+                    super::AgentConfig::MAX_TOOL_ROUNDS
+                ),
+            ));
+        }
         if let Some(id) = self.knowledge.duplicate_id() {
             return Err(invalid(
                 "knowledge.sources",
@@ -262,6 +271,11 @@ mod tests {
     fn invalid_counts_name_the_key() {
         let error = toml_error("[workers]\ncount = 0\n");
         assert!(error.contains("workers.count"), "{error}");
+        let error = toml_error("[agent]\nmax_tool_rounds = 17\n");
+        assert!(
+            error.contains("agent.max_tool_rounds: must be between 0 and 16"),
+            "{error}"
+        );
     }
 
     #[test]

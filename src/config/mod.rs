@@ -166,16 +166,35 @@ pub struct AgentConfig {
     /// How many earlier messages of a conversation the model sees (user and assistant
     /// messages both count). Older ones are left out so prompts stay bounded.
     pub max_history_messages: usize,
+    /// The longest one tool call (a search) may take; a late one is an error result.
+    pub tool_timeout_ms: Millis<1, 300_000>,
+    /// Model calls of a turn that may call tools (at most
+    /// [`AgentConfig::MAX_TOOL_ROUNDS`]); the one after them must answer.
+    pub max_tool_rounds: usize,
 }
 
 impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             url: AgentLocation::InProcess,
-            system_prompt: "You are a helpful knowledge assistant. Answer clearly and concisely."
+            system_prompt: "You are a helpful knowledge assistant. Search the knowledge sources \
+                            with your tools, answer from the passages you find, and cite each \
+                            passage you use by its key, as [^id]. If the passages do not cover \
+                            the question, say so. Answer clearly and concisely."
                 .into(),
             max_history_messages: 64,
+            tool_timeout_ms: Millis::new(10_000),
+            max_tool_rounds: 4,
         }
+    }
+}
+
+impl AgentConfig {
+    /// The most `max_tool_rounds` may be: each round is a model call.
+    pub const MAX_TOOL_ROUNDS: usize = 16;
+
+    pub fn tool_timeout(&self) -> Duration {
+        self.tool_timeout_ms.duration()
     }
 }
 

@@ -51,6 +51,7 @@ use crate::actors::stats::{ActorDirectory, ActorStats, Tracked};
 use crate::agent::Agent;
 use crate::agent::knowledge::{DataSource, KnowledgeAgent, KnowledgeSource};
 use crate::agent::llm::LlmClient;
+use crate::agent::tools::Toolbox;
 use crate::broker::Broker;
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::rabbitmq::RabbitBroker;
@@ -337,7 +338,10 @@ async fn knowledge_agent(
         ModelEndpoint::OpenAiCompatible(_) => None,
     };
     let llm = LlmClient::new(&llm_config).context("cannot build the model client")?;
-    Ok((KnowledgeAgent::new(llm, &config.agent), demo_model))
+    Ok((
+        KnowledgeAgent::new(llm, &config.agent, Toolbox::default()),
+        demo_model,
+    ))
 }
 
 /// Starts the gateway's actors: the session registry and the broker actor on this

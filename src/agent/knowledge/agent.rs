@@ -1,54 +1,56 @@
-//! The knowledge agent itself: answers a turn by asking the model, with the system prompt
-//! and a bounded window of the conversation's history.
+//! The knowledge agent itself: answers a turn with the model and the knowledge
+//! sources as its tools, from the system prompt, a bounded window of the
+//! conversation's history and the new user text.
 
-use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
-use crate::agent::llm::{LlmClient, LlmEvent};
-use crate::agent::{Agent, AgentEvent, AgentRequest, AgentStream};
+use crate::agent::llm::{ChatModel, PromptMessage};
+use crate::agent::tool_loop::{ToolLimits, ToolLoop};
+use crate::agent::tools::Toolbox;
+use crate::agent::{Agent, AgentRequest, AgentStream};
 use crate::config::AgentConfig;
-use crate::conversation::{ChatMessage, TurnEvent};
-
-/// A knowledge source the agent can draw on (the items of `GET /get_data_source`).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct DataSource {
-    pub id: String,
-    pub name: String,
-    pub description: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-}
+use crate::conversation::ChatMessage;
 
 /// The in-process knowledge agent.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KnowledgeAgent {
-    llm: LlmClient,
+    tool_loop: ToolLoop<dyn ChatModel>,
+    toolbox: Toolbox,
     system_prompt: String,
     max_history_messages: usize,
 }
 
+impl std::fmt::Debug for KnowledgeAgent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnowledgeAgent")
+            .field("toolbox", &self.toolbox)
+            .field("max_history_messages", &self.max_history_messages)
+            .finish_non_exhaustive()
+    }
+}
+
 impl KnowledgeAgent {
-    pub fn new(llm: LlmClient, config: &AgentConfig) -> Self {
+    /// An agent answering with `model`, offering it the tools of `toolbox` (see
+    /// [`Toolbox::knowledge`]) within the limits of `config`.
+    pub fn new(model: impl ChatModel, config: &AgentConfig, toolbox: Toolbox) -> Self {
+        let model: Arc<dyn ChatModel> = Arc::new(model);
         Self {
-            llm,
+            tool_loop: ToolLoop::new(model, ToolLimits::from_config(config)),
+            toolbox,
             system_prompt: config.system_prompt.clone(),
             max_history_messages: config.max_history_messages,
         }
     }
 
-    /// The knowledge sources the agent answers from. The agent has no retrieval
-    /// tools yet: it answers from the model alone, so the list is empty (and
-    /// `GET /get_data_source` answers `[]`).
-    pub fn data_sources(&self) -> Vec<DataSource> {
-        Vec::new()
+    /// The tools the agent has; a turn may use all of them or some.
+    pub fn toolbox(&self) -> &Toolbox {
+        &self.toolbox
     }
 
-    /// What the model is sent: the system prompt (unless empty), the newest
+    /// What the model is sent first: the system prompt (unless empty), the newest
     /// `max_history_messages` messages of the history, then the new user text.
-    fn prompt(&self, request: AgentRequest) -> Vec<ChatMessage> {
-        let AgentRequest {
-            mut history, text, ..
-        } = request;
+    fn prompt(&self, history: Vec<ChatMessage>, text: String) -> Vec<ChatMessage> {
+        let mut history = history;
         let skip = history.len().saturating_sub(self.max_history_messages);
         let mut messages = Vec::with_capacity(history.len() - skip + 2);
         if !self.system_prompt.is_empty() {
@@ -62,19 +64,19 @@ impl KnowledgeAgent {
 
 impl Agent for KnowledgeAgent {
     fn answer(&self, request: AgentRequest) -> AgentStream {
-        let messages = self.prompt(request);
-        self.llm
-            .stream_chat(messages)
-            .map(|event| {
-                event.map(|event| match event {
-                    LlmEvent::Delta(text) => AgentEvent::Text(text),
-                    LlmEvent::Reasoning(text) => AgentEvent::Event(TurnEvent::Reasoning { text }),
-                    // Not offered any tools yet; the tool loop replaces this.
-                    LlmEvent::ToolCalls(_) => AgentEvent::Text(String::new()),
-                    LlmEvent::Finished(reason) => AgentEvent::Finished(reason),
-                })
-            })
-            .boxed()
+        let AgentRequest {
+            history,
+            text,
+            tools,
+            ..
+        } = request;
+        let tools = self.toolbox.select(tools.as_deref());
+        let messages = self
+            .prompt(history, text)
+            .into_iter()
+            .map(PromptMessage::Chat)
+            .collect();
+        self.tool_loop.answer(messages, tools)
     }
 }
 
@@ -83,23 +85,42 @@ mod tests {
     use std::net::TcpListener;
     use std::time::Duration;
 
+    use futures_util::future;
+    use futures_util::{FutureExt, StreamExt};
     use parlor_mock_llm::MockLlmOptions;
 
     use super::*;
+    use crate::agent::AgentEvent;
+    use crate::agent::llm::LlmClient;
+    use crate::agent::testing::{ScriptedModel, ScriptedTool, answer, calling, collect, found};
     use crate::config::LlmConfig;
     use crate::conversation::{FinishReason, Role};
+
+    fn config(max_history_messages: usize) -> AgentConfig {
+        AgentConfig {
+            system_prompt: "be helpful".into(),
+            max_history_messages,
+            ..AgentConfig::default()
+        }
+    }
 
     fn agent(base_url: &str, max_history_messages: usize) -> KnowledgeAgent {
         let llm_config = LlmConfig {
             base_url: base_url.parse().unwrap(),
             ..LlmConfig::default()
         };
-        let config = AgentConfig {
-            system_prompt: "be helpful".into(),
-            max_history_messages,
-            ..AgentConfig::default()
-        };
-        KnowledgeAgent::new(LlmClient::new(&llm_config).unwrap(), &config)
+        let llm = LlmClient::new(&llm_config).unwrap();
+        KnowledgeAgent::new(llm, &config(max_history_messages), Toolbox::default())
+    }
+
+    /// An agent over `model` with the tools `birds` and `fish`.
+    fn scripted_agent(model: &ScriptedModel) -> KnowledgeAgent {
+        let tools = ["birds", "fish"].map(|name| {
+            ScriptedTool::doing(name, move |_| {
+                future::ready(Ok(found(name, &["p1"]))).boxed()
+            })
+        });
+        KnowledgeAgent::new(model.clone(), &config(64), Toolbox::new(tools))
     }
 
     fn request(history: Vec<ChatMessage>, text: &str) -> AgentRequest {
@@ -123,7 +144,7 @@ mod tests {
                 }
             })
             .collect();
-        let prompt = agent.prompt(request(history, "new"));
+        let prompt = agent.prompt(history, "new".into());
         let contents: Vec<&str> = prompt.iter().map(|m| m.content.as_str()).collect();
         assert_eq!(contents, ["be helpful", "a3", "q4", "a5", "new"]);
         assert_eq!(prompt[0].role, Role::System);
@@ -134,23 +155,73 @@ mod tests {
     fn short_history_is_kept_whole() {
         let agent = agent("http://127.0.0.1:9/v1", 64);
         let history = vec![ChatMessage::user("q"), ChatMessage::assistant("a")];
-        let prompt = agent.prompt(request(history.clone(), "new"));
+        let prompt = agent.prompt(history.clone(), "new".into());
         assert_eq!(prompt.len(), 4);
         assert_eq!(prompt[1..3], history[..]);
-        assert!(agent.prompt(request(Vec::new(), "only")).len() == 2);
+        assert!(agent.prompt(Vec::new(), "only".into()).len() == 2);
     }
 
     #[test]
-    fn no_data_sources_yet() {
-        let agent = agent("http://127.0.0.1:9/v1", 64);
-        assert!(agent.data_sources().is_empty());
-        let source = DataSource {
-            id: "1".into(),
-            name: "n".into(),
-            description: "d".into(),
-            kind: "web".into(),
-        };
-        assert_eq!(serde_json::to_value(&source).unwrap()["type"], "web");
+    fn the_default_prompt_asks_for_searches_and_citations() {
+        let prompt = AgentConfig::default().system_prompt;
+        assert!(prompt.contains("tools"), "{prompt}");
+        assert!(prompt.contains("[^id]"), "{prompt}");
+    }
+
+    #[tokio::test]
+    async fn offers_the_tools_the_turn_chose_and_runs_them() {
+        let model = ScriptedModel::new([
+            calling(&[("c1", "fish", r#"{"query":"trout"}"#)]),
+            answer("Trout [^p1]."),
+        ]);
+        let agent = scripted_agent(&model);
+        let mut turn = request(
+            vec![ChatMessage::user("hi"), ChatMessage::assistant("hello")],
+            "trout?",
+        );
+        turn.tools = Some(vec!["fish".into()]);
+        let events = collect(agent.answer(turn)).await;
+        assert_eq!(
+            events.last(),
+            Some(&Ok(AgentEvent::Finished(FinishReason::Stop)))
+        );
+        let requests = model.requests();
+        let offered: Vec<&str> = requests[0].tools.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(offered, ["fish"]);
+        assert_eq!(
+            requests[0].messages,
+            [
+                ChatMessage::system("be helpful"),
+                ChatMessage::user("hi"),
+                ChatMessage::assistant("hello"),
+                ChatMessage::user("trout?"),
+            ]
+            .map(PromptMessage::Chat)
+        );
+        assert_eq!(
+            requests[1].messages[5],
+            PromptMessage::ToolResult {
+                call_id: "c1".into(),
+                content: found("fish", &["p1"]).text,
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn offers_every_tool_by_default_and_none_when_the_turn_chose_none() {
+        let model = ScriptedModel::new([answer("one"), answer("two")]);
+        let agent = scripted_agent(&model);
+        assert_eq!(agent.toolbox().len(), 2);
+        collect(agent.answer(request(Vec::new(), "all"))).await;
+        let mut turn = request(Vec::new(), "none");
+        turn.tools = Some(Vec::new());
+        let events = collect(agent.answer(turn)).await;
+        assert_eq!(
+            events.last(),
+            Some(&Ok(AgentEvent::Finished(FinishReason::Stop)))
+        );
+        let offered: Vec<usize> = model.requests().iter().map(|r| r.tools.len()).collect();
+        assert_eq!(offered, [2, 0]);
     }
 
     #[actix_web::test]
@@ -161,7 +232,7 @@ mod tests {
         let history = vec![ChatMessage::user("one"), ChatMessage::assistant("ok")];
         let events: Vec<_> = tokio::time::timeout(
             Duration::from_secs(10),
-            agent.answer(request(history, "two")).collect(),
+            agent.answer(request(history, "two")).collect::<Vec<_>>(),
         )
         .await
         .unwrap();

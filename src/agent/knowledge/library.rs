@@ -48,6 +48,11 @@ impl Library {
             .collect()
     }
 
+    /// The sources, in their configured order.
+    pub fn sources(&self) -> impl Iterator<Item = &KnowledgeSource> {
+        self.sources.iter().map(|(source, _)| source)
+    }
+
     pub fn source(&self, id: &str) -> Option<&KnowledgeSource> {
         self.sources
             .iter()

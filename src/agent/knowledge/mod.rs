@@ -13,10 +13,10 @@ pub mod source;
 
 use std::path::PathBuf;
 
-pub use agent::{DataSource, KnowledgeAgent};
+pub use agent::KnowledgeAgent;
 pub use index::{BuildReport, Hit, SourceIndex};
 pub use library::Library;
-pub use source::{Documents, KnowledgeSource};
+pub use source::{DataSource, Documents, KnowledgeSource};
 
 /// Why a source could not be read, indexed or searched. Each names its source.
 #[derive(Debug, thiserror::Error)]

@@ -2,9 +2,20 @@
 
 use std::path::PathBuf;
 
-use super::DataSource;
+use serde::{Deserialize, Serialize};
+
 use super::builtin;
 use crate::config::{KnowledgeConfig, KnowledgeSourceConfig, SourceKind};
+
+/// A knowledge source as `GET /get_data_source` lists it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DataSource {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
 
 /// Where a source's documents come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,5 +63,19 @@ impl KnowledgeSource {
             description: self.description.clone(),
             kind: self.kind.as_str().to_owned(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_source_is_listed_with_its_type() {
+        let listed = builtin::source().data_source();
+        assert_eq!(listed.id, builtin::ID);
+        let json = serde_json::to_value(&listed).unwrap();
+        assert_eq!(json["type"], "knowledge_base");
+        assert!(json.get("kind").is_none());
     }
 }
