@@ -80,7 +80,7 @@ fn check_searched(turn: &Turn) -> HashSet<String> {
                     }
                     ToolStatus::Done => {
                         assert!(working.contains(&activity.call_id), "done before working");
-                        assert!(activity.output.as_deref().unwrap().contains("[^"));
+                        assert!(!activity.output.as_deref().unwrap().is_empty());
                         assert!(done.insert(activity.call_id.clone()));
                     }
                     ToolStatus::Error => panic!("a search failed: {activity:?}"),
@@ -295,7 +295,7 @@ async fn post_and_check(server: &Process) {
         );
     }
     for status in &done {
-        assert!(status["func_output"].as_str().unwrap().contains("[^"));
+        assert!(!status["func_output"].as_str().unwrap().is_empty());
         assert!(working.iter().any(|w| w["id"] == status["id"]));
     }
     let mut passages = HashSet::new();

@@ -49,7 +49,7 @@ use crate::actors::registry::SessionRegistry;
 use crate::actors::session::{SessionDeps, SessionLimits};
 use crate::actors::stats::{ActorDirectory, ActorStats, Tracked};
 use crate::agent::Agent;
-use crate::agent::knowledge::{DataSource, KnowledgeAgent, KnowledgeSource};
+use crate::agent::knowledge::{DataSource, KnowledgeAgent, KnowledgeSource, Library};
 use crate::agent::llm::LlmClient;
 use crate::agent::tools::Toolbox;
 use crate::broker::Broker;
@@ -314,6 +314,20 @@ async fn run_gateway(
 async fn knowledge_agent(
     config: &Config,
 ) -> anyhow::Result<(KnowledgeAgent, Option<MockLlmServer>)> {
+    // Built off the runtime's threads; a source that cannot be read stops the start.
+    let (library, reports) = Library::open(config)
+        .await
+        .context("cannot open the knowledge sources")?;
+    for report in reports {
+        tracing::info!(
+            source = %report.source_id,
+            documents = report.documents,
+            passages = report.passages,
+            rebuilt = report.rebuilt,
+            elapsed_ms = crate::telemetry::millis(report.elapsed),
+            "knowledge source ready"
+        );
+    }
     let mut llm_config = config.llm.clone();
     let demo_model = match &llm_config.base_url {
         ModelEndpoint::Demo => {
@@ -339,7 +353,7 @@ async fn knowledge_agent(
     };
     let llm = LlmClient::new(&llm_config).context("cannot build the model client")?;
     Ok((
-        KnowledgeAgent::new(llm, &config.agent, Toolbox::default()),
+        KnowledgeAgent::new(llm, &config.agent, Toolbox::knowledge(Arc::new(library))),
         demo_model,
     ))
 }

@@ -207,7 +207,9 @@ fn pieces(text: &str, limit: usize) -> Vec<&str> {
     pieces
 }
 
-/// About the last `n` characters of `text`, starting at a word.
+/// About the last `n` characters of `text`, starting where a sentence (or a line)
+/// does if one starts there, else at a word: a passage that begins mid-sentence
+/// reads badly, as a snippet and when the model quotes it.
 fn tail(text: &str, n: usize) -> &str {
     let count = chars(text);
     if count <= n {
@@ -217,10 +219,28 @@ fn tail(text: &str, n: usize) -> &str {
         .char_indices()
         .nth(count - n)
         .expect("count - n < count");
-    match text[start..].find(char::is_whitespace) {
-        Some(space) => text[start + space..].trim_start(),
+    let window = &text[start..];
+    if let Some(sentence) = sentence_start(window) {
+        return window[sentence..].trim_start();
+    }
+    match window.find(char::is_whitespace) {
+        Some(space) => window[space..].trim_start(),
         None => "",
     }
+}
+
+/// Where the first sentence or line that starts inside `text` begins, if any
+/// (after `.`, `!`, `?` or `:` and whitespace, or after a line break).
+fn sentence_start(text: &str) -> Option<usize> {
+    let mut previous = None;
+    for (index, c) in text.char_indices() {
+        let ends = matches!(previous, Some('.' | '!' | '?' | ':')) && c.is_whitespace();
+        if (ends || c == '\n') && !text[index..].trim().is_empty() {
+            return Some(index);
+        }
+        previous = Some(c);
+    }
+    None
 }
 
 fn chars(text: &str) -> usize {
@@ -330,6 +350,26 @@ mod tests {
         // Every paragraph is whole in some passage.
         for paragraph in &paragraphs {
             assert!(passages.iter().any(|p| p.text.contains(paragraph.as_str())));
+        }
+    }
+
+    #[test]
+    fn an_overlap_starts_at_a_sentence_when_one_starts_in_it() {
+        let sentence = "The ponds are kept warm all year round by the springs. ";
+        let text = sentence.repeat(40);
+        let passages = split("src", "p.md", &text);
+        assert!(passages.len() >= 2);
+        for passage in &passages[1..] {
+            assert!(passage.text.starts_with("The ponds"), "{:?}", passage.text);
+        }
+    }
+
+    #[test]
+    fn without_a_sentence_an_overlap_starts_at_a_word() {
+        let passages = split("src", "p.md", &words(400));
+        assert!(passages.len() >= 2);
+        for passage in &passages[1..] {
+            assert!(passage.text.starts_with("word"), "{:?}", passage.text);
         }
     }
 
