@@ -82,11 +82,16 @@ fn a_listen_address_that_is_not_ip_and_port_is_an_error_naming_the_key_and_value
 
 #[tokio::test]
 async fn serve_answers_out_of_the_box_with_the_demo_model() {
-    // No config file, no model URL: the built-in demo model answers.
+    // No config file, no model URL: the built-in demo model answers. Asked with no
+    // tools it answers plainly (its searching is tested in knowledge_agent.rs).
     let server = Process::start(&["serve", "--bind", "127.0.0.1:0"], &[]);
     let mut client = Client::connect(&server).await;
 
-    let turn = client.chat("hello demo").await;
+    client
+        .send_json(serde_json::json!({"type": "message", "text": "hello demo", "tools": []}))
+        .await;
+    let turn_id = client.expect_accepted().await;
+    let turn = client.read_turn(turn_id).await;
 
     assert_eq!(turn.ending, "stop");
     assert_eq!(turn.answer, expected_answer("hello demo", 1));

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::rabbitmq::{Cleanup, URL, message_count, unique_queue};
+use common::rabbitmq::{Cleanup, URL, message_count, unique_queue, wait_for_message_count};
 use common::{Client, Process, WAIT, expected_answer, mock_llm, serve};
 use parlor::protocol::ServerFrame;
 
@@ -111,9 +111,6 @@ async fn serve_over_rabbitmq_gives_back_what_outlasts_the_grace() {
         "{}",
         server.log()
     );
-    assert_eq!(
-        message_count(&queue).await,
-        1,
-        "the question is back in the queue"
-    );
+    // The question is back in the queue.
+    wait_for_message_count(&queue, 1).await;
 }

@@ -9,6 +9,8 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
 use uuid::Uuid;
 
+use super::WAIT;
+
 pub const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// A question queue name no other test uses.
@@ -69,6 +71,24 @@ pub async fn message_count(queue: &str) -> u32 {
         .unwrap();
     let _ = connection.close(200, "counted".into()).await;
     declared.message_count()
+}
+
+/// Waits until `queue` holds `count` messages, failing after [`WAIT`]. RabbitMQ
+/// takes back a closed connection's unacknowledged messages asynchronously, so a
+/// count read right after a process exits may not show them yet.
+pub async fn wait_for_message_count(queue: &str, count: u32) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let now = message_count(queue).await;
+        if now == count {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{queue} holds {now} messages, not {count}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Closes, from the server side, every connection the parlor processes of
