@@ -91,6 +91,39 @@ fn a_missing_folder_is_an_error_naming_the_source_and_path() {
 }
 
 #[test]
+fn serve_does_not_start_with_a_missing_folder_and_says_which() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), CONFIG).unwrap();
+    std::fs::create_dir(dir.path().join("notes")).unwrap();
+
+    let mut serve = Command::new(env!("CARGO_BIN_EXE_parlor"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "error")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run parlor serve");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            serve.kill().unwrap();
+            panic!("parlor serve did not stop");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("knowledge source `papers`: cannot read its folder papers:"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn without_sources_the_built_in_documentation_is_indexed() {
     let dir = tempfile::tempdir().unwrap();
     let output = parlor_index(dir.path());
