@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::conversation::{
-    ChatError, ErrorCode, FinishReason, SourceReferences, ToolActivity, TurnEvent,
+    ChatError, ErrorCode, FinishReason, Role, SourceReferences, ToolActivity, TurnEvent,
 };
 
 /// A frame the client sends.
@@ -30,6 +30,10 @@ pub enum ServerFrame {
     /// Always the first frame of a connection.
     Session {
         session_id: Uuid,
+    },
+    /// The session's latest messages, sent when a client re-attaches.
+    History {
+        messages: Vec<HistoryEntry>,
     },
     Accepted {
         turn_id: Uuid,
@@ -71,6 +75,16 @@ pub enum ServerFrame {
         error: ChatError,
     },
     Pong,
+}
+
+/// One message of a `history` frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub role: Role,
+    pub content: String,
+    /// The turn it belongs to; absent for a conversation a client brought along.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn_id: Option<Uuid>,
 }
 
 impl ServerFrame {

@@ -206,9 +206,9 @@ async fn health_readiness_and_data_sources() {
 }
 
 #[tokio::test]
-async fn a_client_that_leaves_stops_the_model() {
+async fn with_cancel_on_disconnect_a_client_that_leaves_stops_the_model() {
     let model = mock_llm(0, 100);
-    let server = serve(&model, &[]);
+    let server = serve(&model, &[("PARLOR_SESSION__CANCEL_ON_DISCONNECT", "true")]);
 
     let body = json!({ "messages": [{ "role": "user", "content": "word ".repeat(100) }] });
     let response = reqwest::Client::new()
@@ -225,4 +225,48 @@ async fn a_client_that_leaves_stops_the_model() {
         stats["streams_cancelled"] == 1
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_answer_finds_the_answer_in_the_history() {
+    let model = mock_llm(0, 10);
+    let server = serve(&model, &[]);
+
+    let text = "word ".repeat(30);
+    let body = json!({ "messages": [{ "role": "user", "content": text }] });
+    let response = reqwest::Client::new()
+        .post(server.http("/chat"))
+        .json(&body)
+        .send();
+    let response = tokio::time::timeout(WAIT, response).await.unwrap().unwrap();
+    let mut events = response.bytes_stream();
+    let first = tokio::time::timeout(WAIT, futures_util::StreamExt::next(&mut events))
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    drop(events);
+    let first = String::from_utf8_lossy(&first);
+    let line = first.lines().next().unwrap();
+    let data: Value = serde_json::from_str(line.strip_prefix("data: ").unwrap()).unwrap();
+    let session_id = data["sessionId"].as_str().unwrap().to_owned();
+
+    common::wait_for_mock(&model, "the answer finished", |stats| {
+        stats["streams_completed"] == 1
+    })
+    .await;
+    let answer = expected_answer(&text, 1);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let url = server.ws_url(&format!("?session_id={session_id}"));
+        let mut client = common::Client::connect_url(&url).await;
+        let history = client.expect_history().await;
+        if let Some(last) = history.get(1) {
+            assert_eq!(last.content, answer);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{history:?}");
+        client.close().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

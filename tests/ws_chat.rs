@@ -3,7 +3,7 @@
 mod common;
 
 use common::{Client, expected_answer, mock_llm, serve, wait_for_mock};
-use parlor::conversation::ChatError;
+use parlor::conversation::{ChatError, Role};
 use parlor::protocol::ServerFrame;
 use serde_json::json;
 
@@ -158,9 +158,9 @@ async fn cancel_stops_the_model_and_ends_the_turn() {
 }
 
 #[tokio::test]
-async fn a_closed_socket_stops_the_model() {
+async fn with_cancel_on_disconnect_a_closed_socket_stops_the_model() {
     let model = mock_llm(0, 100);
-    let server = serve(&model, &[]);
+    let server = serve(&model, &[("PARLOR_SESSION__CANCEL_ON_DISCONNECT", "true")]);
     let mut client = Client::connect(&server).await;
 
     client.send_message(&"word ".repeat(100)).await;
@@ -197,10 +197,82 @@ async fn a_session_can_be_reattached_with_its_memory() {
 
     let mut again = Client::connect_url(&server.ws_url(&format!("?session_id={session_id}"))).await;
     assert_eq!(again.session_id, session_id);
+    let history = again.expect_history().await;
+    let said: Vec<(Role, &str)> = history
+        .iter()
+        .map(|entry| (entry.role, entry.content.as_str()))
+        .collect();
+    let answer = expected_answer("remember me", 1);
+    assert_eq!(
+        said,
+        [
+            (Role::User, "remember me"),
+            (Role::Assistant, answer.as_str())
+        ]
+    );
     assert_eq!(
         again.chat("still there?").await.answer,
         expected_answer("still there?", 2)
     );
+}
+
+#[tokio::test]
+async fn a_turn_outlives_its_socket_and_a_returning_client_sees_it_from_the_start() {
+    let model = mock_llm(0, 20);
+    let server = serve(&model, &[]);
+    let mut first = Client::connect(&server).await;
+    let session_id = first.session_id;
+    let text = "word ".repeat(40);
+    let text = text.trim();
+    let turn_id = first.chat_accepted(text).await;
+    assert!(matches!(
+        first.next_frame().await,
+        ServerFrame::Chunk { seq: 0, .. }
+    ));
+    first.close().await;
+
+    // Back mid-answer: the history so far, then the running turn from seq 0.
+    let mut again = Client::connect_url(&server.ws_url(&format!("?session_id={session_id}"))).await;
+    assert!(again.expect_history().await.is_empty());
+    assert_eq!(again.expect_accepted().await, turn_id);
+    let turn = again.read_turn(turn_id).await;
+    assert_eq!(turn.ending, "stop");
+    assert_eq!(turn.answer, expected_answer(text, 1));
+
+    let stats = common::mock_stats(&model).await;
+    assert_eq!(stats["requests"], 1, "the turn was asked once: {stats}");
+    assert_eq!(stats["streams_cancelled"], 0, "the model was never cut off");
+}
+
+#[tokio::test]
+async fn a_turn_that_ends_while_nobody_is_connected_is_in_the_history() {
+    let model = mock_llm(0, 5);
+    let server = serve(&model, &[]);
+    let mut first = Client::connect(&server).await;
+    let session_id = first.session_id;
+    first.chat_accepted("are you still there").await;
+    first.close().await;
+    wait_for_mock(&model, "the answer finished", |stats| {
+        stats["streams_completed"] == 1
+    })
+    .await;
+
+    // The answer leaves the model before the session takes it in: look until it has.
+    let answer = expected_answer("are you still there", 1);
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let url = server.ws_url(&format!("?session_id={session_id}"));
+        let mut again = Client::connect_url(&url).await;
+        let history = again.expect_history().await;
+        if history.len() == 2 {
+            assert_eq!(history[1].content, answer);
+            assert_eq!(history[0].turn_id, history[1].turn_id);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{history:?}");
+        again.close().await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -285,33 +357,11 @@ async fn a_second_connection_takes_over_the_session_and_its_running_turn() {
         "the old connection is closed"
     );
 
-    // Chunks sent before the take-over went to the first connection; the second
-    // gets the rest of the turn, numbered on from there.
-    let mut seq = 1;
-    let mut rest = String::new();
-    loop {
-        match second.next_frame().await {
-            ServerFrame::Chunk {
-                turn_id: id,
-                seq: got,
-                text,
-            } => {
-                assert_eq!(id, turn_id);
-                assert!(got >= seq, "chunk numbers only go forward");
-                seq = got + 1;
-                rest.push_str(&text);
-            }
-            ServerFrame::Done { turn_id: id, .. } => {
-                assert_eq!(id, turn_id);
-                break;
-            }
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    assert!(
-        !rest.is_empty() && expected_answer(text, 1).ends_with(&rest),
-        "{rest}"
-    );
+    // The second connection is shown the running turn from its start.
+    assert!(second.expect_history().await.is_empty());
+    assert_eq!(second.expect_accepted().await, turn_id);
+    let turn = second.read_turn(turn_id).await;
+    assert_eq!(turn.answer, expected_answer(text, 1));
     assert_eq!(
         second.chat("again").await.answer,
         expected_answer("again", 2)

@@ -272,6 +272,9 @@ pub struct SessionConfig {
     pub heartbeat_interval_s: Secs<1, 3_600>,
     /// A client silent this long (no frame, no pong) is disconnected.
     pub client_timeout_s: Secs<1, 86_400>,
+    /// Whether a client leaving (its socket closing, a `POST /chat` client going
+    /// away) stops its turns. Off: they finish and join the history.
+    pub cancel_on_disconnect: bool,
 }
 
 impl Default for SessionConfig {
@@ -282,6 +285,7 @@ impl Default for SessionConfig {
             turn_timeout_s: Secs::new(300),
             heartbeat_interval_s: Secs::new(20),
             client_timeout_s: Secs::new(60),
+            cancel_on_disconnect: false,
         }
     }
 }

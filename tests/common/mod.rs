@@ -321,6 +321,14 @@ impl Client {
         self.expect_accepted().await
     }
 
+    /// Reads the `history` frame a returning client gets first.
+    pub async fn expect_history(&mut self) -> Vec<parlor::protocol::HistoryEntry> {
+        match self.next_frame().await {
+            ServerFrame::History { messages } => messages,
+            other => panic!("expected `history`, got {other:?}"),
+        }
+    }
+
     pub async fn expect_accepted(&mut self) -> Uuid {
         match self.next_frame().await {
             ServerFrame::Accepted { turn_id } => turn_id,

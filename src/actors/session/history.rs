@@ -3,15 +3,26 @@
 
 use std::collections::VecDeque;
 
+use uuid::Uuid;
+
 use super::reassembly::TurnEnd;
-use crate::conversation::ChatMessage;
+use crate::conversation::{ChatMessage, Role};
+use crate::protocol::HistoryEntry;
 
 /// The latest messages of a conversation, oldest first, at most `window` of them
 /// (`agent.max_history_messages`; passed in rather than kept, as it is the same for
 /// every session).
 #[derive(Debug, Default)]
 pub struct History {
-    messages: VecDeque<ChatMessage>,
+    messages: VecDeque<Remembered>,
+}
+
+/// A message, and the turn it belongs to (none for a conversation a client brought
+/// along to `POST /chat`).
+#[derive(Debug)]
+struct Remembered {
+    message: ChatMessage,
+    turn_id: Option<Uuid>,
 }
 
 impl History {
@@ -19,43 +30,103 @@ impl History {
     pub fn seeded(messages: Vec<ChatMessage>, window: usize) -> Self {
         let mut history = Self::default();
         for message in messages {
-            history.remember(message, window);
+            history.remember(message, None, window);
         }
         history
     }
 
     /// The messages to send with a question, oldest first.
     pub fn messages(&self) -> Vec<ChatMessage> {
-        self.messages.iter().cloned().collect()
+        self.messages.iter().map(|m| m.message.clone()).collect()
+    }
+
+    /// What a client coming back is shown: the user's and the assistant's messages,
+    /// oldest first, with their turns.
+    pub fn entries(&self) -> Vec<HistoryEntry> {
+        self.messages
+            .iter()
+            .filter(|m| m.message.role != Role::System)
+            .map(|m| HistoryEntry {
+                role: m.message.role,
+                content: m.message.content.clone(),
+                turn_id: m.turn_id,
+            })
+            .collect()
     }
 
     /// A turn asking `question` ended with `answer` so far. A finished turn joins
     /// the conversation (a cancelled one too: the user saw what was said); a failed
     /// one does not, so asking again starts clean.
-    pub fn turn_ended(&mut self, question: String, answer: String, end: &TurnEnd, window: usize) {
+    pub fn turn_ended(&mut self, turn: TurnText, end: &TurnEnd, window: usize) {
         if let TurnEnd::Failed(..) = end {
             return;
         }
-        self.remember(ChatMessage::user(question), window);
-        if !answer.is_empty() {
-            self.remember(ChatMessage::assistant(answer), window);
+        let turn_id = Some(turn.turn_id);
+        self.remember(ChatMessage::user(turn.question), turn_id, window);
+        if !turn.answer.is_empty() {
+            self.remember(ChatMessage::assistant(turn.answer), turn_id, window);
         }
     }
 
-    fn remember(&mut self, message: ChatMessage, window: usize) {
+    fn remember(&mut self, message: ChatMessage, turn_id: Option<Uuid>, window: usize) {
         while !self.messages.is_empty() && self.messages.len() >= window {
             self.messages.pop_front();
         }
         if window > 0 {
-            self.messages.push_back(message);
+            self.messages.push_back(Remembered { message, turn_id });
         }
     }
+}
+
+/// What a turn said: the user's question and the answer passed on.
+#[derive(Debug)]
+pub struct TurnText {
+    pub turn_id: Uuid,
+    pub question: String,
+    pub answer: String,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::conversation::{ChatError, ErrorCode, FinishReason};
+
+    fn said(question: &str, answer: &str) -> TurnText {
+        TurnText {
+            turn_id: Uuid::nil(),
+            question: question.into(),
+            answer: answer.into(),
+        }
+    }
+
+    #[test]
+    fn entries_name_their_turns_and_leave_system_messages_out() {
+        let seed = vec![
+            ChatMessage::system("be brief"),
+            ChatMessage::user("earlier"),
+        ];
+        let mut history = History::seeded(seed, 10);
+        let turn_id = Uuid::new_v4();
+        let turn = TurnText {
+            turn_id,
+            question: "hi".into(),
+            answer: "hello".into(),
+        };
+        history.turn_ended(turn, &finished(), 10);
+        let entries = history.entries();
+        let shown: Vec<_> = entries
+            .iter()
+            .map(|e| (e.role, e.content.as_str(), e.turn_id))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                (Role::User, "earlier", None),
+                (Role::User, "hi", Some(turn_id)),
+                (Role::Assistant, "hello", Some(turn_id)),
+            ]
+        );
+    }
 
     fn finished() -> TurnEnd {
         TurnEnd::Finished(FinishReason::Stop)
@@ -64,7 +135,7 @@ mod tests {
     #[test]
     fn a_finished_turn_joins_with_its_answer() {
         let mut history = History::default();
-        history.turn_ended("hi".into(), "hello".into(), &finished(), 10);
+        history.turn_ended(said("hi", "hello"), &finished(), 10);
         assert_eq!(
             history.messages(),
             vec![ChatMessage::user("hi"), ChatMessage::assistant("hello")]
@@ -75,8 +146,8 @@ mod tests {
     fn a_cancelled_turn_joins_with_what_was_said() {
         let mut history = History::default();
         let cancelled = TurnEnd::Finished(FinishReason::Cancelled);
-        history.turn_ended("tell me".into(), "Once".into(), &cancelled, 10);
-        history.turn_ended("stop".into(), String::new(), &cancelled, 10);
+        history.turn_ended(said("tell me", "Once"), &cancelled, 10);
+        history.turn_ended(said("stop", ""), &cancelled, 10);
         assert_eq!(
             history.messages(),
             vec![
@@ -91,7 +162,7 @@ mod tests {
     fn a_failed_turn_does_not_join() {
         let mut history = History::default();
         let failed = TurnEnd::Failed(ChatError::new(ErrorCode::Upstream, "model down"));
-        history.turn_ended("hi".into(), "hel".into(), &failed, 10);
+        history.turn_ended(said("hi", "hel"), &failed, 10);
         assert_eq!(history.messages(), vec![]);
     }
 
@@ -104,7 +175,7 @@ mod tests {
             messages.into_iter().map(|m| m.content).collect::<Vec<_>>()
         };
         assert_eq!(kept(&history), ["2", "3", "4"]);
-        history.turn_ended("q".into(), "a".into(), &finished(), 3);
+        history.turn_ended(said("q", "a"), &finished(), 3);
         assert_eq!(kept(&history), ["4", "q", "a"]);
     }
 }

@@ -36,6 +36,7 @@ use uuid::Uuid;
 use self::connection::{Connection, Goodbye};
 use self::history::History;
 use self::reassembly::TurnEnd;
+use self::socket::Arrival;
 use self::turn_queue::TurnQueue;
 use super::broker::BrokerActor;
 use super::registry::{Register, SessionRegistry, Unregister};
@@ -56,6 +57,8 @@ pub struct SessionLimits {
     pub turn_timeout: Duration,
     pub idle_timeout: Duration,
     pub client_timeout: Duration,
+    /// Whether a turn stops when its client leaves (else it finishes and is kept).
+    pub cancel_on_disconnect: bool,
 }
 
 impl SessionLimits {
@@ -67,6 +70,7 @@ impl SessionLimits {
             turn_timeout: config.session.turn_timeout(),
             idle_timeout: config.session.idle_timeout(),
             client_timeout: config.session.client_timeout(),
+            cancel_on_disconnect: config.session.cancel_on_disconnect,
         }
     }
 }
@@ -119,7 +123,8 @@ impl SessionActor {
     ) -> Addr<Self> {
         Self::create(move |ctx| {
             let mut actor = Self::new(deps, Vec::new());
-            actor.attach(socket, connection_id, unknown_id, ctx);
+            let arrival = unknown_id.map_or(Arrival::New, Arrival::Unknown);
+            actor.attach(socket, connection_id, arrival, ctx);
             let closed =
                 futures_util::stream::once(async move { SocketInput::Closed { connection_id } });
             let frames = frames.map(move |item| SocketInput::Frame {
@@ -214,7 +219,12 @@ impl Handler<Attach> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, message: Attach, ctx: &mut Self::Context) {
-        self.attach(message.socket, message.connection_id, None, ctx);
+        self.attach(
+            message.socket,
+            message.connection_id,
+            Arrival::Returning,
+            ctx,
+        );
     }
 }
 

@@ -21,7 +21,16 @@ pub struct Reassembly {
     next_seq: u64,
     /// How many chunks were passed on: the next chunk frame's `seq`.
     chunks: u64,
-    answer: String,
+    /// Everything passed on, in order, so that a client that comes back mid-turn
+    /// can be shown the turn from its start.
+    passed: Vec<Passed>,
+}
+
+/// A piece of the turn that was passed on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Passed {
+    Chunk(String),
+    Event(TurnEvent),
 }
 
 /// What one answer means for the turn.
@@ -60,7 +69,7 @@ impl Default for Reassembly {
             attempt: 1,
             next_seq: 0,
             chunks: 0,
-            answer: String::new(),
+            passed: Vec::new(),
         }
     }
 }
@@ -78,20 +87,21 @@ impl Reassembly {
             self.attempt = attempt;
             self.next_seq = 0;
             self.chunks = 0;
-            self.answer.clear();
+            self.passed.clear();
         }
         let step = match body {
             AnswerBody::Chunk { seq, text } => self.out_of_order(seq).unwrap_or_else(|| {
-                self.answer.push_str(&text);
+                self.passed.push(Passed::Chunk(text.clone()));
                 self.chunks += 1;
                 Step::Chunk {
                     seq: self.chunks - 1,
                     text,
                 }
             }),
-            AnswerBody::Event { seq, event } => {
-                self.out_of_order(seq).unwrap_or(Step::Event(event))
-            }
+            AnswerBody::Event { seq, event } => self.out_of_order(seq).unwrap_or_else(|| {
+                self.passed.push(Passed::Event(event.clone()));
+                Step::Event(event)
+            }),
             AnswerBody::Done { finish_reason } => Step::End(TurnEnd::Finished(finish_reason)),
             AnswerBody::Error(error) => Step::End(TurnEnd::Failed(error)),
         };
@@ -124,9 +134,21 @@ impl Reassembly {
         self.chunks
     }
 
+    /// What was passed on of the newest delivery, in order: chunk `n` of it is the
+    /// `n`th [`Passed::Chunk`].
+    pub fn passed(&self) -> &[Passed] {
+        &self.passed
+    }
+
     /// The answer text passed on (of the newest delivery only).
     pub fn into_answer(self) -> String {
-        self.answer
+        self.passed
+            .into_iter()
+            .filter_map(|passed| match passed {
+                Passed::Chunk(text) => Some(text),
+                Passed::Event(_) => None,
+            })
+            .collect()
     }
 }
 
@@ -249,6 +271,16 @@ mod tests {
             Outcome::plain(Step::Ignore)
         );
         assert_eq!(turn.chunks(), 2);
+        let thought = |text: &str| Passed::Event(TurnEvent::Reasoning { text: text.into() });
+        assert_eq!(
+            turn.passed(),
+            [
+                thought("think"),
+                Passed::Chunk("a".into()),
+                thought("more"),
+                Passed::Chunk("b".into())
+            ]
+        );
         assert_eq!(turn.into_answer(), "ab");
     }
 

@@ -7,16 +7,21 @@ use actix::prelude::*;
 use actix_ws::{AggregatedMessage, ProtocolError};
 
 use super::connection::{self, Connection, Goodbye, Received};
+use super::reassembly::Passed;
 use super::{SessionActor, SocketInput};
 use crate::conversation::{ErrorCode, UserMessage};
 use crate::protocol::{ClientFrame, ServerFrame};
 
 impl SessionActor {
+    /// Attaches `socket`: its first frame is `session`. A client coming back
+    /// (`returning`) is then shown where the conversation stands: `history`, and
+    /// the running turn from its start (`accepted`, then every chunk and event so
+    /// far), after which the turn goes on live.
     pub(super) fn attach(
         &mut self,
         socket: actix_ws::Session,
         connection_id: u64,
-        unknown_id: Option<String>,
+        arrival: Arrival,
         ctx: &mut Context<Self>,
     ) {
         if let Some(old) = self.connection.take() {
@@ -27,9 +32,42 @@ impl SessionActor {
         self.send_to_socket(&ServerFrame::Session {
             session_id: self.id,
         });
-        if let Some(asked) = unknown_id {
-            let text = format!("no live session {asked}; this is a new session");
-            self.send_to_socket(&ServerFrame::error(None, ErrorCode::NotFound, text));
+        match arrival {
+            Arrival::New => {}
+            Arrival::Unknown(asked) => {
+                let text = format!("no live session {asked}; this is a new session");
+                self.send_to_socket(&ServerFrame::error(None, ErrorCode::NotFound, text));
+            }
+            Arrival::Returning => self.show_where_it_stands(),
+        }
+    }
+
+    fn show_where_it_stands(&mut self) {
+        let history = ServerFrame::History {
+            messages: self.history.entries(),
+        };
+        self.send_to_socket(&history);
+        let Some(turn) = self.turns.running() else {
+            return;
+        };
+        let turn_id = turn.turn_id;
+        let mut frames = vec![ServerFrame::Accepted { turn_id }];
+        let mut seq = 0;
+        for passed in turn.reassembly.passed() {
+            frames.push(match passed {
+                Passed::Chunk(text) => {
+                    seq += 1;
+                    ServerFrame::Chunk {
+                        turn_id,
+                        seq: seq - 1,
+                        text: text.clone(),
+                    }
+                }
+                Passed::Event(event) => ServerFrame::event(turn_id, event.clone()),
+            });
+        }
+        for frame in &frames {
+            self.send_to_socket(frame);
         }
     }
 
@@ -125,17 +163,31 @@ impl SessionActor {
         }
     }
 
-    /// The socket went away: the turns only it watched stop (the model too), and the
-    /// session waits `idle_timeout` for the client to come back.
+    /// The socket went away. Its turns go on and join the history, for the client
+    /// to find when it comes back — unless `session.cancel_on_disconnect`: then the
+    /// turns only it watched stop (the model too). The session waits
+    /// `idle_timeout` after its last turn for the client to come back.
     fn connection_left(&mut self, ctx: &mut Context<Self>) {
-        self.turns.drop_waiting_without_listener();
-        if self
-            .turns
-            .running()
-            .is_some_and(|turn| turn.listener.is_none())
-        {
-            self.cancel_running_turn(ctx);
+        if self.deps.limits.cancel_on_disconnect {
+            self.turns.drop_waiting_without_listener();
+            if self
+                .turns
+                .running()
+                .is_some_and(|turn| turn.listener.is_none())
+            {
+                self.cancel_running_turn(ctx);
+            }
         }
         self.arm_idle_timer(ctx);
     }
+}
+
+/// How a client came to a session's socket.
+pub enum Arrival {
+    /// It started a new session.
+    New,
+    /// It asked for this session id, which is not known: it got a new session.
+    Unknown(String),
+    /// It came back to this live session.
+    Returning,
 }

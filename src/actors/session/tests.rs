@@ -28,6 +28,7 @@ fn limits() -> SessionLimits {
         turn_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(300),
         client_timeout: Duration::from_secs(30),
+        cancel_on_disconnect: true,
     }
 }
 

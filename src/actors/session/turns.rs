@@ -11,6 +11,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use uuid::Uuid;
 
+use super::history::TurnText;
 use super::reassembly::{Outcome, Step, TurnEnd};
 use super::turn_queue::ActiveTurn;
 use super::{SessionActor, TurnListener, trace};
@@ -43,8 +44,9 @@ impl SessionActor {
                 let code = refusal.code;
                 tracing::debug!(%session_id, %code, via, "message refused");
             })?;
-        if let Some(gone) = watch {
-            // An HTTP client that leaves cancels its turn, running or queued.
+        if let Some(gone) = watch.filter(|_| self.deps.limits.cancel_on_disconnect) {
+            // With `session.cancel_on_disconnect`, an HTTP client that leaves cancels
+            // its turn, running or queued; otherwise the turn goes on and is kept.
             ctx.spawn(
                 async move { gone.closed().await }
                     .into_actor(self)
@@ -202,8 +204,12 @@ impl SessionActor {
         } = *turn;
         trace::turn_ended(&span, &end, duration, reassembly.chunks());
         let window = self.deps.limits.max_history_messages;
-        self.history
-            .turn_ended(message.text, reassembly.into_answer(), &end, window);
+        let said = TurnText {
+            turn_id: turn.turn_id,
+            question: message.text,
+            answer: reassembly.into_answer(),
+        };
+        self.history.turn_ended(said, &end, window);
         self.start_next_turn(ctx);
     }
 
@@ -243,6 +249,7 @@ impl SessionActor {
         });
     }
 
+    /// The `POST /chat` client of `turn_id` left (`session.cancel_on_disconnect`).
     fn listener_left(&mut self, turn_id: Uuid, ctx: &mut Context<Self>) {
         // With a socket attached somebody still watches the turn: let it run.
         if self.connection.is_some() {
