@@ -2,7 +2,8 @@
 //!
 //! Imports point one way: `cli`/`startup` wire things up → `http` (routes) →
 //! `actors` (sessions, registry, broker actor, agent pool) → `broker` (the queue
-//! engines) and `agent` (knowledge agent, LLM client).
+//! engines), `agent` (knowledge agent, LLM client) and `storage` (conversations
+//! in SQLite, PostgreSQL or memory; docs/storage.md).
 //!
 //! The tools live in crates of their own in `crates/`: the mock model
 //! (`parlor-mock-llm`, also the demo model `serve` starts when no model URL is
@@ -25,4 +26,5 @@ pub mod net;
 pub mod protocol;
 pub mod shutdown;
 pub mod startup;
+pub mod storage;
 pub mod telemetry;

@@ -1,26 +1,10 @@
-//! `[storage]` and `[knowledge]`: where parlor keeps its files, and the folders of
-//! documents the knowledge agent searches (docs/knowledge.md).
+//! `[knowledge]`: the folders of documents the knowledge agent searches
+//! (docs/knowledge.md).
 
 use std::fmt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct StorageConfig {
-    /// Where parlor keeps what it writes (search indexes under `indexes/`); relative
-    /// to the working directory.
-    pub data_dir: PathBuf,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("parlor-data"),
-        }
-    }
-}
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

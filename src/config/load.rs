@@ -141,6 +141,15 @@ impl Config {
         if self.storage.data_dir.as_os_str().is_empty() {
             return Err(invalid("storage.data_dir", "must not be empty"));
         }
+        if !(1..=super::StorageConfig::MAX_POOL_SIZE).contains(&self.storage.pool_size) {
+            return Err(invalid(
+                "storage.pool_size",
+                format!(
+                    "must be between 1 and {}",
+                    super::StorageConfig::MAX_POOL_SIZE
+                ),
+            ));
+        }
         if self.session.client_timeout() <= self.session.heartbeat_interval() {
             return Err(invalid(
                 "session.client_timeout_s",
@@ -178,7 +187,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::{AgentLocation, BrokerEngine, ModelEndpoint, SourceKind};
+    use crate::config::{AgentLocation, BrokerEngine, ModelEndpoint, SourceKind, StorageUrl};
 
     fn load_from(
         toml: &str,
@@ -609,6 +618,44 @@ mod tests {
         assert!(error.contains("storage.data_dir"), "{error}");
         let error = toml_error("[storage]\ndatadir = \"x\"\n");
         assert!(error.contains("unknown key `storage.datadir`"), "{error}");
+    }
+
+    #[test]
+    fn the_storage_engine_is_chosen_by_url() {
+        let config = load_toml("").unwrap();
+        assert_eq!(config.storage.url, StorageUrl::Sqlite);
+        assert_eq!(config.storage.retention_days, 30);
+        assert_eq!(config.storage.pool_size, 8);
+
+        let toml = "[storage]\nurl = \"memory\"\nretention_days = 0\npool_size = 2\n";
+        let config = load_toml(toml).unwrap();
+        assert_eq!(config.storage.url, StorageUrl::Memory);
+        assert_eq!(config.storage.retention_days, 0);
+        assert_eq!(config.storage.pool_size, 2);
+
+        let env = [
+            (
+                "STORAGE__URL",
+                "postgres://parlor:hunter2@127.0.0.1:5432/parlor",
+            ),
+            ("STORAGE__RETENTION_DAYS", "7"),
+        ];
+        let config = load_from("", &env, Overrides::default()).unwrap();
+        assert!(matches!(config.storage.url, StorageUrl::Postgres(_)));
+        assert_eq!(config.storage.retention_days, 7);
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+
+        let error = toml_error("[storage]\nurl = \"mysql://root:hunter2@x/db\"\n");
+        assert!(error.contains("`storage.url`: must be empty"), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        let error = toml_error("[storage]\npool_size = 0\n");
+        assert!(
+            error.contains("storage.pool_size: must be between 1 and 1000"),
+            "{error}"
+        );
+        let error = toml_error("[storage]\nretention_days = -1\n");
+        assert!(error.contains("`storage.retention_days`"), "{error}");
     }
 
     #[test]

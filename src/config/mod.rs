@@ -12,6 +12,7 @@ mod endpoints;
 mod knowledge;
 mod load;
 mod secret;
+mod storage;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -20,9 +21,10 @@ use serde::{Deserialize, Serialize};
 
 pub use duration::{BoundedDuration, Millis, Milliseconds, Seconds, Secs, TimeUnit};
 pub use endpoints::{AgentLocation, AmqpUrl, BrokerEngine, ModelEndpoint};
-pub use knowledge::{KnowledgeConfig, KnowledgeSourceConfig, SourceId, SourceKind, StorageConfig};
+pub use knowledge::{KnowledgeConfig, KnowledgeSourceConfig, SourceId, SourceKind};
 pub use load::{ConfigError, DEFAULT_CONFIG_FILE, Overrides};
 pub use secret::Secret;
+pub use storage::{StorageConfig, StorageUrl};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -1,0 +1,127 @@
+//! `storage.url = "memory"`: conversations in a map, gone when the process ends.
+//!
+//! For tests and benchmarks, so it is deliberately unbounded: nothing is evicted
+//! but by retention ([`Storage::purge_older_than`]).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use futures_util::future::{BoxFuture, FutureExt, ready};
+use uuid::Uuid;
+
+use super::{
+    SavedMessage, SessionRecord, Storage, StorageError, StoredMessage, StoredSession, Timestamp,
+};
+
+/// Sessions and their messages in memory.
+#[derive(Default)]
+pub struct MemoryStorage {
+    sessions: Mutex<HashMap<Uuid, MemorySession>>,
+}
+
+struct MemorySession {
+    record: SessionRecord,
+    created: Timestamp,
+    updated: Timestamp,
+    messages: Vec<SavedMessage>,
+}
+
+impl MemoryStorage {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn sessions(&self) -> MutexGuard<'_, HashMap<Uuid, MemorySession>> {
+        // A panic while the lock was held cannot leave the map half-changed: every
+        // change below is a single insert, push or retain.
+        self.sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
+    fn create_session(&self, session: SessionRecord) -> BoxFuture<'_, Result<(), StorageError>> {
+        let now = Timestamp::now();
+        self.sessions()
+            .entry(session.id)
+            .or_insert_with(|| MemorySession {
+                record: session,
+                created: now,
+                updated: now,
+                messages: Vec::new(),
+            });
+        ready(Ok(())).boxed()
+    }
+
+    fn append_message(
+        &self,
+        session_id: Uuid,
+        message: StoredMessage,
+    ) -> BoxFuture<'_, Result<(), StorageError>> {
+        let result = match self.sessions().get_mut(&session_id) {
+            Some(session) => {
+                let now = Timestamp::now();
+                // Never backwards, as in the SQL engines.
+                session.updated = session.updated.max(now);
+                session.messages.push(SavedMessage {
+                    turn_id: message.turn_id,
+                    role: message.role,
+                    content: message.content,
+                    created: now,
+                });
+                Ok(())
+            }
+            None => Err(StorageError::NotFound),
+        };
+        ready(result).boxed()
+    }
+
+    fn load_session(
+        &self,
+        session_id: Uuid,
+        latest: usize,
+    ) -> BoxFuture<'_, Result<Option<StoredSession>, StorageError>> {
+        let loaded = self.sessions().get(&session_id).map(|session| {
+            let first = session.messages.len().saturating_sub(latest);
+            StoredSession {
+                record: session.record.clone(),
+                created: session.created,
+                updated: session.updated,
+                messages: session.messages[first..].to_vec(),
+            }
+        });
+        ready(Ok(loaded)).boxed()
+    }
+
+    fn claim(
+        &self,
+        session_id: Uuid,
+        gateway: String,
+    ) -> BoxFuture<'_, Result<Option<String>, StorageError>> {
+        let result = match self.sessions().get_mut(&session_id) {
+            Some(session) => {
+                let previous = session.record.gateway.replace(gateway);
+                Ok(previous.filter(|previous| Some(previous) != session.record.gateway.as_ref()))
+            }
+            None => Err(StorageError::NotFound),
+        };
+        ready(result).boxed()
+    }
+
+    fn purge_older_than(&self, cutoff: Timestamp) -> BoxFuture<'_, Result<u64, StorageError>> {
+        let mut sessions = self.sessions();
+        let before = sessions.len();
+        sessions.retain(|_, session| session.updated >= cutoff);
+        let purged = (before - sessions.len()) as u64;
+        ready(Ok(purged)).boxed()
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>> {
+        ready(Ok(())).boxed()
+    }
+}

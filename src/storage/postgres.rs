@@ -1,0 +1,231 @@
+//! `storage.url = "postgres://…"`: PostgreSQL, shared by several gateways.
+//!
+//! Each process keeps a pool of `storage.pool_size` connections. Waiting for one is
+//! bounded ([`ACQUIRE_TIMEOUT`]), so while the database is down every call fails
+//! fast as `Unavailable` instead of holding a turn.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures_util::future::{BoxFuture, FutureExt};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::{
+    SavedMessage, SessionRecord, Storage, StorageError, StoredMessage, StoredRole, StoredSession,
+    Timestamp, sql_limit,
+};
+
+static MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The longest a call waits for a connection, including connecting one.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Conversations in PostgreSQL.
+pub struct PostgresStorage {
+    pool: PgPool,
+}
+
+type SessionRow = (Option<String>, Option<String>, i64, i64);
+type MessageRow = (Uuid, String, String, i64);
+
+impl PostgresStorage {
+    /// Connects to the database `url` names (at most `pool_size` connections) and
+    /// brings its schema up to date. Errors name PostgreSQL, never the URL.
+    pub async fn open(url: &str, pool_size: u32) -> Result<Self, StorageError> {
+        Self::connect(url, pool_size)
+            .await
+            .map_err(|error| error.in_engine("PostgreSQL"))
+    }
+
+    async fn connect(url: &str, pool_size: u32) -> Result<Self, StorageError> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|_| StorageError::Failed("the storage.url is not a valid URL".into()))?
+            .application_name("parlor");
+        // A first connection of its own: the pool would retry a refused connection
+        // until its timeout and then report only the timeout, not the cause.
+        let mut first = tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| {
+                StorageError::Unavailable(format!(
+                    "no answer within {} s",
+                    ACQUIRE_TIMEOUT.as_secs()
+                ))
+            })??;
+        // Gateways starting together are safe: the migrator holds an advisory lock.
+        MIGRATIONS.run(&mut first).await?;
+        first.close().await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    async fn load(
+        &self,
+        session_id: Uuid,
+        latest: usize,
+    ) -> Result<Option<StoredSession>, StorageError> {
+        let session: Option<SessionRow> = sqlx::query_as(
+            "SELECT user_id, gateway, created_ms, updated_ms FROM sessions WHERE id = $1",
+        )
+        .bind(session_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((user_id, gateway, created, updated)) = session else {
+            return Ok(None);
+        };
+        let rows: Vec<MessageRow> = sqlx::query_as(
+            "SELECT turn_id, role, content, created_ms FROM messages \
+             WHERE session_id = $1 ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(session_id)
+        .bind(sql_limit(latest))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut messages = rows
+            .into_iter()
+            .map(|(turn_id, role, content, created)| {
+                Ok(SavedMessage {
+                    turn_id,
+                    role: StoredRole::parse(&role)?,
+                    content,
+                    created: Timestamp::from_millis(created),
+                })
+            })
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        messages.reverse();
+        Ok(Some(StoredSession {
+            record: SessionRecord {
+                id: session_id,
+                user_id,
+                gateway,
+            },
+            created: Timestamp::from_millis(created),
+            updated: Timestamp::from_millis(updated),
+            messages,
+        }))
+    }
+
+    async fn append(&self, session_id: Uuid, message: StoredMessage) -> Result<(), StorageError> {
+        let now = Timestamp::now().as_millis();
+        // The update locks the session's row first, so a purge cannot delete it
+        // between the check and the insert. GREATEST: gateways' clocks may differ,
+        // and the updated time must not go backwards.
+        let mut transaction = self.pool.begin().await?;
+        let bumped =
+            sqlx::query("UPDATE sessions SET updated_ms = GREATEST(updated_ms, $1) WHERE id = $2")
+                .bind(now)
+                .bind(session_id)
+                .execute(&mut *transaction)
+                .await?;
+        if bumped.rows_affected() == 0 {
+            return Err(StorageError::NotFound);
+        }
+        sqlx::query(
+            "INSERT INTO messages (session_id, turn_id, role, content, created_ms) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(session_id)
+        .bind(message.turn_id)
+        .bind(message.role.as_str())
+        .bind(&message.content)
+        .bind(now)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_for(
+        &self,
+        session_id: Uuid,
+        gateway: String,
+    ) -> Result<Option<String>, StorageError> {
+        // One statement: the subquery locks the row and reads the holder it
+        // replaces. A concurrent claim waits on the lock, then reads this one's.
+        let previous: Option<(Option<String>,)> = sqlx::query_as(
+            "UPDATE sessions AS s SET gateway = $2 \
+             FROM (SELECT id, gateway FROM sessions WHERE id = $1 FOR UPDATE) AS old \
+             WHERE s.id = old.id RETURNING old.gateway",
+        )
+        .bind(session_id)
+        .bind(&gateway)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (previous,) = previous.ok_or(StorageError::NotFound)?;
+        Ok(previous.filter(|previous| *previous != gateway))
+    }
+}
+
+impl Storage for PostgresStorage {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn create_session(&self, session: SessionRecord) -> BoxFuture<'_, Result<(), StorageError>> {
+        async move {
+            let now = Timestamp::now().as_millis();
+            sqlx::query(
+                "INSERT INTO sessions (id, user_id, gateway, created_ms, updated_ms) \
+                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(session.id)
+            .bind(session.user_id)
+            .bind(session.gateway)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn append_message(
+        &self,
+        session_id: Uuid,
+        message: StoredMessage,
+    ) -> BoxFuture<'_, Result<(), StorageError>> {
+        self.append(session_id, message).boxed()
+    }
+
+    fn load_session(
+        &self,
+        session_id: Uuid,
+        latest: usize,
+    ) -> BoxFuture<'_, Result<Option<StoredSession>, StorageError>> {
+        self.load(session_id, latest).boxed()
+    }
+
+    fn claim(
+        &self,
+        session_id: Uuid,
+        gateway: String,
+    ) -> BoxFuture<'_, Result<Option<String>, StorageError>> {
+        self.claim_for(session_id, gateway).boxed()
+    }
+
+    fn purge_older_than(&self, cutoff: Timestamp) -> BoxFuture<'_, Result<u64, StorageError>> {
+        async move {
+            // Messages go with their session (ON DELETE CASCADE).
+            let purged = sqlx::query("DELETE FROM sessions WHERE updated_ms < $1")
+                .bind(cutoff.as_millis())
+                .execute(&self.pool)
+                .await?;
+            Ok(purged.rows_affected())
+        }
+        .boxed()
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>> {
+        async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,312 @@
+//! `storage.url = ""`: SQLite in `<data_dir>/parlor.db`, for a single process.
+//!
+//! WAL mode, so loading a conversation never waits for a write; ids are stored as
+//! hyphenated text, so the file reads plainly in the `sqlite3` shell.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures_util::future::{BoxFuture, FutureExt};
+use sqlx::SqlitePool;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use uuid::Uuid;
+
+use super::{
+    SavedMessage, SessionRecord, Storage, StorageError, StoredMessage, StoredRole, StoredSession,
+    Timestamp, sql_limit,
+};
+
+static MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// SQLite has one writer at a time; a few connections let reads run beside it.
+const POOL_SIZE: u32 = 4;
+/// How long a write waits for another to finish before failing as `Unavailable`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Conversations in a SQLite file.
+pub struct SqliteStorage {
+    pool: SqlitePool,
+}
+
+type SessionRow = (String, Option<String>, Option<String>, i64, i64);
+type MessageRow = (String, String, String, i64);
+
+impl SqliteStorage {
+    /// Opens (creating the folder and the file if missing) the database at `path`
+    /// and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self, StorageError> {
+        Self::connect(path)
+            .await
+            .map_err(|error| error.in_engine(&format!("SQLite at {}", path.display())))
+    }
+
+    async fn connect(path: &Path) -> Result<Self, StorageError> {
+        if let Some(folder) = path
+            .parent()
+            .filter(|folder| !folder.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(folder).map_err(|error| {
+                StorageError::Unavailable(format!("cannot create its folder: {error}"))
+            })?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // With WAL, NORMAL loses at most the last commits on a power cut, never
+            // the file's consistency.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(options)
+            .await?;
+        MIGRATIONS.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    async fn load(
+        &self,
+        session_id: Uuid,
+        latest: usize,
+    ) -> Result<Option<StoredSession>, StorageError> {
+        let id = session_id.hyphenated().to_string();
+        let session: Option<SessionRow> = sqlx::query_as(
+            "SELECT id, user_id, gateway, created_ms, updated_ms FROM sessions WHERE id = ?",
+        )
+        .bind(&id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((_, user_id, gateway, created, updated)) = session else {
+            return Ok(None);
+        };
+        let rows: Vec<MessageRow> = sqlx::query_as(
+            "SELECT turn_id, role, content, created_ms FROM messages \
+             WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(&id)
+        .bind(sql_limit(latest))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut messages = rows
+            .into_iter()
+            .map(|(turn_id, role, content, created)| {
+                Ok(SavedMessage {
+                    turn_id: parse_id(&turn_id)?,
+                    role: StoredRole::parse(&role)?,
+                    content,
+                    created: Timestamp::from_millis(created),
+                })
+            })
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        messages.reverse();
+        Ok(Some(StoredSession {
+            record: SessionRecord {
+                id: session_id,
+                user_id,
+                gateway,
+            },
+            created: Timestamp::from_millis(created),
+            updated: Timestamp::from_millis(updated),
+            messages,
+        }))
+    }
+
+    async fn append(&self, session_id: Uuid, message: StoredMessage) -> Result<(), StorageError> {
+        let id = session_id.hyphenated().to_string();
+        let now = Timestamp::now().as_millis();
+        // The update comes first, so the transaction takes the write lock at once
+        // (a read first could have to upgrade, and fail as busy).
+        let mut transaction = self.pool.begin().await?;
+        let bumped =
+            sqlx::query("UPDATE sessions SET updated_ms = MAX(updated_ms, ?) WHERE id = ?")
+                .bind(now)
+                .bind(&id)
+                .execute(&mut *transaction)
+                .await?;
+        if bumped.rows_affected() == 0 {
+            return Err(StorageError::NotFound);
+        }
+        sqlx::query(
+            "INSERT INTO messages (session_id, turn_id, role, content, created_ms) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(message.turn_id.hyphenated().to_string())
+        .bind(message.role.as_str())
+        .bind(&message.content)
+        .bind(now)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    async fn claim_for(
+        &self,
+        session_id: Uuid,
+        gateway: String,
+    ) -> Result<Option<String>, StorageError> {
+        let id = session_id.hyphenated().to_string();
+        // IMMEDIATE takes the write lock before the read, so no other claim can come
+        // between reading the holder and replacing it.
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let holder: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT gateway FROM sessions WHERE id = ?")
+                .bind(&id)
+                .fetch_optional(&mut *transaction)
+                .await?;
+        let Some((previous,)) = holder else {
+            return Err(StorageError::NotFound);
+        };
+        if previous.as_deref() == Some(gateway.as_str()) {
+            return Ok(None);
+        }
+        sqlx::query("UPDATE sessions SET gateway = ? WHERE id = ?")
+            .bind(&gateway)
+            .bind(&id)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(previous)
+    }
+}
+
+fn parse_id(text: &str) -> Result<Uuid, StorageError> {
+    Uuid::from_str(text).map_err(|_| StorageError::Corrupt(format!("{text:?} is not a UUID")))
+}
+
+impl Storage for SqliteStorage {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn create_session(&self, session: SessionRecord) -> BoxFuture<'_, Result<(), StorageError>> {
+        async move {
+            let now = Timestamp::now().as_millis();
+            sqlx::query(
+                "INSERT INTO sessions (id, user_id, gateway, created_ms, updated_ms) \
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(session.id.hyphenated().to_string())
+            .bind(session.user_id)
+            .bind(session.gateway)
+            .bind(now)
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn append_message(
+        &self,
+        session_id: Uuid,
+        message: StoredMessage,
+    ) -> BoxFuture<'_, Result<(), StorageError>> {
+        self.append(session_id, message).boxed()
+    }
+
+    fn load_session(
+        &self,
+        session_id: Uuid,
+        latest: usize,
+    ) -> BoxFuture<'_, Result<Option<StoredSession>, StorageError>> {
+        self.load(session_id, latest).boxed()
+    }
+
+    fn claim(
+        &self,
+        session_id: Uuid,
+        gateway: String,
+    ) -> BoxFuture<'_, Result<Option<String>, StorageError>> {
+        self.claim_for(session_id, gateway).boxed()
+    }
+
+    fn purge_older_than(&self, cutoff: Timestamp) -> BoxFuture<'_, Result<u64, StorageError>> {
+        async move {
+            // Messages go with their session (ON DELETE CASCADE).
+            let purged = sqlx::query("DELETE FROM sessions WHERE updated_ms < ?")
+                .bind(cutoff.as_millis())
+                .execute(&self.pool)
+                .await?;
+            Ok(purged.rows_affected())
+        }
+        .boxed()
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>> {
+        async move {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn journal_mode(storage: &SqliteStorage) -> String {
+        let (mode,): (String,) = sqlx::query_as("PRAGMA journal_mode")
+            .fetch_one(&storage.pool)
+            .await
+            .unwrap();
+        mode
+    }
+
+    #[tokio::test]
+    async fn opening_creates_the_folder_and_a_wal_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nested").join("data").join("parlor.db");
+        let storage = SqliteStorage::open(&path).await.unwrap();
+        assert!(path.is_file());
+        assert_eq!(journal_mode(&storage).await, "wal");
+        let (foreign_keys,): (i64,) = sqlx::query_as("PRAGMA foreign_keys")
+            .fetch_one(&storage.pool)
+            .await
+            .unwrap();
+        assert_eq!(foreign_keys, 1, "messages must go with their session");
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_a_database_fails_naming_sqlite_and_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("parlor.db");
+        std::fs::write(
+            &path,
+            "this is not a database, but it is long enough to look like one's header page",
+        )
+        .unwrap();
+        let error = match SqliteStorage::open(&path).await {
+            Ok(_) => panic!("opened a text file as a database"),
+            Err(error) => error,
+        };
+        let text = error.to_string();
+        assert!(text.contains("SQLite at "), "{text}");
+        assert!(text.contains("parlor.db"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_unwritable_folder_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        // A file where the folder should be.
+        let blocker = dir.path().join("data");
+        std::fs::write(&blocker, "").unwrap();
+        let error = match SqliteStorage::open(&blocker.join("parlor.db")).await {
+            Ok(_) => panic!("opened a database under a file"),
+            Err(error) => error,
+        };
+        assert!(matches!(error, StorageError::Unavailable(_)), "{error}");
+        assert!(
+            error.to_string().contains("cannot create its folder"),
+            "{error}"
+        );
+    }
+}
