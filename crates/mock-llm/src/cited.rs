@@ -18,18 +18,31 @@ pub const NOTHING_FOUND_ANSWER: &str = "I found nothing relevant to your questio
 /// Words of a passage quoted at most: a passage without a full stop is cut here.
 const MAX_QUOTED_WORDS: usize = 40;
 
-/// The mock's answer to a conversation that ends with these tool results:
-/// [`CITED_ANSWER_INTRO`], then for each of the first [`MAX_CITED_PASSAGES`]
-/// passages (distinct ids, in order) its first sentence followed by ` [^<id>]`,
-/// all separated by single spaces; [`NOTHING_FOUND_ANSWER`] when none is found.
+/// The mock's answer to `question` when the conversation ends with these tool
+/// results: [`CITED_ANSWER_INTRO`], then for each of the [`MAX_CITED_PASSAGES`]
+/// passages (distinct ids) that share the most words with the question its first
+/// sentence followed by ` [^<id>]`, all separated by single spaces;
+/// [`NOTHING_FOUND_ANSWER`] when none is found.
+///
+/// A passage's relevance is how many distinct words of the question (of three
+/// letters or more, in any case) its title and text contain; passages as relevant
+/// as each other keep the results' order. Crude, but it makes the demo quote the
+/// passage that answers rather than whichever source was searched first.
 ///
 /// The first sentence runs to the first `.`, `!` or `?` followed by a space or the
 /// end, whitespace collapsed, at most 40 words (then `…` ends it); a passage with
 /// no text quotes its title instead, and one with neither is skipped.
-pub fn expected_cited_answer<S: AsRef<str>>(tool_results: &[S]) -> String {
+pub fn expected_cited_answer<S: AsRef<str>>(question: &str, tool_results: &[S]) -> String {
+    let question_words = words(question);
+    let mut found: Vec<Passage<'_>> = tool_results
+        .iter()
+        .flat_map(|r| passages(r.as_ref()))
+        .collect();
+    // A stable sort: equally relevant passages keep their order.
+    found.sort_by_key(|passage| std::cmp::Reverse(passage.relevance(&question_words)));
     let mut seen: Vec<&str> = Vec::new();
     let mut answer = String::from(CITED_ANSWER_INTRO);
-    for passage in tool_results.iter().flat_map(|r| passages(r.as_ref())) {
+    for passage in found {
         if seen.len() == MAX_CITED_PASSAGES {
             break;
         }
@@ -60,6 +73,26 @@ struct Passage<'a> {
     id: &'a str,
     title: &'a str,
     text: String,
+}
+
+impl Passage<'_> {
+    /// How many of `question_words` the passage's title and text contain.
+    fn relevance(&self, question_words: &[String]) -> usize {
+        let mine = words(&format!("{} {}", self.title, self.text));
+        question_words.iter().filter(|w| mine.contains(w)).count()
+    }
+}
+
+/// The distinct words of `text` of three letters or more, lowercased.
+fn words(text: &str) -> Vec<String> {
+    let mut words: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|word| word.chars().count() >= 3)
+        .map(str::to_lowercase)
+        .collect();
+    words.sort();
+    words.dedup();
+    words
 }
 
 /// The cited passages of one tool result, in order.
@@ -124,7 +157,7 @@ mod tests {
     #[test]
     fn quotes_the_first_sentence_of_each_passage_with_its_citation() {
         assert_eq!(
-            expected_cited_answer(&[RESULT]),
+            expected_cited_answer("", &[RESULT]),
             "Here is what I found. Tides are caused by the Moon. [^ocean/3] \
              Wind makes waves over long distances! [^ocean/9]"
         );
@@ -133,17 +166,27 @@ mod tests {
     #[test]
     fn at_most_three_distinct_passages_across_results() {
         let other = "[^a] A\nFirst a.\n\n[^ocean/3] again\nDuplicate.\n\n[^b] B\nFirst b.";
-        let answer = expected_cited_answer(&[RESULT, other]);
+        let answer = expected_cited_answer("", &[RESULT, other]);
         assert!(answer.ends_with("[^ocean/9] First a. [^a]"), "{answer}");
         assert_eq!(answer.matches("[^").count(), 3);
     }
 
     #[test]
+    fn the_passages_closest_to_the_question_come_first() {
+        let answer = expected_cited_answer("What makes the waves?", &[RESULT]);
+        assert_eq!(
+            answer,
+            "Here is what I found. Wind makes waves over long distances! [^ocean/9] \
+             Tides are caused by the Moon. [^ocean/3]"
+        );
+    }
+
+    #[test]
     fn nothing_cited_says_so() {
         let none: [&str; 0] = [];
-        assert_eq!(expected_cited_answer(&none), NOTHING_FOUND_ANSWER);
+        assert_eq!(expected_cited_answer("", &none), NOTHING_FOUND_ANSWER);
         let errors = ["error: unknown tool \"nope\"", "[^] no id\ntext", "[^x]"];
-        assert_eq!(expected_cited_answer(&errors), NOTHING_FOUND_ANSWER);
+        assert_eq!(expected_cited_answer("", &errors), NOTHING_FOUND_ANSWER);
     }
 
     #[test]
@@ -153,11 +196,11 @@ mod tests {
         let result =
             "  [^k1] Title one\r\n \r\nsome text\n[^k9] without end\r\n\r\n[^k2] Only a title";
         assert_eq!(
-            expected_cited_answer(&[result]),
+            expected_cited_answer("", &[result]),
             "Here is what I found. some text [^k9] without end [^k1] Only a title [^k2]"
         );
         let long = format!("[^long] L\n{}", "word ".repeat(50));
-        let answer = expected_cited_answer(&[long]);
+        let answer = expected_cited_answer("", &[long]);
         assert!(answer.ends_with(" word… [^long]"), "{answer}");
         assert_eq!(answer.matches("word").count(), MAX_QUOTED_WORDS);
     }

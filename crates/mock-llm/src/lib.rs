@@ -19,8 +19,9 @@
 //! message):
 //!
 //! 1. The conversation ends with `tool` messages (results of its calls): it answers
-//!    from them ([`expected_cited_answer`]: the first sentence of up to three cited
-//!    passages, each followed by its `[^<id>]`). Markers asking for calls are
+//!    from them ([`expected_cited_answer`]: the first sentence of the (up to) three
+//!    cited passages that share the most words with the question, each followed by
+//!    its `[^<id>]`). Markers asking for calls are
 //!    ignored then, so the tool loop always ends.
 //! 2. The request offers at least one tool and the conversation ends with the
 //!    user's message: it calls tools

@@ -44,7 +44,7 @@ impl Reply {
         // Once results are back, only an answer ends the loop: call markers are
         // ignored, or the model would call tools forever.
         let body = if !results.is_empty() {
-            ReplyBody::Text(expected_cited_answer(&results))
+            ReplyBody::Text(expected_cited_answer(last_user, &results))
         } else {
             match tool_calls(request, &markers, last_user, turn, call_tools) {
                 Some(calls) => ReplyBody::ToolCalls(calls),
@@ -195,7 +195,10 @@ mod tests {
         let reply = decide(&request(messages, &[QUERY_TOOL]), true);
         assert_eq!(
             reply.body,
-            ReplyBody::Text(expected_cited_answer(&["[^p1] T\nFound it. More."]))
+            ReplyBody::Text(expected_cited_answer(
+                "[mock:tool=docs] [mock:reasoning] q",
+                &["[^p1] T\nFound it. More."]
+            ))
         );
         assert_eq!(
             reply.reasoning.as_deref(),

@@ -148,7 +148,7 @@ async fn calls_the_query_tools_then_answers_from_their_results() {
     let answer = stream(&server, json!({"messages": results, "tools": tools})).await;
     assert!(answer.done && answer.calls.is_empty(), "{answer:?}");
     assert_eq!(answer.finish_reason.as_deref(), Some("stop"));
-    let expected = expected_cited_answer(&[ocean, moon]);
+    let expected = expected_cited_answer(question, &[ocean, moon]);
     assert_eq!(
         expected,
         "Here is what I found. The Moon pulls the sea. [^ocean/1] Wind raises waves. [^ocean/2] \
@@ -231,7 +231,7 @@ async fn markers_call_unknown_tools_and_break_arguments_without_the_flag() {
     assert!(after.calls.is_empty());
     assert_eq!(
         after.content.concat(),
-        expected_cited_answer(&["error: unknown tool"])
+        expected_cited_answer("", &["error: unknown tool"])
     );
     server.stop().await;
 }

@@ -5,6 +5,9 @@ use serde_json::{Value, json};
 
 use crate::conversation::{SourceReferences, ToolActivity, ToolStatus};
 
+/// The `url` of a passage whose document has none.
+const NO_URL: &str = "#";
+
 /// A type 5 event's list: the one tool call whose status changed. The frontend
 /// knows only `Working` and `Done`; a failed call is `Done` with the error as its
 /// output and a `display` saying it failed.
@@ -31,7 +34,8 @@ pub fn tool_status(activity: &ToolActivity) -> Value {
 
 /// A type 6 event's list: the passages found, per source. Each passage also comes
 /// as the one sentence of `match_sentences`, under its own id, which is what the
-/// frontend looks a citation `[^id]` up by.
+/// frontend looks a citation `[^id]` up by. The frontend makes every passage's
+/// title a link to its `url`: one without gets `#`, a link that stays on the page.
 pub fn references(sources: &[SourceReferences]) -> Value {
     let sources: Vec<Value> = sources
         .iter()
@@ -43,7 +47,7 @@ pub fn references(sources: &[SourceReferences]) -> Value {
                     json!({
                         "id": item.id,
                         "title": item.title,
-                        "url": item.url,
+                        "url": item.url.as_deref().unwrap_or(NO_URL),
                         "match_sentence": item.snippet,
                         "score": item.score,
                         "match_sentences": [{
@@ -124,7 +128,7 @@ mod tests {
         assert_eq!(listed[0]["name"], "Handbook");
         assert_eq!(item["id"], "p1");
         assert_eq!(item["match_sentence"], "Run cargo");
-        assert_eq!(item["url"], Value::Null);
+        assert_eq!(item["url"], "#");
         assert_eq!(item["score"], 1.5);
         assert_eq!(item["match_sentences"][0]["id"], "p1");
     }
