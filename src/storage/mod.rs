@@ -12,6 +12,7 @@
 mod error;
 mod memory;
 mod postgres;
+mod recorder;
 mod retention;
 mod sqlite;
 
@@ -27,6 +28,7 @@ use crate::conversation::{ChatMessage, Role};
 pub use error::StorageError;
 pub use memory::MemoryStorage;
 pub use postgres::PostgresStorage;
+pub use recorder::{Recorder, Write};
 pub use retention::{PURGE_INTERVAL, PurgerHandle, spawn_purger};
 pub use sqlite::SqliteStorage;
 

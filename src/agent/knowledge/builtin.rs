@@ -30,6 +30,7 @@ pub const DOCUMENTS: &[(&str, &str)] = &[
         "docs/protocol.md",
         include_str!("../../../docs/protocol.md"),
     ),
+    ("docs/storage.md", include_str!("../../../docs/storage.md")),
 ];
 
 pub fn source() -> KnowledgeSource {

@@ -1,0 +1,310 @@
+//! Writing conversations down without making anyone wait: sessions hand their
+//! writes to a [`Recorder`], whose one task applies them in order.
+//!
+//! - **Off the hot path.** A write is queued and the session goes on: storing a
+//!   question must not delay it on its way to a worker.
+//! - **In order.** One queue, one writer: a session's answer is never stored
+//!   before its question, nor a message before its session.
+//! - **Nothing accepted is lost.** A write the database refuses for being
+//!   unreachable is retried, with backoff, until it goes through; later writes wait
+//!   behind it. Meanwhile the recorder reports the outage ([`Recorder::problem`]),
+//!   and the gateway refuses new turns and answers `/readyz` with 503, so the queue
+//!   only grows by the turns already under way.
+//! - **It notices by itself.** Between writes it pings the database now and then,
+//!   so an outage shows (and its end) even when nobody chats.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::{SessionRecord, Storage, StorageError, StoredMessage};
+
+/// The first wait before retrying a write the database refused; doubled each
+/// time, up to [`MAX_RETRY_WAIT`].
+const FIRST_RETRY_WAIT: Duration = Duration::from_millis(50);
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(2);
+/// How often an idle recorder checks that the database still answers.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// The longest a ping may take before the database counts as unreachable.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One thing to store.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Write {
+    Session(SessionRecord),
+    Message(Uuid, StoredMessage),
+}
+
+/// A handle on the writer; cheap to clone. The writer stops when every handle is
+/// gone and its queue is empty.
+#[derive(Clone)]
+pub struct Recorder {
+    queue: mpsc::UnboundedSender<Write>,
+    health: Arc<Health>,
+}
+
+/// Why the database cannot be written to now, if it cannot.
+#[derive(Default)]
+struct Health {
+    problem: Mutex<Option<String>>,
+}
+
+impl Health {
+    fn set(&self, problem: Option<String>) {
+        let mut current = self
+            .problem
+            .lock()
+            .expect("the health lock is never poisoned");
+        if *current != problem {
+            match &problem {
+                Some(problem) => tracing::warn!(%problem, "conversation storage is unavailable"),
+                None if current.is_some() => tracing::info!("conversation storage is back"),
+                None => {}
+            }
+            *current = problem;
+        }
+    }
+}
+
+impl Recorder {
+    /// Starts the writer on the current runtime.
+    pub fn start(storage: Arc<dyn Storage>) -> Self {
+        let (queue, writes) = mpsc::unbounded_channel();
+        let health = Arc::new(Health::default());
+        tokio::spawn(write_in_order(storage, writes, health.clone()));
+        Self { queue, health }
+    }
+
+    /// Queues `write`; it is stored after every write queued before it.
+    pub fn record(&self, write: Write) {
+        // The writer outlives every handle, so the queue is open while `self` is.
+        let _ = self.queue.send(write);
+    }
+
+    /// Why conversations cannot be stored now; `None` when they can.
+    pub fn problem(&self) -> Option<String> {
+        self.health
+            .problem
+            .lock()
+            .expect("the health lock is never poisoned")
+            .clone()
+    }
+}
+
+async fn write_in_order(
+    storage: Arc<dyn Storage>,
+    mut writes: mpsc::UnboundedReceiver<Write>,
+    health: Arc<Health>,
+) {
+    loop {
+        let write = match tokio::time::timeout(PING_INTERVAL, writes.recv()).await {
+            Ok(Some(write)) => write,
+            Ok(None) => return,
+            Err(_) => {
+                check(&*storage, &health).await;
+                continue;
+            }
+        };
+        let mut wait = FIRST_RETRY_WAIT;
+        loop {
+            match apply(&*storage, &write).await {
+                Ok(()) => {
+                    health.set(None);
+                    break;
+                }
+                Err(StorageError::Unavailable(problem)) => {
+                    health.set(Some(problem));
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(MAX_RETRY_WAIT);
+                }
+                // Not an outage: retrying would not help (the session was purged
+                // meanwhile, or the database refused the data itself).
+                Err(error) => {
+                    tracing::error!(%error, ?write, "a conversation write was refused");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn apply(storage: &dyn Storage, write: &Write) -> Result<(), StorageError> {
+    match write {
+        Write::Session(record) => storage.create_session(record.clone()).await,
+        Write::Message(session_id, message) => {
+            storage.append_message(*session_id, message.clone()).await
+        }
+    }
+}
+
+async fn check(storage: &dyn Storage, health: &Health) {
+    let problem = match tokio::time::timeout(PING_TIMEOUT, storage.ping()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error.to_string()),
+        Err(_) => Some(format!(
+            "the database did not answer within {} s",
+            PING_TIMEOUT.as_secs()
+        )),
+    };
+    health.set(problem);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use futures_util::FutureExt;
+    use futures_util::future::BoxFuture;
+
+    use super::*;
+    use crate::storage::{MemoryStorage, StoredSession, Timestamp};
+
+    /// Memory storage that can be made unreachable.
+    struct Flaky {
+        inner: MemoryStorage,
+        down: AtomicBool,
+    }
+
+    impl Flaky {
+        fn gate(&self) -> Result<(), StorageError> {
+            if self.down.load(Ordering::SeqCst) {
+                Err(StorageError::Unavailable("down for the test".into()))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl Storage for Flaky {
+        fn kind(&self) -> &'static str {
+            "flaky"
+        }
+        fn create_session(&self, s: SessionRecord) -> BoxFuture<'_, Result<(), StorageError>> {
+            async move {
+                self.gate()?;
+                self.inner.create_session(s).await
+            }
+            .boxed()
+        }
+        fn append_message(
+            &self,
+            id: Uuid,
+            m: StoredMessage,
+        ) -> BoxFuture<'_, Result<(), StorageError>> {
+            async move {
+                self.gate()?;
+                self.inner.append_message(id, m).await
+            }
+            .boxed()
+        }
+        fn load_session(
+            &self,
+            id: Uuid,
+            latest: usize,
+        ) -> BoxFuture<'_, Result<Option<StoredSession>, StorageError>> {
+            self.inner.load_session(id, latest)
+        }
+        fn claim(
+            &self,
+            id: Uuid,
+            g: String,
+        ) -> BoxFuture<'_, Result<Option<String>, StorageError>> {
+            self.inner.claim(id, g)
+        }
+        fn purge_older_than(&self, c: Timestamp) -> BoxFuture<'_, Result<u64, StorageError>> {
+            self.inner.purge_older_than(c)
+        }
+        fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>> {
+            async move { self.gate() }.boxed()
+        }
+    }
+
+    fn session(id: Uuid) -> Write {
+        Write::Session(SessionRecord {
+            id,
+            user_id: None,
+            gateway: None,
+        })
+    }
+
+    async fn stored(storage: &dyn Storage, id: Uuid) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let loaded = storage.load_session(id, 10).await.unwrap();
+            let messages: Vec<String> = loaded
+                .map(|s| s.messages.into_iter().map(|m| m.content).collect())
+                .unwrap_or_default();
+            if messages.len() == 2 || tokio::time::Instant::now() > deadline {
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_are_stored_in_order() {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let recorder = Recorder::start(storage.clone());
+        let (id, turn) = (Uuid::new_v4(), Uuid::new_v4());
+        recorder.record(session(id));
+        recorder.record(Write::Message(id, StoredMessage::user(turn, "q")));
+        recorder.record(Write::Message(id, StoredMessage::assistant(turn, "a")));
+        assert_eq!(stored(&*storage, id).await, ["q", "a"]);
+        assert_eq!(recorder.problem(), None);
+    }
+
+    #[tokio::test]
+    async fn an_outage_is_reported_and_nothing_is_lost() {
+        let flaky = Arc::new(Flaky {
+            inner: MemoryStorage::new(),
+            down: AtomicBool::new(true),
+        });
+        let recorder = Recorder::start(flaky.clone());
+        let (id, turn) = (Uuid::new_v4(), Uuid::new_v4());
+        recorder.record(session(id));
+        recorder.record(Write::Message(id, StoredMessage::user(turn, "q")));
+        recorder.record(Write::Message(id, StoredMessage::assistant(turn, "a")));
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while recorder.problem().is_none() {
+            assert!(tokio::time::Instant::now() < deadline, "the outage shows");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(recorder.problem().unwrap().contains("down for the test"));
+
+        flaky.down.store(false, Ordering::SeqCst);
+        assert_eq!(stored(&flaky.inner, id).await, ["q", "a"]);
+        assert_eq!(recorder.problem(), None, "the recovery shows");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_recorder_notices_an_outage_and_its_end() {
+        let flaky = Arc::new(Flaky {
+            inner: MemoryStorage::new(),
+            down: AtomicBool::new(false),
+        });
+        let recorder = Recorder::start(flaky.clone());
+        flaky.down.store(true, Ordering::SeqCst);
+        tokio::time::sleep(PING_INTERVAL * 2).await;
+        assert!(recorder.problem().is_some());
+        flaky.down.store(false, Ordering::SeqCst);
+        tokio::time::sleep(PING_INTERVAL * 2).await;
+        assert_eq!(recorder.problem(), None);
+    }
+
+    #[tokio::test]
+    async fn a_refused_write_is_dropped_and_the_rest_go_on() {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let recorder = Recorder::start(storage.clone());
+        let (gone, id, turn) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        // A message for a session that does not exist: `NotFound`, not an outage.
+        recorder.record(Write::Message(gone, StoredMessage::user(turn, "lost")));
+        recorder.record(session(id));
+        recorder.record(Write::Message(id, StoredMessage::user(turn, "q")));
+        recorder.record(Write::Message(id, StoredMessage::assistant(turn, "a")));
+        assert_eq!(stored(&*storage, id).await, ["q", "a"]);
+        assert_eq!(recorder.problem(), None);
+    }
+}
