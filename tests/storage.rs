@@ -12,14 +12,12 @@ mod conformance;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::postgres::{SERVER, TestDatabase};
 use common::proxy::CuttableProxy;
 use parlor::config::{StorageConfig, StorageUrl};
 use parlor::storage::{self, SessionRecord, Storage, StorageError, StoredMessage};
-use sqlx::Connection;
 use uuid::Uuid;
 
-/// The PostgreSQL server, without a database.
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 /// The most an outage may take to show as an error.
 const FAIL_FAST: Duration = Duration::from_secs(5);
 /// Bounds every other wait.
@@ -32,72 +30,15 @@ async fn open(config: &StorageConfig) -> Arc<dyn Storage> {
         .expect("the storage opens")
 }
 
+fn postgres_config(database: &TestDatabase) -> StorageConfig {
+    config_for(&database.url(), std::path::Path::new("unused"))
+}
+
 fn config_for(url: &str, data_dir: &std::path::Path) -> StorageConfig {
     StorageConfig {
         data_dir: data_dir.to_path_buf(),
         url: url.parse().expect("a storage.url"),
         ..StorageConfig::default()
-    }
-}
-
-/// A database of one test's own, dropped (connections and all) when it goes.
-struct TestDatabase {
-    name: String,
-}
-
-impl TestDatabase {
-    async fn create() -> Self {
-        let name = format!("parlor_test_{}", Uuid::new_v4().simple());
-        let created = tokio::time::timeout(WAIT, async {
-            let mut admin = sqlx::PgConnection::connect(&format!("{SERVER}/postgres")).await?;
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .await?;
-            admin.close().await
-        })
-        .await
-        .expect("PostgreSQL at 127.0.0.1:5432 answers");
-        created.expect("a test database is created");
-        Self { name }
-    }
-
-    fn url(&self) -> String {
-        format!("{SERVER}/{}", self.name)
-    }
-
-    fn config(&self) -> StorageConfig {
-        config_for(&self.url(), std::path::Path::new("unused"))
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        // Drop cannot await, and may run while the test's runtime unwinds: a thread
-        // with a runtime of its own does the dropping.
-        let name = self.name.clone();
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                tokio::time::timeout(WAIT, async {
-                    let mut admin =
-                        sqlx::PgConnection::connect(&format!("{SERVER}/postgres")).await?;
-                    // FORCE: the storage's pool may still hold connections.
-                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut admin)
-                        .await?;
-                    admin.close().await
-                })
-                .await
-                .map_err(std::io::Error::other)?
-                .map_err(std::io::Error::other)
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop the test database {}", self.name);
-        }
     }
 }
 
@@ -128,7 +69,7 @@ async fn the_sqlite_engine_conforms() {
 #[tokio::test]
 async fn the_postgres_engine_conforms() {
     let database = TestDatabase::create().await;
-    let storage = open(&database.config()).await;
+    let storage = open(&postgres_config(&database)).await;
     assert_eq!(storage.kind(), "postgres");
     conformance::run(storage).await;
 }
@@ -184,12 +125,12 @@ async fn sqlite_keeps_conversations_across_a_restart() {
 #[tokio::test]
 async fn postgres_keeps_conversations_across_a_restart() {
     let database = TestDatabase::create().await;
-    let storage = open(&database.config()).await;
+    let storage = open(&postgres_config(&database)).await;
     let id = write_conversation(&*storage).await;
     drop(storage);
 
     // Opening again finds the schema up to date and migrates nothing.
-    let reopened = open(&database.config()).await;
+    let reopened = open(&postgres_config(&database)).await;
     assert_conversation_kept(&*reopened, id).await;
 }
 
@@ -197,7 +138,7 @@ async fn postgres_keeps_conversations_across_a_restart() {
 async fn two_gateways_share_a_postgres_database() {
     let database = TestDatabase::create().await;
     // Both start at once on an empty database: only one creates the schema.
-    let config = database.config();
+    let config = postgres_config(&database);
     let (first, second) = tokio::time::timeout(
         WAIT,
         futures_util::future::join(storage::open(&config), storage::open(&config)),

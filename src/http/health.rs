@@ -41,6 +41,7 @@ async fn readyz(readiness: web::Data<dyn Readiness>) -> HttpResponse {
 const SHUTTING_DOWN: &str = "parlor is shutting down";
 const BROKER_DOWN: &str = "the broker is not connected";
 const POOL_DOWN: &str = "the worker pool is not running";
+const STORAGE_DOWN: &str = "the conversation storage is unavailable";
 
 /// A gateway can take chats.
 impl Readiness for AppState {
@@ -53,6 +54,9 @@ impl Readiness for AppState {
         }
         if self.pool.as_ref().is_some_and(|pool| !pool.connected()) {
             return Some(POOL_DOWN);
+        }
+        if self.sessions.recorder.problem().is_some() {
+            return Some(STORAGE_DOWN);
         }
         None
     }

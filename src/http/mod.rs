@@ -24,6 +24,7 @@ use crate::actors::stats::{ActorDirectory, Tracked};
 use crate::agent::knowledge::DataSource;
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::storage::{PurgerHandle, StoredSession};
 use health::Readiness;
 
 /// What the routes reach: the actors and the few facts they answer from.
@@ -41,6 +42,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The bearer token `/admin/*` requires.
     pub admin_token: Arc<str>,
+    /// Purges old conversations while it is kept.
+    pub retention: Arc<PurgerHandle>,
 }
 
 impl AppState {
@@ -55,6 +58,39 @@ impl AppState {
             .ok()??;
         Some((session_id, session))
     }
+
+    /// The session a client names: live in this gateway, or else in storage.
+    pub async fn find_session(&self, asked: Option<String>) -> Found {
+        let Some(asked) = asked else {
+            return Found::Nothing;
+        };
+        if let Some((session_id, session)) = self.live_session(Some(&asked)).await {
+            return Found::Live(session_id, session);
+        }
+        let Ok(session_id) = Uuid::parse_str(&asked) else {
+            return Found::Unknown(asked);
+        };
+        let window = self.config.agent.max_history_messages;
+        match self.sessions.storage.load_session(session_id, window).await {
+            Ok(Some(stored)) => Found::Stored(stored),
+            Ok(None) => Found::Unknown(asked),
+            Err(error) => {
+                tracing::warn!(%session_id, %error, "could not load a session from storage");
+                Found::Unknown(asked)
+            }
+        }
+    }
+}
+
+/// What a client's session id leads to.
+pub enum Found {
+    /// It named none.
+    Nothing,
+    Live(Uuid, Addr<SessionActor>),
+    /// Not in memory, but stored: to be brought back.
+    Stored(StoredSession),
+    /// Nowhere (or not a session id at all).
+    Unknown(String),
 }
 
 /// Registers every route of a gateway.

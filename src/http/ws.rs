@@ -1,5 +1,5 @@
 //! `GET /ws`: the WebSocket chat (docs/protocol.md#websocket-chat). A connection is one session;
-//! `?session_id=` re-attaches to a live one.
+//! `?session_id=` re-attaches to a live one, or brings a stored one back.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -8,8 +8,8 @@ use actix_web::{Error, HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use super::AppState;
-use crate::actors::session::{Attach, SessionActor, SocketInput};
+use super::{AppState, Found};
+use crate::actors::session::{Attach, Opening, SessionActor, SocketInput};
 
 /// Frames above `http.max_message_bytes` get a `too_large` error and the connection
 /// stays; only frames beyond this many times the limit (or 1 MiB, if larger) break
@@ -45,8 +45,9 @@ async fn chat_socket(
 
     let connection_id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
     let asked = query.into_inner().session_id;
-    match state.live_session(asked.as_deref()).await {
-        Some((_, session)) => {
+    let sessions = state.sessions.clone();
+    let opening = match state.find_session(asked).await {
+        Found::Live(_, session) => {
             // A re-attached session handles only its own client's frames and
             // answers: its mailbox is all but empty.
             session.do_send(Attach {
@@ -54,12 +55,13 @@ async fn chat_socket(
                 connection_id,
             });
             actix_web::rt::spawn(pass_frames_on(frames, session, connection_id));
+            return Ok(response);
         }
-        None => {
-            let sessions = state.sessions.clone();
-            SessionActor::start_connected(sessions, socket, frames, connection_id, asked);
-        }
-    }
+        Found::Nothing => Opening::New,
+        Found::Unknown(asked) => Opening::Unknown(asked),
+        Found::Stored(stored) => Opening::Stored(stored),
+    };
+    SessionActor::start_connected(sessions, socket, frames, connection_id, opening);
     Ok(response)
 }
 

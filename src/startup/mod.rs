@@ -63,6 +63,7 @@ use crate::draining::Draining;
 use crate::http::health::WorkerReadiness;
 use crate::http::{self, AppState};
 use crate::shutdown;
+use crate::storage::{self, Recorder, spawn_purger};
 
 /// Runs the command the user asked for until it ends (or is signalled to).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -373,6 +374,12 @@ async fn gateway_state(
         .map(KnowledgeSource::data_source)
         .collect();
     let tools = KnownTools::new(data_sources.iter().map(|source| source.id.clone()));
+    let storage = storage::open(&config.storage)
+        .await
+        .context("cannot open the conversation storage")?;
+    tracing::info!(storage = %config.storage.url.describe(), "conversations are stored");
+    let recorder = Recorder::start(storage.clone());
+    let retention = Arc::new(spawn_purger(storage.clone(), config.storage.retention_days));
     let registry_stats = ActorStats::new("session_registry", "0");
     bookkeeping.directory.register(&registry_stats);
     let heartbeat_interval = config.session.heartbeat_interval();
@@ -383,6 +390,9 @@ async fn gateway_state(
         .await
         .context("cannot open the reply queue")?;
     let broker_stats = ActorStats::new("broker", reply_queue.address.clone());
+    // The reply queue's name is unique to this gateway process: it names the
+    // gateway holding a session.
+    let gateway_id = reply_queue.address.clone();
     bookkeeping.directory.register(&broker_stats);
     let counters = bookkeeping.counters.clone();
     let broker_actor = BrokerActor::new(
@@ -399,6 +409,9 @@ async fn gateway_state(
         counters,
         limits: SessionLimits::from_config(config),
         tools,
+        storage,
+        recorder,
+        gateway_id,
         draining: Draining::default(),
     };
     Ok(AppState {
@@ -410,6 +423,7 @@ async fn gateway_state(
         actors: bookkeeping.directory.clone(),
         metrics: bookkeeping.metrics.clone(),
         admin_token: admin_token(config).into(),
+        retention,
     })
 }
 

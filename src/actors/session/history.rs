@@ -68,7 +68,7 @@ impl History {
         }
     }
 
-    fn remember(&mut self, message: ChatMessage, turn_id: Option<Uuid>, window: usize) {
+    pub(super) fn remember(&mut self, message: ChatMessage, turn_id: Option<Uuid>, window: usize) {
         while !self.messages.is_empty() && self.messages.len() >= window {
             self.messages.pop_front();
         }

@@ -15,6 +15,7 @@
 mod connection;
 mod history;
 mod reassembly;
+mod records;
 mod socket;
 mod trace;
 mod turn_queue;
@@ -36,6 +37,7 @@ use uuid::Uuid;
 use self::connection::{Connection, Goodbye};
 use self::history::History;
 use self::reassembly::TurnEnd;
+pub use self::records::Opening;
 use self::socket::Arrival;
 use self::turn_queue::TurnQueue;
 use super::broker::BrokerActor;
@@ -47,6 +49,7 @@ use crate::conversation::{ChatError, ChatMessage, FinishReason, KnownTools, User
 use crate::counters::Counters;
 use crate::draining::Draining;
 use crate::protocol::ServerFrame;
+use crate::storage::{Recorder, Storage, StoredSession};
 
 /// The limits a session enforces, read once from the configuration.
 #[derive(Clone, Debug)]
@@ -83,6 +86,12 @@ pub struct SessionDeps {
     pub limits: SessionLimits,
     /// The tools a message may name.
     pub tools: KnownTools,
+    /// Where sessions are loaded from.
+    pub storage: Arc<dyn Storage>,
+    /// Writes sessions and their messages down.
+    pub recorder: Recorder,
+    /// This gateway, as the holder of the sessions it serves.
+    pub gateway_id: String,
     /// Set when the process stops: new turns are refused.
     pub draining: Draining,
 }
@@ -103,27 +112,42 @@ pub struct SessionActor {
 }
 
 impl SessionActor {
-    /// Starts a session on the current arbiter, seeded with `history` (oldest first).
+    /// Starts a new session on the current arbiter, seeded with `history` (oldest
+    /// first).
     pub fn start(deps: Arc<SessionDeps>, history: Vec<ChatMessage>) -> (Uuid, Addr<Self>) {
-        let actor = Self::new(deps, history);
+        let window = deps.limits.max_history_messages;
+        let actor = Self::new(deps, Uuid::new_v4(), History::seeded(history, window));
         (actor.id, actor.start())
+    }
+
+    /// Brings a stored session back to life on the current arbiter.
+    pub fn restore(deps: Arc<SessionDeps>, stored: StoredSession) -> Addr<Self> {
+        Self::restored(deps, stored).start()
+    }
+
+    fn restored(deps: Arc<SessionDeps>, stored: StoredSession) -> Self {
+        let window = deps.limits.max_history_messages;
+        let history = History::restored(&stored.messages, window);
+        Self::new(deps, stored.record.id, history)
     }
 
     /// Starts a session on the current arbiter for a freshly upgraded WebSocket,
     /// which it reads itself (the frame stream cannot leave this thread; a session
     /// re-attached from another thread gets its frames as [`SocketInput`]
-    /// messages instead). With `unknown_id`, the client asked for a session that
-    /// is gone: the `session` frame is followed by an `error` `not_found`.
+    /// messages instead). The session is new, or `opening` a stored one.
     pub fn start_connected(
         deps: Arc<SessionDeps>,
         socket: actix_ws::Session,
         frames: actix_ws::AggregatedMessageStream,
         connection_id: u64,
-        unknown_id: Option<String>,
+        opening: Opening,
     ) -> Addr<Self> {
         Self::create(move |ctx| {
-            let mut actor = Self::new(deps, Vec::new());
-            let arrival = unknown_id.map_or(Arrival::New, Arrival::Unknown);
+            let (mut actor, arrival) = match opening {
+                Opening::New => (Self::fresh(deps), Arrival::New),
+                Opening::Unknown(asked) => (Self::fresh(deps), Arrival::Unknown(asked)),
+                Opening::Stored(stored) => (Self::restored(deps, stored), Arrival::Returning),
+            };
             actor.attach(socket, connection_id, arrival, ctx);
             let closed =
                 futures_util::stream::once(async move { SocketInput::Closed { connection_id } });
@@ -136,10 +160,13 @@ impl SessionActor {
         })
     }
 
-    fn new(deps: Arc<SessionDeps>, history: Vec<ChatMessage>) -> Self {
-        let history = History::seeded(history, deps.limits.max_history_messages);
+    fn fresh(deps: Arc<SessionDeps>) -> Self {
+        Self::new(deps, Uuid::new_v4(), History::default())
+    }
+
+    fn new(deps: Arc<SessionDeps>, id: Uuid, history: History) -> Self {
         Self {
-            id: Uuid::new_v4(),
+            id,
             deps,
             connection: None,
             history,
@@ -176,6 +203,7 @@ impl Actor for SessionActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.deps.counters.session_created();
+        self.record_session();
         // The registry's mailbox is large and registration must not wait: a client may
         // re-attach as soon as it has read the session id.
         self.deps.registry.do_send(Register {

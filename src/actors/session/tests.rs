@@ -16,6 +16,7 @@ use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::{AnswerBody, Broker, Delivery, Question};
 use crate::conversation::{ErrorCode, KnownTools};
 use crate::counters::TurnTotals;
+use crate::storage::{MemoryStorage, Recorder, Storage};
 
 /// How long any one step may take (virtual time where the test pauses the clock).
 const WAIT: Duration = Duration::from_secs(5);
@@ -51,6 +52,7 @@ impl Gateway {
         let reply_queue = broker.open_reply_queue().await.unwrap();
         let broker_stats = ActorStats::new("broker", reply_queue.address.clone());
         let counters = Arc::new(Counters::default());
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
         let broker_actor = BrokerActor::new(
             broker.clone(),
             reply_queue,
@@ -63,6 +65,9 @@ impl Gateway {
             counters,
             limits: limits(),
             tools: KnownTools::new(["notes".to_owned()]),
+            storage: storage.clone(),
+            recorder: Recorder::start(storage),
+            gateway_id: "gateway-under-test".into(),
             draining: Draining::default(),
         };
         Self {

@@ -30,6 +30,7 @@ impl SessionActor {
         ctx: &mut Context<Self>,
     ) -> Result<Uuid, ChatError> {
         self.deps.tools.check(message.tools.as_deref())?;
+        self.check_storage()?;
         let watch = listener.clone();
         let draining = self.deps.draining.is_draining();
         let max_waiting = self.deps.limits.max_queued_turns;
@@ -37,13 +38,18 @@ impl SessionActor {
         let via = if listener.is_some() { "http" } else { "ws" };
         let turn_id = self
             .turns
-            .admit(message, listener, draining, max_waiting, |turn_id| {
-                trace::turn_span(session_id, turn_id, 1)
-            })
+            .admit(
+                message.clone(),
+                listener,
+                draining,
+                max_waiting,
+                |turn_id| trace::turn_span(session_id, turn_id, 1),
+            )
             .inspect_err(|refusal| {
                 let code = refusal.code;
                 tracing::debug!(%session_id, %code, via, "message refused");
             })?;
+        self.record_question(turn_id, &message.text);
         if let Some(gone) = watch.filter(|_| self.deps.limits.cancel_on_disconnect) {
             // With `session.cancel_on_disconnect`, an HTTP client that leaves cancels
             // its turn, running or queued; otherwise the turn goes on and is kept.
@@ -209,6 +215,7 @@ impl SessionActor {
             question: message.text,
             answer: reassembly.into_answer(),
         };
+        self.record_answer(said.turn_id, &said.answer, &end);
         self.history.turn_ended(said, &end, window);
         self.start_next_turn(ctx);
     }

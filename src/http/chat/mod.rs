@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 mod seed_json;
 
-use super::AppState;
 use super::health::Readiness;
+use super::{AppState, Found};
 use crate::actors::session::{SessionActor, StartTurn};
 use crate::conversation::{ChatMessage, ErrorCode, UserMessage};
 use crate::protocol::ServerFrame;
@@ -169,10 +169,15 @@ async fn chat(body: Bytes, state: web::Data<AppState>) -> HttpResponse {
         return refuse(StatusCode::SERVICE_UNAVAILABLE, reason);
     }
 
-    // A live session remembers the conversation; otherwise the request carries it.
-    let live = state.live_session(request.session_id.as_deref()).await;
-    let (session_id, session) =
-        live.unwrap_or_else(|| SessionActor::start(state.sessions.clone(), history));
+    // A known session remembers the conversation; otherwise the request carries it.
+    let (session_id, session) = match state.find_session(request.session_id).await {
+        Found::Live(session_id, session) => (session_id, session),
+        Found::Stored(stored) => (
+            stored.record.id,
+            SessionActor::restore(state.sessions.clone(), stored),
+        ),
+        Found::Nothing | Found::Unknown(_) => SessionActor::start(state.sessions.clone(), history),
+    };
 
     let (listener, frames) = tokio::sync::mpsc::unbounded_channel();
     let message = UserMessage { text, tools };
