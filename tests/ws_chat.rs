@@ -301,7 +301,7 @@ async fn ping_frames_get_pong() {
 }
 
 #[tokio::test]
-async fn an_idle_session_ends_after_its_timeout() {
+async fn an_idle_session_leaves_memory_and_comes_back_from_storage() {
     let model = mock_llm(0, 0);
     let server = serve(&model, &[("PARLOR_SESSION__IDLE_TIMEOUT_S", "1")]);
     let mut first = Client::connect(&server).await;
@@ -309,16 +309,33 @@ async fn an_idle_session_ends_after_its_timeout() {
     first.chat("hello").await;
     first.close().await;
 
-    // Well past the timeout, even on a loaded machine.
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let mut again = Client::connect_url(&server.ws_url(&format!("?session_id={session_id}"))).await;
-    assert_ne!(again.session_id, session_id);
-    match again.next_frame().await {
-        ServerFrame::Error { error, .. } => assert_eq!(error.code.to_string(), "not_found"),
-        other => panic!("expected not_found, got {other:?}"),
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let metrics = reqwest::get(server.http("/metrics")).await.unwrap();
+        if metrics
+            .text()
+            .await
+            .unwrap()
+            .contains("parlor_sessions_active 0")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the session never went idle"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-}
 
+    let mut again = Client::connect_url(&server.ws_url(&format!("?session_id={session_id}"))).await;
+    assert_eq!(again.session_id, session_id);
+    let history = again.expect_history().await;
+    assert_eq!(history.len(), 2, "{history:?}");
+    assert_eq!(
+        again.chat("again").await.answer,
+        expected_answer("again", 2)
+    );
+}
 #[tokio::test]
 async fn a_turn_that_outlives_its_deadline_ends_with_timeout() {
     let model = mock_llm(0, 0);
