@@ -28,7 +28,7 @@ use crate::conversation::{ChatMessage, Role};
 pub use error::StorageError;
 pub use memory::MemoryStorage;
 pub use postgres::PostgresStorage;
-pub use recorder::{Recorder, Write};
+pub use recorder::Recorder;
 pub use retention::{PURGE_INTERVAL, PurgerHandle, spawn_purger};
 pub use sqlite::SqliteStorage;
 
@@ -74,6 +74,30 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Answers once the database can be reached (for readiness).
     fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>>;
+
+    /// Applies `writes` in order: all of them or (where the engine has
+    /// transactions) none. One transaction for many writes is what lets a gateway
+    /// keep up with thousands of turns a second; the default applies them one by one.
+    fn apply<'a>(&'a self, writes: &'a [Write]) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            for write in writes {
+                match write {
+                    Write::Session(record) => self.create_session(record.clone()).await?,
+                    Write::Message(session_id, message) => {
+                        self.append_message(*session_id, message.clone()).await?
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// One thing to store: a new session, or a message of one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Write {
+    Session(SessionRecord),
+    Message(Uuid, StoredMessage),
 }
 
 /// Opens the engine `config.url` names, creating and migrating its schema when

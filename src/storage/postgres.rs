@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{
     SavedMessage, SessionRecord, Storage, StorageError, StoredMessage, StoredRole, StoredSession,
-    Timestamp, sql_limit,
+    Timestamp, Write, sql_limit,
 };
 
 static MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -141,6 +141,52 @@ impl PostgresStorage {
         Ok(())
     }
 
+    /// The writes in one transaction: one statement each (the message's insert
+    /// bumps its session in the same statement), so a batch costs about one round
+    /// trip per write plus two.
+    async fn apply_all(&self, writes: &[Write]) -> Result<(), StorageError> {
+        let now = Timestamp::now().as_millis();
+        let mut transaction = self.pool.begin().await?;
+        for write in writes {
+            match write {
+                Write::Session(session) => {
+                    sqlx::query(
+                        "INSERT INTO sessions (id, user_id, gateway, created_ms, updated_ms) \
+                         VALUES ($1, $2, $3, $4, $4) ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(session.id)
+                    .bind(&session.user_id)
+                    .bind(&session.gateway)
+                    .bind(now)
+                    .execute(&mut *transaction)
+                    .await?;
+                }
+                Write::Message(session_id, message) => {
+                    // The update locks the session's row, so a purge cannot delete
+                    // it under the insert; GREATEST keeps the time from going back.
+                    let inserted = sqlx::query(
+                        "WITH bumped AS (UPDATE sessions SET updated_ms = GREATEST(updated_ms, $1) \
+                         WHERE id = $2 RETURNING id) \
+                         INSERT INTO messages (session_id, turn_id, role, content, created_ms) \
+                         SELECT id, $3, $4, $5, $1 FROM bumped",
+                    )
+                    .bind(now)
+                    .bind(session_id)
+                    .bind(message.turn_id)
+                    .bind(message.role.as_str())
+                    .bind(&message.content)
+                    .execute(&mut *transaction)
+                    .await?;
+                    if inserted.rows_affected() == 0 {
+                        return Err(StorageError::NotFound);
+                    }
+                }
+            }
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
     async fn claim_for(
         &self,
         session_id: Uuid,
@@ -219,6 +265,10 @@ impl Storage for PostgresStorage {
             Ok(purged.rows_affected())
         }
         .boxed()
+    }
+
+    fn apply<'a>(&'a self, writes: &'a [Write]) -> BoxFuture<'a, Result<(), StorageError>> {
+        self.apply_all(writes).boxed()
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>> {

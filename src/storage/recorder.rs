@@ -5,6 +5,9 @@
 //!   question must not delay it on its way to a worker.
 //! - **In order.** One queue, one writer: a session's answer is never stored
 //!   before its question, nor a message before its session.
+//! - **In batches.** The writer takes every write waiting (up to [`MAX_BATCH`])
+//!   and applies them in one transaction, so it keeps up with thousands of turns a
+//!   second where one transaction per write would fall behind.
 //! - **Nothing accepted is lost.** A write the database refuses for being
 //!   unreachable is retried, with backoff, until it goes through; later writes wait
 //!   behind it. Meanwhile the recorder reports the outage ([`Recorder::problem`]),
@@ -16,26 +19,19 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::{Storage, StorageError, Write};
 use tokio::sync::mpsc;
-use uuid::Uuid;
-
-use super::{SessionRecord, Storage, StorageError, StoredMessage};
 
 /// The first wait before retrying a write the database refused; doubled each
 /// time, up to [`MAX_RETRY_WAIT`].
 const FIRST_RETRY_WAIT: Duration = Duration::from_millis(50);
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(2);
+/// The most writes applied in one transaction.
+pub const MAX_BATCH: usize = 256;
 /// How often an idle recorder checks that the database still answers.
 const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// The longest a ping may take before the database counts as unreachable.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// One thing to store.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Write {
-    Session(SessionRecord),
-    Message(Uuid, StoredMessage),
-}
 
 /// A handle on the writer; cheap to clone. The writer stops when every handle is
 /// gone and its queue is empty.
@@ -98,43 +94,54 @@ async fn write_in_order(
     mut writes: mpsc::UnboundedReceiver<Write>,
     health: Arc<Health>,
 ) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
-        let write = match tokio::time::timeout(PING_INTERVAL, writes.recv()).await {
-            Ok(Some(write)) => write,
+        match tokio::time::timeout(PING_INTERVAL, writes.recv()).await {
+            Ok(Some(write)) => batch.push(write),
             Ok(None) => return,
             Err(_) => {
                 check(&*storage, &health).await;
                 continue;
             }
-        };
-        let mut wait = FIRST_RETRY_WAIT;
-        loop {
-            match apply(&*storage, &write).await {
-                Ok(()) => {
-                    health.set(None);
-                    break;
-                }
-                Err(StorageError::Unavailable(problem)) => {
-                    health.set(Some(problem));
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(MAX_RETRY_WAIT);
-                }
-                // Not an outage: retrying would not help (the session was purged
-                // meanwhile, or the database refused the data itself).
-                Err(error) => {
-                    tracing::error!(%error, ?write, "a conversation write was refused");
-                    break;
-                }
+        }
+        while batch.len() < MAX_BATCH {
+            match writes.try_recv() {
+                Ok(write) => batch.push(write),
+                Err(_) => break,
             }
         }
+        store(&*storage, &batch, &health).await;
+        batch.clear();
     }
 }
 
-async fn apply(storage: &dyn Storage, write: &Write) -> Result<(), StorageError> {
-    match write {
-        Write::Session(record) => storage.create_session(record.clone()).await,
-        Write::Message(session_id, message) => {
-            storage.append_message(*session_id, message.clone()).await
+/// Stores `batch`, retrying through an outage until it goes through.
+async fn store(storage: &dyn Storage, batch: &[Write], health: &Health) {
+    let mut wait = FIRST_RETRY_WAIT;
+    loop {
+        match storage.apply(batch).await {
+            Ok(()) => {
+                health.set(None);
+                return;
+            }
+            Err(StorageError::Unavailable(problem)) => {
+                health.set(Some(problem));
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_RETRY_WAIT);
+            }
+            // Not an outage: one of the writes was refused (its session was purged
+            // meanwhile, or the database rejected the data), and with it the whole
+            // transaction. The writes go one at a time, so only that one is lost.
+            Err(_) if batch.len() > 1 => {
+                for write in batch {
+                    Box::pin(store(storage, std::slice::from_ref(write), health)).await;
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::error!(%error, write = ?batch[0], "a conversation write was refused");
+                return;
+            }
         }
     }
 }
@@ -159,7 +166,8 @@ mod tests {
     use futures_util::future::BoxFuture;
 
     use super::*;
-    use crate::storage::{MemoryStorage, StoredSession, Timestamp};
+    use crate::storage::{MemoryStorage, SessionRecord, StoredMessage, StoredSession, Timestamp};
+    use uuid::Uuid;
 
     /// Memory storage that can be made unreachable.
     struct Flaky {

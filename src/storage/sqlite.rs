@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{
     SavedMessage, SessionRecord, Storage, StorageError, StoredMessage, StoredRole, StoredSession,
-    Timestamp, sql_limit,
+    Timestamp, Write, sql_limit,
 };
 
 static MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -146,6 +146,56 @@ impl SqliteStorage {
         Ok(())
     }
 
+    /// The writes in one transaction, which takes the write lock at once: one
+    /// commit (one WAL append) for the whole batch.
+    async fn apply_all(&self, writes: &[Write]) -> Result<(), StorageError> {
+        let now = Timestamp::now().as_millis();
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for write in writes {
+            match write {
+                Write::Session(session) => {
+                    sqlx::query(
+                        "INSERT INTO sessions (id, user_id, gateway, created_ms, updated_ms) \
+                         VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(session.id.hyphenated().to_string())
+                    .bind(&session.user_id)
+                    .bind(&session.gateway)
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut *transaction)
+                    .await?;
+                }
+                Write::Message(session_id, message) => {
+                    let id = session_id.hyphenated().to_string();
+                    let bumped = sqlx::query(
+                        "UPDATE sessions SET updated_ms = MAX(updated_ms, ?) WHERE id = ?",
+                    )
+                    .bind(now)
+                    .bind(&id)
+                    .execute(&mut *transaction)
+                    .await?;
+                    if bumped.rows_affected() == 0 {
+                        return Err(StorageError::NotFound);
+                    }
+                    sqlx::query(
+                        "INSERT INTO messages (session_id, turn_id, role, content, created_ms) \
+                         VALUES (?, ?, ?, ?, ?)",
+                    )
+                    .bind(&id)
+                    .bind(message.turn_id.hyphenated().to_string())
+                    .bind(message.role.as_str())
+                    .bind(&message.content)
+                    .bind(now)
+                    .execute(&mut *transaction)
+                    .await?;
+                }
+            }
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
     async fn claim_for(
         &self,
         session_id: Uuid,
@@ -238,6 +288,10 @@ impl Storage for SqliteStorage {
             Ok(purged.rows_affected())
         }
         .boxed()
+    }
+
+    fn apply<'a>(&'a self, writes: &'a [Write]) -> BoxFuture<'a, Result<(), StorageError>> {
+        self.apply_all(writes).boxed()
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>> {

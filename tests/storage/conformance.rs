@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use parlor::storage::{
     SessionRecord, Storage, StorageError, StoredMessage, StoredRole, StoredSession, Timestamp,
+    Write,
 };
 use uuid::Uuid;
 
@@ -26,7 +27,42 @@ pub async fn run(storage: Arc<dyn Storage>) {
     within(concurrent_claims_each_see_the_one_before(storage)).await;
     within(concurrent_appends_are_all_kept(storage)).await;
     within(an_unknown_session_is_not_found(storage)).await;
+    within(a_batch_is_applied_in_order(storage)).await;
     within(async { storage.ping().await.unwrap() }).await;
+}
+
+async fn a_batch_is_applied_in_order(storage: &dyn Storage) {
+    let (id, turn) = (Uuid::new_v4(), Uuid::new_v4());
+    let record = SessionRecord {
+        id,
+        user_id: Some("batcher".into()),
+        gateway: None,
+    };
+    let batch = [
+        Write::Session(record),
+        Write::Message(id, StoredMessage::user(turn, "q")),
+        Write::Message(id, StoredMessage::assistant(turn, "a")),
+    ];
+    storage.apply(&batch).await.unwrap();
+    let contents = |session: StoredSession| -> Vec<String> {
+        session.messages.into_iter().map(|m| m.content).collect()
+    };
+    assert_eq!(contents(load(storage, id, 10).await), ["q", "a"]);
+
+    // A write for a session that does not exist fails the batch; an engine with
+    // transactions stores none of it.
+    let unknown = Uuid::new_v4();
+    let batch = [
+        Write::Message(id, StoredMessage::user(turn, "lost?")),
+        Write::Message(unknown, StoredMessage::user(turn, "x")),
+    ];
+    assert!(matches!(
+        storage.apply(&batch).await,
+        Err(StorageError::NotFound)
+    ));
+    if storage.kind() != "memory" {
+        assert_eq!(contents(load(storage, id, 10).await), ["q", "a"]);
+    }
 }
 
 async fn within(check: impl Future<Output = ()>) {
