@@ -158,3 +158,43 @@ async fn a_storage_outage_refuses_new_turns_and_loses_nothing_accepted() {
     let (status, _) = readiness(&server).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn beyond_max_in_memory_the_longest_idle_session_leaves_memory_not_storage() {
+    let model = mock_llm(0, 0);
+    let server = serve(&model, &[("PARLOR_SESSION__MAX_IN_MEMORY", "2".to_owned())]);
+    let mut sessions = Vec::new();
+    for text in ["first", "second", "third"] {
+        let mut client = Client::connect(&server).await;
+        client.chat(text).await;
+        sessions.push(client.session_id);
+        client.close().await;
+    }
+
+    // Three sessions went idle; two may stay.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let metrics = reqwest::get(server.http("/metrics")).await.unwrap();
+        if metrics
+            .text()
+            .await
+            .unwrap()
+            .contains("parlor_sessions_active 2")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no session left memory"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The one that left was the first, and it comes back from storage.
+    let mut first = reattach(&server, sessions[0]).await;
+    let history = first.expect_history().await;
+    assert_eq!(history[0].content, "first");
+    assert_eq!(
+        first.chat("again").await.answer,
+        expected_answer("again", 2)
+    );
+}

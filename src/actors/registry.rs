@@ -1,6 +1,9 @@
 //! `SessionRegistry`: which session id lives at which address. Each session owns
 //! its own state and registers itself when it starts and leaves when it stops.
-//! Knowing every session, the registry also paces their heartbeats with one timer.
+//! Knowing every session, the registry also paces their heartbeats with one timer,
+//! and keeps the sessions in memory within `session.max_in_memory`: sessions tell
+//! it when they become idle and busy again, and beyond the bound the one idle the
+//! longest is told to leave memory (it is stored; a client that comes back loads it).
 
 use std::collections::HashMap;
 
@@ -9,18 +12,37 @@ use uuid::Uuid;
 
 use std::time::Duration;
 
-use super::session::{GoingAway, Heartbeat, SessionActor};
+use super::idle_sessions::IdleSessions;
+use super::session::{GoingAway, Heartbeat, LeaveMemory, SessionActor};
 
 pub struct SessionRegistry {
     sessions: HashMap<Uuid, Addr<SessionActor>>,
+    idle: IdleSessions,
+    max_in_memory: usize,
     heartbeat_interval: Duration,
 }
 
 impl SessionRegistry {
-    pub fn new(heartbeat_interval: Duration) -> Self {
+    pub fn new(heartbeat_interval: Duration, max_in_memory: usize) -> Self {
         Self {
             sessions: HashMap::new(),
+            idle: IdleSessions::default(),
+            max_in_memory,
             heartbeat_interval,
+        }
+    }
+
+    /// Sends idle sessions out of memory, the longest idle first, until the
+    /// sessions held are within the bound (or none is idle: busy ones stay).
+    fn keep_within_bound(&mut self) {
+        while self.sessions.len() > self.max_in_memory {
+            let Some(session_id) = self.idle.take_oldest() else {
+                return;
+            };
+            if let Some(session) = self.sessions.remove(&session_id) {
+                // Once per session sent away, and only beyond the bound.
+                session.do_send(LeaveMemory);
+            }
         }
     }
 }
@@ -54,6 +76,9 @@ pub struct Register {
 #[rtype(result = "()")]
 pub struct Unregister {
     pub session_id: Uuid,
+    /// Which actor: a session sent out of memory may have been loaded back, as
+    /// another actor, by the time it says it stopped.
+    pub session: Addr<SessionActor>,
 }
 
 /// Where the session with this id lives, if it is alive.
@@ -63,13 +88,22 @@ pub struct Lookup {
     pub session_id: Uuid,
 }
 
-crate::counted_messages!(SessionRegistry => Register, Unregister, Lookup, CloseAllSessions);
+/// A session has no connection and no turn now (`idle: true`), or has one again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Idle {
+    pub session_id: Uuid,
+    pub idle: bool,
+}
+
+crate::counted_messages!(SessionRegistry => Register, Unregister, Lookup, Idle, CloseAllSessions);
 
 impl Handler<Register> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, message: Register, _: &mut Self::Context) {
         self.sessions.insert(message.session_id, message.session);
+        self.keep_within_bound();
     }
 }
 
@@ -77,7 +111,30 @@ impl Handler<Unregister> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, message: Unregister, _: &mut Self::Context) {
-        self.sessions.remove(&message.session_id);
+        let Unregister {
+            session_id,
+            session,
+        } = message;
+        if self.sessions.get(&session_id) == Some(&session) {
+            self.sessions.remove(&session_id);
+            self.idle.no_longer_idle(session_id);
+        }
+    }
+}
+
+impl Handler<Idle> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, message: Idle, _: &mut Self::Context) {
+        if !self.sessions.contains_key(&message.session_id) {
+            return; // sent away already
+        }
+        if message.idle {
+            self.idle.became_idle(message.session_id);
+            self.keep_within_bound();
+        } else {
+            self.idle.no_longer_idle(message.session_id);
+        }
     }
 }
 

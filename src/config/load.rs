@@ -117,6 +117,9 @@ impl Config {
         if !(1..=4096).contains(&self.workers.count) {
             return Err(invalid("workers.count", "must be between 1 and 4096"));
         }
+        if self.session.max_in_memory == 0 {
+            return Err(invalid("session.max_in_memory", "must be at least 1"));
+        }
         if self.agent.max_history_messages == 0 {
             return Err(invalid("agent.max_history_messages", "must be at least 1"));
         }

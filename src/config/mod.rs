@@ -277,6 +277,9 @@ pub struct SessionConfig {
     /// Whether a client leaving (its socket closing, a `POST /chat` client going
     /// away) stops its turns. Off: they finish and join the history.
     pub cancel_on_disconnect: bool,
+    /// Sessions a gateway holds in memory; beyond it, the ones idle the longest
+    /// leave memory (they stay stored, and come back when their client does).
+    pub max_in_memory: usize,
 }
 
 impl Default for SessionConfig {
@@ -288,6 +291,7 @@ impl Default for SessionConfig {
             heartbeat_interval_s: Secs::new(20),
             client_timeout_s: Secs::new(60),
             cancel_on_disconnect: false,
+            max_in_memory: 100_000,
         }
     }
 }

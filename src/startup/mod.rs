@@ -307,8 +307,15 @@ async fn run_gateway(
         pool,
     })
     .await;
+    // What the turns said is stored before the process goes.
+    if !state.sessions.recorder.flush(STORAGE_FLUSH_GRACE).await {
+        tracing::warn!("stopping with conversation writes not stored: the storage is unavailable");
+    }
     http.stop().await
 }
+
+/// How long a stopping gateway waits for its last conversation writes.
+const STORAGE_FLUSH_GRACE: Duration = Duration::from_secs(10);
 
 /// The knowledge agent over the configured model — or over the built-in demo model,
 /// started here, when `llm.base_url` is empty (keep the returned server alive).
@@ -383,7 +390,7 @@ async fn gateway_state(
     let registry_stats = ActorStats::new("session_registry", "0");
     bookkeeping.directory.register(&registry_stats);
     let heartbeat_interval = config.session.heartbeat_interval();
-    let registry = SessionRegistry::new(heartbeat_interval).start();
+    let registry = SessionRegistry::new(heartbeat_interval, config.session.max_in_memory).start();
 
     let reply_queue = broker
         .open_reply_queue()

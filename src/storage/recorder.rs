@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{Storage, StorageError, Write};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// The first wait before retrying a write the database refused; doubled each
 /// time, up to [`MAX_RETRY_WAIT`].
@@ -37,8 +37,15 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// gone and its queue is empty.
 #[derive(Clone)]
 pub struct Recorder {
-    queue: mpsc::UnboundedSender<Write>,
+    queue: mpsc::UnboundedSender<Job>,
     health: Arc<Health>,
+}
+
+/// What the writer is handed: a write, or a request to say when every write
+/// before it is stored.
+enum Job {
+    Write(Write),
+    Flush(oneshot::Sender<()>),
 }
 
 /// Why the database cannot be written to now, if it cannot.
@@ -76,7 +83,17 @@ impl Recorder {
     /// Queues `write`; it is stored after every write queued before it.
     pub fn record(&self, write: Write) {
         // The writer outlives every handle, so the queue is open while `self` is.
-        let _ = self.queue.send(write);
+        let _ = self.queue.send(Job::Write(write));
+    }
+
+    /// Waits until every write queued so far is stored, or `within` has passed;
+    /// answers whether they all are. For a process about to exit.
+    pub async fn flush(&self, within: Duration) -> bool {
+        let (done, stored) = oneshot::channel();
+        if self.queue.send(Job::Flush(done)).is_err() {
+            return true;
+        }
+        matches!(tokio::time::timeout(within, stored).await, Ok(Ok(())))
     }
 
     /// Why conversations cannot be stored now; `None` when they can.
@@ -91,27 +108,38 @@ impl Recorder {
 
 async fn write_in_order(
     storage: Arc<dyn Storage>,
-    mut writes: mpsc::UnboundedReceiver<Write>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
     health: Arc<Health>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut flushes = Vec::new();
     loop {
-        match tokio::time::timeout(PING_INTERVAL, writes.recv()).await {
-            Ok(Some(write)) => batch.push(write),
+        let job = match tokio::time::timeout(PING_INTERVAL, jobs.recv()).await {
+            Ok(Some(job)) => job,
             Ok(None) => return,
             Err(_) => {
                 check(&*storage, &health).await;
                 continue;
             }
-        }
-        while batch.len() < MAX_BATCH {
-            match writes.try_recv() {
-                Ok(write) => batch.push(write),
-                Err(_) => break,
+        };
+        let mut next = Some(job);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Write(write) => batch.push(write),
+                // Answered once the batch it closes is stored.
+                Job::Flush(done) => flushes.push(done),
+            }
+            if batch.len() < MAX_BATCH && flushes.is_empty() {
+                next = jobs.try_recv().ok();
             }
         }
-        store(&*storage, &batch, &health).await;
-        batch.clear();
+        if !batch.is_empty() {
+            store(&*storage, &batch, &health).await;
+            batch.clear();
+        }
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
     }
 }
 
@@ -300,6 +328,31 @@ mod tests {
         flaky.down.store(false, Ordering::SeqCst);
         tokio::time::sleep(PING_INTERVAL * 2).await;
         assert_eq!(recorder.problem(), None);
+    }
+
+    #[tokio::test]
+    async fn a_flush_waits_for_the_writes_before_it() {
+        let flaky = Arc::new(Flaky {
+            inner: MemoryStorage::new(),
+            down: AtomicBool::new(true),
+        });
+        let recorder = Recorder::start(flaky.clone());
+        let (id, turn) = (Uuid::new_v4(), Uuid::new_v4());
+        recorder.record(session(id));
+        recorder.record(Write::Message(id, StoredMessage::user(turn, "q")));
+        recorder.record(Write::Message(id, StoredMessage::assistant(turn, "a")));
+        assert!(
+            !recorder.flush(Duration::from_millis(200)).await,
+            "the database is down"
+        );
+        flaky.down.store(false, Ordering::SeqCst);
+        assert!(recorder.flush(Duration::from_secs(10)).await);
+        let stored = flaky.inner.load_session(id, 10).await.unwrap().unwrap();
+        assert_eq!(
+            stored.messages.len(),
+            2,
+            "everything before the flush is stored"
+        );
     }
 
     #[tokio::test]

@@ -41,7 +41,7 @@ pub use self::records::Opening;
 use self::socket::Arrival;
 use self::turn_queue::TurnQueue;
 use super::broker::BrokerActor;
-use super::registry::{Register, SessionRegistry, Unregister};
+use super::registry::{Idle, Register, SessionRegistry, Unregister};
 use super::stats::Tracked;
 use crate::broker::Answer;
 use crate::config::Config;
@@ -176,10 +176,20 @@ impl SessionActor {
         }
     }
 
+    /// Starts counting the idle time of a session with no connection and no turn,
+    /// and tells the registry it is idle.
     fn arm_idle_timer(&mut self, ctx: &mut Context<Self>) {
+        if self.start_idle_timer(ctx) {
+            self.tell_registry_idle(true);
+        }
+    }
+
+    /// Starts the idle timer if the session is idle and it is not running yet;
+    /// answers whether it started it.
+    fn start_idle_timer(&mut self, ctx: &mut Context<Self>) -> bool {
         if self.connection.is_some() || self.turns.running().is_some() || self.idle_timer.is_some()
         {
-            return;
+            return false;
         }
         let timer = ctx.run_later(self.deps.limits.idle_timeout, |actor, ctx| {
             actor.idle_timer = None;
@@ -189,12 +199,24 @@ impl SessionActor {
             }
         });
         self.idle_timer = Some(timer);
+        true
     }
 
     fn cancel_idle_timer(&mut self, ctx: &mut Context<Self>) {
         if let Some(timer) = self.idle_timer.take() {
             ctx.cancel_future(timer);
+            self.tell_registry_idle(false);
         }
+    }
+
+    /// The idle timer runs exactly while the session is idle: the registry hears
+    /// of both changes, to choose which sessions leave memory first.
+    fn tell_registry_idle(&self, idle: bool) {
+        // Twice per connection or turn at most, into the registry's large mailbox.
+        self.deps.registry.do_send(Idle {
+            session_id: self.id,
+            idle,
+        });
     }
 }
 
@@ -210,10 +232,13 @@ impl Actor for SessionActor {
             session_id: self.id,
             session: ctx.address(),
         });
-        self.arm_idle_timer(ctx);
+        // A session just started is about to be used (its first turn or socket is
+        // on its way): it does not count as idle for leaving memory, only for
+        // `idle_timeout` should nothing come.
+        self.start_idle_timer(ctx);
     }
 
-    fn stopped(&mut self, _: &mut Self::Context) {
+    fn stopped(&mut self, ctx: &mut Self::Context) {
         // Only an idle session stops on its own; at shutdown a turn may still run.
         if let Some(turn) = self.turns.end() {
             let turn_id = turn.turn_id;
@@ -228,6 +253,7 @@ impl Actor for SessionActor {
         }
         self.deps.registry.do_send(Unregister {
             session_id: self.id,
+            session: ctx.address(),
         });
         self.deps.counters.session_closed();
     }
@@ -253,6 +279,29 @@ impl Handler<Attach> for SessionActor {
             Arrival::Returning,
             ctx,
         );
+    }
+}
+
+/// The gateway holds too many sessions: leave memory, if still idle (the session
+/// is stored; a client that comes back loads it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LeaveMemory;
+
+impl Handler<LeaveMemory> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: LeaveMemory, ctx: &mut Self::Context) {
+        if self.connection.is_none() && self.turns.running().is_none() {
+            tracing::debug!(session_id = %self.id, "session leaves memory");
+            ctx.stop();
+        } else {
+            // Busy again since the registry chose it: it stays, and must be found.
+            self.deps.registry.do_send(Register {
+                session_id: self.id,
+                session: ctx.address(),
+            });
+        }
     }
 }
 
