@@ -198,3 +198,39 @@ async fn beyond_max_in_memory_the_longest_idle_session_leaves_memory_not_storage
         expected_answer("again", 2)
     );
 }
+
+#[tokio::test]
+async fn a_post_chat_session_is_stored_with_its_user() {
+    let model = mock_llm(0, 0);
+    let data = tempfile::tempdir().unwrap();
+    let settings = [(
+        "PARLOR_STORAGE__DATA_DIR",
+        data.path().display().to_string(),
+    )];
+    let server = serve(&model, &settings);
+    let body = serde_json::json!({
+        "userId": "u-7",
+        "messages": [{"role": "user", "content": "who am I"}],
+    });
+    let (status, events, _) = common::sse::post_chat(&server.http("/chat"), body).await;
+    assert_eq!(status, 200);
+    let session_id: Uuid = events[0].data["sessionId"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    stop(server);
+
+    let config = parlor::config::StorageConfig {
+        data_dir: data.path().to_path_buf(),
+        ..Default::default()
+    };
+    let storage = parlor::storage::open(&config).await.unwrap();
+    let stored = storage.load_session(session_id, 10).await.unwrap().unwrap();
+    assert_eq!(stored.record.user_id.as_deref(), Some("u-7"));
+    let contents: Vec<&str> = stored.messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(
+        contents,
+        ["who am I", expected_answer("who am I", 1).as_str()]
+    );
+}

@@ -102,6 +102,8 @@ pub type TurnListener = mpsc::UnboundedSender<ServerFrame>;
 
 pub struct SessionActor {
     id: Uuid,
+    /// Who the client said the user is, if it did (stored with the session).
+    user_id: Option<String>,
     deps: Arc<SessionDeps>,
     connection: Option<Connection>,
     history: History,
@@ -115,8 +117,19 @@ impl SessionActor {
     /// Starts a new session on the current arbiter, seeded with `history` (oldest
     /// first).
     pub fn start(deps: Arc<SessionDeps>, history: Vec<ChatMessage>) -> (Uuid, Addr<Self>) {
+        Self::start_for(deps, history, None)
+    }
+
+    /// Like [`SessionActor::start`], for the user a client named (`POST /chat`'s
+    /// `userId`), which is stored with the session.
+    pub fn start_for(
+        deps: Arc<SessionDeps>,
+        history: Vec<ChatMessage>,
+        user_id: Option<String>,
+    ) -> (Uuid, Addr<Self>) {
         let window = deps.limits.max_history_messages;
-        let actor = Self::new(deps, Uuid::new_v4(), History::seeded(history, window));
+        let mut actor = Self::new(deps, Uuid::new_v4(), History::seeded(history, window));
+        actor.user_id = user_id;
         (actor.id, actor.start())
     }
 
@@ -128,7 +141,9 @@ impl SessionActor {
     fn restored(deps: Arc<SessionDeps>, stored: StoredSession) -> Self {
         let window = deps.limits.max_history_messages;
         let history = History::restored(&stored.messages, window);
-        Self::new(deps, stored.record.id, history)
+        let mut actor = Self::new(deps, stored.record.id, history);
+        actor.user_id = stored.record.user_id;
+        actor
     }
 
     /// Starts a session on the current arbiter for a freshly upgraded WebSocket,
@@ -167,6 +182,7 @@ impl SessionActor {
     fn new(deps: Arc<SessionDeps>, id: Uuid, history: History) -> Self {
         Self {
             id,
+            user_id: None,
             deps,
             connection: None,
             history,

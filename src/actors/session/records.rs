@@ -28,7 +28,7 @@ impl SessionActor {
     pub(super) fn record_session(&self) {
         self.deps.recorder.record(Write::Session(SessionRecord {
             id: self.id,
-            user_id: None,
+            user_id: self.user_id.clone(),
             gateway: Some(self.deps.gateway_id.clone()),
         }));
     }

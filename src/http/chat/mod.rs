@@ -145,7 +145,8 @@ async fn chat(body: Bytes, state: web::Data<AppState>) -> HttpResponse {
             );
         }
     };
-    let user_id = request.user_id.unwrap_or_else(|| "anonymous".into());
+    let named_user = request.user_id;
+    let user_id = named_user.clone().unwrap_or_else(|| "anonymous".into());
     let tools = match chosen_tools(&request.attachment) {
         Ok(tools) => tools,
         Err(problem) => return refuse(StatusCode::BAD_REQUEST, problem),
@@ -176,7 +177,9 @@ async fn chat(body: Bytes, state: web::Data<AppState>) -> HttpResponse {
             stored.record.id,
             SessionActor::restore(state.sessions.clone(), stored),
         ),
-        Found::Nothing | Found::Unknown(_) => SessionActor::start(state.sessions.clone(), history),
+        Found::Nothing | Found::Unknown(_) => {
+            SessionActor::start_for(state.sessions.clone(), history, named_user)
+        }
     };
 
     let (listener, frames) = tokio::sync::mpsc::unbounded_channel();
