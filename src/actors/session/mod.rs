@@ -14,6 +14,7 @@
 
 mod connection;
 mod history;
+mod idle;
 mod reassembly;
 mod records;
 mod socket;
@@ -36,12 +37,13 @@ use uuid::Uuid;
 
 use self::connection::{Connection, Goodbye};
 use self::history::History;
+pub use self::idle::LeaveMemory;
 use self::reassembly::TurnEnd;
 pub use self::records::Opening;
 use self::socket::Arrival;
 use self::turn_queue::TurnQueue;
 use super::broker::BrokerActor;
-use super::registry::{Idle, Register, SessionRegistry, Unregister};
+use super::registry::{Register, SessionRegistry, Unregister};
 use super::stats::Tracked;
 use crate::broker::Answer;
 use crate::config::Config;
@@ -191,49 +193,6 @@ impl SessionActor {
             idle_timer: None,
         }
     }
-
-    /// Starts counting the idle time of a session with no connection and no turn,
-    /// and tells the registry it is idle.
-    fn arm_idle_timer(&mut self, ctx: &mut Context<Self>) {
-        if self.start_idle_timer(ctx) {
-            self.tell_registry_idle(true);
-        }
-    }
-
-    /// Starts the idle timer if the session is idle and it is not running yet;
-    /// answers whether it started it.
-    fn start_idle_timer(&mut self, ctx: &mut Context<Self>) -> bool {
-        if self.connection.is_some() || self.turns.running().is_some() || self.idle_timer.is_some()
-        {
-            return false;
-        }
-        let timer = ctx.run_later(self.deps.limits.idle_timeout, |actor, ctx| {
-            actor.idle_timer = None;
-            if actor.connection.is_none() && actor.turns.running().is_none() {
-                tracing::debug!(session_id = %actor.id, "session idle; closing it");
-                ctx.stop();
-            }
-        });
-        self.idle_timer = Some(timer);
-        true
-    }
-
-    fn cancel_idle_timer(&mut self, ctx: &mut Context<Self>) {
-        if let Some(timer) = self.idle_timer.take() {
-            ctx.cancel_future(timer);
-            self.tell_registry_idle(false);
-        }
-    }
-
-    /// The idle timer runs exactly while the session is idle: the registry hears
-    /// of both changes, to choose which sessions leave memory first.
-    fn tell_registry_idle(&self, idle: bool) {
-        // Twice per connection or turn at most, into the registry's large mailbox.
-        self.deps.registry.do_send(Idle {
-            session_id: self.id,
-            idle,
-        });
-    }
 }
 
 impl Actor for SessionActor {
@@ -295,29 +254,6 @@ impl Handler<Attach> for SessionActor {
             Arrival::Returning,
             ctx,
         );
-    }
-}
-
-/// The gateway holds too many sessions: leave memory, if still idle (the session
-/// is stored; a client that comes back loads it).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct LeaveMemory;
-
-impl Handler<LeaveMemory> for SessionActor {
-    type Result = ();
-
-    fn handle(&mut self, _: LeaveMemory, ctx: &mut Self::Context) {
-        if self.connection.is_none() && self.turns.running().is_none() {
-            tracing::debug!(session_id = %self.id, "session leaves memory");
-            ctx.stop();
-        } else {
-            // Busy again since the registry chose it: it stays, and must be found.
-            self.deps.registry.do_send(Register {
-                session_id: self.id,
-                session: ctx.address(),
-            });
-        }
     }
 }
 
