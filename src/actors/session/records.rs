@@ -45,7 +45,7 @@ impl SessionActor {
         }
     }
 
-    pub(super) fn record_question(&self, turn_id: Uuid, text: &str) {
+    pub(super) fn record_question(&self, turn_id: Uuid, text: String) {
         let message = StoredMessage::user(turn_id, text);
         self.deps.recorder.record(Write::Message(self.id, message));
     }

@@ -36,20 +36,18 @@ impl SessionActor {
         let max_waiting = self.deps.limits.max_queued_turns;
         let session_id = self.id;
         let via = if listener.is_some() { "http" } else { "ws" };
+        // Kept to be stored once the turn is admitted.
+        let question = message.text.clone();
         let turn_id = self
             .turns
-            .admit(
-                message.clone(),
-                listener,
-                draining,
-                max_waiting,
-                |turn_id| trace::turn_span(session_id, turn_id, 1),
-            )
+            .admit(message, listener, draining, max_waiting, |turn_id| {
+                trace::turn_span(session_id, turn_id, 1)
+            })
             .inspect_err(|refusal| {
                 let code = refusal.code;
                 tracing::debug!(%session_id, %code, via, "message refused");
             })?;
-        self.record_question(turn_id, &message.text);
+        self.record_question(turn_id, question);
         if let Some(gone) = watch.filter(|_| self.deps.limits.cancel_on_disconnect) {
             // With `session.cancel_on_disconnect`, an HTTP client that leaves cancels
             // its turn, running or queued; otherwise the turn goes on and is kept.
