@@ -24,7 +24,7 @@ use super::passages::{self, Passage};
 use super::source::KnowledgeSource;
 
 /// Changes whenever the schema or the splitting does, so older indexes are rebuilt.
-const INDEX_FORMAT: u32 = 2;
+const INDEX_FORMAT: u32 = 3;
 
 /// Memory the index writer may use while building (split among its threads).
 const WRITER_MEMORY_BYTES: usize = 50_000_000;

@@ -207,8 +207,8 @@ fn pieces(text: &str, limit: usize) -> Vec<&str> {
     pieces
 }
 
-/// About the last `n` characters of `text`, starting where a sentence (or a line)
-/// does if one starts there, else at a word: a passage that begins mid-sentence
+/// About the last `n` characters of `text`, starting where a sentence does if one
+/// starts there, else at a word: a passage that begins mid-sentence
 /// reads badly, as a snippet and when the model quotes it.
 fn tail(text: &str, n: usize) -> &str {
     let count = chars(text);
@@ -229,13 +229,18 @@ fn tail(text: &str, n: usize) -> &str {
     }
 }
 
-/// Where the first sentence or line that starts inside `text` begins, if any
-/// (after `.`, `!`, `?` or `:` and whitespace, or after a line break).
+/// Where the first sentence that starts inside `text` begins, if any: after `.`,
+/// `!`, `?` or `:` and whitespace, after a blank line, or at a list item or table
+/// row. A plain line break is not enough: Markdown is often wrapped mid-sentence.
 fn sentence_start(text: &str) -> Option<usize> {
     let mut previous = None;
     for (index, c) in text.char_indices() {
+        let rest = &text[index..];
         let ends = matches!(previous, Some('.' | '!' | '?' | ':')) && c.is_whitespace();
-        if (ends || c == '\n') && !text[index..].trim().is_empty() {
+        let item = previous == Some('\n')
+            && (rest.starts_with('\n')
+                || ["- ", "* ", "| "].iter().any(|mark| rest.starts_with(mark)));
+        if (ends || item) && !rest.trim().is_empty() {
             return Some(index);
         }
         previous = Some(c);
@@ -362,6 +367,14 @@ mod tests {
         for passage in &passages[1..] {
             assert!(passage.text.starts_with("The ponds"), "{:?}", passage.text);
         }
+    }
+
+    #[test]
+    fn a_line_wrapped_mid_sentence_is_not_a_sentence_start() {
+        assert_eq!(sentence_start("ends here\nand goes on"), None);
+        assert_eq!(sentence_start("the end. Next one"), Some(8));
+        assert_eq!(sentence_start("a list\n- item"), Some(7));
+        assert_eq!(sentence_start("a paragraph\n\nthe next"), Some(12));
     }
 
     #[test]
