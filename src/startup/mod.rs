@@ -1,5 +1,5 @@
 //! Wiring: builds the actors and servers each command runs, and stops them well.
-//! (About 400 lines, on purpose: every command's wiring in one file, side by side.)
+//! Every command's wiring side by side here; the knowledge agent's is in `agent.rs`.
 //!
 //! # Which thread runs what
 //!
@@ -30,6 +30,7 @@
 //! busy thread only competes with the HTTP workers for the cores, so the pool
 //! stays here.
 
+mod agent;
 mod http_server;
 mod index;
 
@@ -40,7 +41,6 @@ use std::time::Duration;
 use actix::prelude::*;
 use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
-use parlor_mock_llm::{MockLlmOptions, MockLlmServer};
 
 use self::http_server::HttpService;
 use crate::actors::agent_pool::{AgentPool, PoolSettings, PoolStatusWatch, WatchPoolStatus};
@@ -49,14 +49,12 @@ use crate::actors::registry::SessionRegistry;
 use crate::actors::session::{SessionDeps, SessionLimits};
 use crate::actors::stats::{ActorDirectory, ActorStats, Tracked};
 use crate::agent::Agent;
-use crate::agent::knowledge::{DataSource, KnowledgeAgent, KnowledgeSource, Library};
-use crate::agent::llm::LlmClient;
-use crate::agent::tools::Toolbox;
+use crate::agent::knowledge::{DataSource, KnowledgeSource};
 use crate::broker::Broker;
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::rabbitmq::RabbitBroker;
 use crate::cli::{Cli, Command};
-use crate::config::{AgentLocation, BrokerEngine, Config, ModelEndpoint};
+use crate::config::{AgentLocation, BrokerEngine, Config};
 use crate::conversation::KnownTools;
 use crate::counters::Counters;
 use crate::draining::Draining;
@@ -95,7 +93,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = bind(config.http.bind, "http.bind")?;
     let bookkeeping = Bookkeeping::new()?;
     let broker = connect_broker(&config, &bookkeeping).await?;
-    let (agent, _demo_model) = knowledge_agent(&config).await?;
+    let (agent, _demo_model) = agent::knowledge_agent(&config).await?;
     let pool = start_pool(&config, Arc::new(agent), broker.clone(), &bookkeeping);
     let state = gateway_state(&config, broker, Some(pool.clone()), &bookkeeping).await?;
     // One process, one grace: the gateway's turns are the pool's turns.
@@ -122,7 +120,7 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
     let listener = bind(config.worker.bind, "worker.bind")?;
     let bookkeeping = Bookkeeping::new()?;
     let broker = connect_broker(&config, &bookkeeping).await?;
-    let (agent, _demo_model) = knowledge_agent(&config).await?;
+    let (agent, _demo_model) = agent::knowledge_agent(&config).await?;
     let pool = start_pool(&config, Arc::new(agent), broker.clone(), &bookkeeping);
     let PoolStatusWatch(status) = pool
         .send(WatchPoolStatus)
@@ -316,55 +314,6 @@ async fn run_gateway(
 
 /// How long a stopping gateway waits for its last conversation writes.
 const STORAGE_FLUSH_GRACE: Duration = Duration::from_secs(10);
-
-/// The knowledge agent over the configured model — or over the built-in demo model,
-/// started here, when `llm.base_url` is empty (keep the returned server alive).
-async fn knowledge_agent(
-    config: &Config,
-) -> anyhow::Result<(KnowledgeAgent, Option<MockLlmServer>)> {
-    // Built off the runtime's threads; a source that cannot be read stops the start.
-    let (library, reports) = Library::open(config)
-        .await
-        .context("cannot open the knowledge sources")?;
-    for report in reports {
-        tracing::info!(
-            source = %report.source_id,
-            documents = report.documents,
-            passages = report.passages,
-            rebuilt = report.rebuilt,
-            elapsed_ms = crate::telemetry::millis(report.elapsed),
-            "knowledge source ready"
-        );
-    }
-    let mut llm_config = config.llm.clone();
-    let demo_model = match &llm_config.base_url {
-        ModelEndpoint::Demo => {
-            let listener =
-                TcpListener::bind("127.0.0.1:0").context("cannot start the demo model")?;
-            // The demo searches the sources it is offered and answers from what
-            // it found, so a first run shows the knowledge agent's whole flow.
-            let options = MockLlmOptions {
-                ttft: llm_config.demo_ttft(),
-                token_interval: llm_config.demo_token_interval(),
-                call_tools: true,
-            };
-            let server = parlor_mock_llm::start(listener, options)?;
-            let base_url = server
-                .base_url()
-                .parse()
-                .context("the demo model's address is not a URL")?;
-            tracing::info!(%base_url, "llm.base_url is empty: answering with the built-in demo model");
-            llm_config.base_url = ModelEndpoint::OpenAiCompatible(base_url);
-            Some(server)
-        }
-        ModelEndpoint::OpenAiCompatible(_) => None,
-    };
-    let llm = LlmClient::new(&llm_config).context("cannot build the model client")?;
-    Ok((
-        KnowledgeAgent::new(llm, &config.agent, Toolbox::knowledge(Arc::new(library))),
-        demo_model,
-    ))
-}
 
 /// Starts the gateway's actors: the session registry and the broker actor on this
 /// gateway's reply queue.

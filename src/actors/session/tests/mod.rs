@@ -1,8 +1,7 @@
 //! The whole session actor in-process: a real registry and broker actor over the
 //! embedded broker, with the test in the worker's place, taking questions and
-//! publishing answers. One file, though past 400 lines: the scenarios share one
-//! rig (`Gateway`) and read as one story of the actor; split it by theme when a
-//! new concern (stored history, re-attach) brings its own scenarios.
+//! publishing answers. The rig is in `rig.rs`; the scenarios read as one story of
+//! the actor.
 
 use std::time::Duration;
 
@@ -21,133 +20,9 @@ use crate::storage::{MemoryStorage, Recorder, Storage};
 /// How long any one step may take (virtual time where the test pauses the clock).
 const WAIT: Duration = Duration::from_secs(5);
 
-fn limits() -> SessionLimits {
-    SessionLimits {
-        max_message_bytes: 1024,
-        max_queued_turns: 1,
-        max_history_messages: 8,
-        turn_timeout: Duration::from_secs(30),
-        idle_timeout: Duration::from_secs(300),
-        client_timeout: Duration::from_secs(30),
-        cancel_on_disconnect: true,
-    }
-}
+mod rig;
 
-/// A gateway's session dependencies, and the worker's end of the broker.
-struct Gateway {
-    deps: Arc<SessionDeps>,
-    broker: Arc<dyn Broker>,
-    questions: BoxStream<'static, Delivery>,
-    cancels: BoxStream<'static, Uuid>,
-}
-
-impl Gateway {
-    /// `capacity` questions may wait for the test to take them.
-    async fn start(capacity: usize) -> Self {
-        let broker: Arc<dyn Broker> = Arc::new(EmbeddedBroker::new(capacity));
-        let questions = broker.consume_questions().await.unwrap();
-        let cancels = broker.subscribe_cancels().await.unwrap();
-        let registry_stats = ActorStats::new("session_registry", "0");
-        let registry = SessionRegistry::new(Duration::from_secs(3600), 1_000);
-        let reply_queue = broker.open_reply_queue().await.unwrap();
-        let broker_stats = ActorStats::new("broker", reply_queue.address.clone());
-        let counters = Arc::new(Counters::default());
-        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
-        let broker_actor = BrokerActor::new(
-            broker.clone(),
-            reply_queue,
-            broker_stats.clone(),
-            counters.clone(),
-        );
-        let deps = SessionDeps {
-            registry: Tracked::new(registry.start(), registry_stats),
-            broker: Tracked::new(broker_actor.start(), broker_stats),
-            counters,
-            limits: limits(),
-            tools: KnownTools::new(["notes".to_owned()]),
-            storage: storage.clone(),
-            recorder: Recorder::start(storage),
-            gateway_id: "gateway-under-test".into(),
-            draining: Draining::default(),
-        };
-        Self {
-            deps: Arc::new(deps),
-            broker,
-            questions,
-            cancels,
-        }
-    }
-
-    async fn next_question(&mut self) -> Question {
-        next(&mut self.questions).await.question
-    }
-
-    async fn answer(&self, question: &Question, attempt: u32, body: AnswerBody) {
-        let answer = Answer {
-            session_id: question.session_id,
-            turn_id: question.turn_id,
-            attempt,
-            body,
-        };
-        self.broker
-            .publish_answer(&question.reply_to, answer)
-            .await
-            .unwrap();
-    }
-
-    fn turns(&self) -> TurnTotals {
-        self.deps.counters.turns()
-    }
-}
-
-async fn next<T>(stream: &mut (impl Stream<Item = T> + Unpin)) -> T {
-    tokio::time::timeout(WAIT, stream.next())
-        .await
-        .expect("an item within the wait")
-        .expect("the stream is open")
-}
-
-async fn next_frame(frames: &mut mpsc::UnboundedReceiver<ServerFrame>) -> ServerFrame {
-    tokio::time::timeout(WAIT, frames.recv())
-        .await
-        .expect("a frame within the wait")
-        .expect("the session keeps the listener")
-}
-
-async fn start_turn(
-    session: &Addr<SessionActor>,
-    text: &str,
-) -> (Uuid, mpsc::UnboundedReceiver<ServerFrame>) {
-    let (listener, frames) = mpsc::unbounded_channel();
-    let message = text.into();
-    let turn_id = session
-        .send(StartTurn { message, listener })
-        .await
-        .expect("the session is running")
-        .expect("the turn is admitted");
-    (turn_id, frames)
-}
-
-fn chunk(seq: u64, text: &str) -> AnswerBody {
-    AnswerBody::Chunk {
-        seq,
-        text: text.into(),
-    }
-}
-
-fn done() -> AnswerBody {
-    AnswerBody::Done {
-        finish_reason: FinishReason::Stop,
-    }
-}
-
-fn chunk_frame(turn_id: Uuid, seq: u64, text: &str) -> ServerFrame {
-    ServerFrame::Chunk {
-        turn_id,
-        seq,
-        text: text.into(),
-    }
-}
+use rig::*;
 
 #[actix::test]
 async fn a_restarted_turn_resets_and_only_its_last_delivery_is_remembered() {

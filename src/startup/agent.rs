@@ -1,0 +1,63 @@
+//! The knowledge agent a process runs: its sources' indexes, opened (or built)
+//! first, and its model — the configured one, or the built-in demo model started
+//! here.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use parlor_mock_llm::{MockLlmOptions, MockLlmServer};
+
+use crate::agent::knowledge::{KnowledgeAgent, Library};
+use crate::agent::llm::LlmClient;
+use crate::agent::tools::Toolbox;
+use crate::config::{Config, ModelEndpoint};
+
+/// The knowledge agent over the configured model — or over the built-in demo model,
+/// started here, when `llm.base_url` is empty (keep the returned server alive).
+pub(super) async fn knowledge_agent(
+    config: &Config,
+) -> anyhow::Result<(KnowledgeAgent, Option<MockLlmServer>)> {
+    // Built off the runtime's threads; a source that cannot be read stops the start.
+    let (library, reports) = Library::open(config)
+        .await
+        .context("cannot open the knowledge sources")?;
+    for report in reports {
+        tracing::info!(
+            source = %report.source_id,
+            documents = report.documents,
+            passages = report.passages,
+            rebuilt = report.rebuilt,
+            elapsed_ms = crate::telemetry::millis(report.elapsed),
+            "knowledge source ready"
+        );
+    }
+    let mut llm_config = config.llm.clone();
+    let demo_model = match &llm_config.base_url {
+        ModelEndpoint::Demo => {
+            let listener =
+                TcpListener::bind("127.0.0.1:0").context("cannot start the demo model")?;
+            // The demo searches the sources it is offered and answers from what
+            // it found, so a first run shows the knowledge agent's whole flow.
+            let options = MockLlmOptions {
+                ttft: llm_config.demo_ttft(),
+                token_interval: llm_config.demo_token_interval(),
+                call_tools: true,
+            };
+            let server = parlor_mock_llm::start(listener, options)?;
+            let base_url = server
+                .base_url()
+                .parse()
+                .context("the demo model's address is not a URL")?;
+            tracing::info!(%base_url, "llm.base_url is empty: answering with the built-in demo model");
+            llm_config.base_url = ModelEndpoint::OpenAiCompatible(base_url);
+            Some(server)
+        }
+        ModelEndpoint::OpenAiCompatible(_) => None,
+    };
+    let llm = LlmClient::new(&llm_config).context("cannot build the model client")?;
+    Ok((
+        KnowledgeAgent::new(llm, &config.agent, Toolbox::knowledge(Arc::new(library))),
+        demo_model,
+    ))
+}
