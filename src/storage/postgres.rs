@@ -111,36 +111,6 @@ impl PostgresStorage {
         }))
     }
 
-    async fn append(&self, session_id: Uuid, message: StoredMessage) -> Result<(), StorageError> {
-        let now = Timestamp::now().as_millis();
-        // The update locks the session's row first, so a purge cannot delete it
-        // between the check and the insert. GREATEST: gateways' clocks may differ,
-        // and the updated time must not go backwards.
-        let mut transaction = self.pool.begin().await?;
-        let bumped =
-            sqlx::query("UPDATE sessions SET updated_ms = GREATEST(updated_ms, $1) WHERE id = $2")
-                .bind(now)
-                .bind(session_id)
-                .execute(&mut *transaction)
-                .await?;
-        if bumped.rows_affected() == 0 {
-            return Err(StorageError::NotFound);
-        }
-        sqlx::query(
-            "INSERT INTO messages (session_id, turn_id, role, content, created_ms) \
-             VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(session_id)
-        .bind(message.turn_id)
-        .bind(message.role.as_str())
-        .bind(&message.content)
-        .bind(now)
-        .execute(&mut *transaction)
-        .await?;
-        transaction.commit().await?;
-        Ok(())
-    }
-
     /// The writes in one transaction: one statement each (the message's insert
     /// bumps its session in the same statement), so a batch costs about one round
     /// trip per write plus two.
@@ -214,21 +184,7 @@ impl Storage for PostgresStorage {
     }
 
     fn create_session(&self, session: SessionRecord) -> BoxFuture<'_, Result<(), StorageError>> {
-        async move {
-            let now = Timestamp::now().as_millis();
-            sqlx::query(
-                "INSERT INTO sessions (id, user_id, gateway, created_ms, updated_ms) \
-                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(session.id)
-            .bind(session.user_id)
-            .bind(session.gateway)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        }
-        .boxed()
+        async move { self.apply_all(&[Write::Session(session)]).await }.boxed()
     }
 
     fn append_message(
@@ -236,7 +192,7 @@ impl Storage for PostgresStorage {
         session_id: Uuid,
         message: StoredMessage,
     ) -> BoxFuture<'_, Result<(), StorageError>> {
-        self.append(session_id, message).boxed()
+        async move { self.apply_all(&[Write::Message(session_id, message)]).await }.boxed()
     }
 
     fn load_session(

@@ -116,36 +116,6 @@ impl SqliteStorage {
         }))
     }
 
-    async fn append(&self, session_id: Uuid, message: StoredMessage) -> Result<(), StorageError> {
-        let id = session_id.hyphenated().to_string();
-        let now = Timestamp::now().as_millis();
-        // The update comes first, so the transaction takes the write lock at once
-        // (a read first could have to upgrade, and fail as busy).
-        let mut transaction = self.pool.begin().await?;
-        let bumped =
-            sqlx::query("UPDATE sessions SET updated_ms = MAX(updated_ms, ?) WHERE id = ?")
-                .bind(now)
-                .bind(&id)
-                .execute(&mut *transaction)
-                .await?;
-        if bumped.rows_affected() == 0 {
-            return Err(StorageError::NotFound);
-        }
-        sqlx::query(
-            "INSERT INTO messages (session_id, turn_id, role, content, created_ms) \
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(message.turn_id.hyphenated().to_string())
-        .bind(message.role.as_str())
-        .bind(&message.content)
-        .bind(now)
-        .execute(&mut *transaction)
-        .await?;
-        transaction.commit().await?;
-        Ok(())
-    }
-
     /// The writes in one transaction, which takes the write lock at once: one
     /// commit (one WAL append) for the whole batch.
     async fn apply_all(&self, writes: &[Write]) -> Result<(), StorageError> {
@@ -236,22 +206,7 @@ impl Storage for SqliteStorage {
     }
 
     fn create_session(&self, session: SessionRecord) -> BoxFuture<'_, Result<(), StorageError>> {
-        async move {
-            let now = Timestamp::now().as_millis();
-            sqlx::query(
-                "INSERT INTO sessions (id, user_id, gateway, created_ms, updated_ms) \
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(session.id.hyphenated().to_string())
-            .bind(session.user_id)
-            .bind(session.gateway)
-            .bind(now)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        }
-        .boxed()
+        async move { self.apply_all(&[Write::Session(session)]).await }.boxed()
     }
 
     fn append_message(
@@ -259,7 +214,7 @@ impl Storage for SqliteStorage {
         session_id: Uuid,
         message: StoredMessage,
     ) -> BoxFuture<'_, Result<(), StorageError>> {
-        self.append(session_id, message).boxed()
+        async move { self.apply_all(&[Write::Message(session_id, message)]).await }.boxed()
     }
 
     fn load_session(
