@@ -21,6 +21,14 @@ fn serve(model: &Process, settings: &[(&str, String)]) -> Process {
     Process::start(&["serve"], &env)
 }
 
+/// The setting that keeps a server's SQLite database (and indexes) in `data`.
+fn stored_in(data: &tempfile::TempDir) -> [(&'static str, String); 1] {
+    [(
+        "PARLOR_STORAGE__DATA_DIR",
+        data.path().display().to_string(),
+    )]
+}
+
 fn stop(mut server: Process) {
     server.terminate();
     assert!(server.wait_exit(WAIT).expect("parlor exits").success());
@@ -37,10 +45,7 @@ async fn reattach(server: &Process, session_id: Uuid) -> Client {
 async fn a_restarted_server_gives_the_conversation_back() {
     let model = mock_llm(0, 0);
     let data = tempfile::tempdir().unwrap();
-    let settings = [(
-        "PARLOR_STORAGE__DATA_DIR",
-        data.path().display().to_string(),
-    )];
+    let settings = stored_in(&data);
 
     let server = serve(&model, &settings);
     let mut client = Client::connect(&server).await;
@@ -172,23 +177,7 @@ async fn beyond_max_in_memory_the_longest_idle_session_leaves_memory_not_storage
     }
 
     // Three sessions went idle; two may stay.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let metrics = reqwest::get(server.http("/metrics")).await.unwrap();
-        if metrics
-            .text()
-            .await
-            .unwrap()
-            .contains("parlor_sessions_active 2")
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no session left memory"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    common::wait_for_sessions_in_memory(&server, 2).await;
     // The one that left was the first, and it comes back from storage.
     let mut first = reattach(&server, sessions[0]).await;
     let history = first.expect_history().await;
@@ -203,10 +192,7 @@ async fn beyond_max_in_memory_the_longest_idle_session_leaves_memory_not_storage
 async fn a_post_chat_session_is_stored_with_its_user() {
     let model = mock_llm(0, 0);
     let data = tempfile::tempdir().unwrap();
-    let settings = [(
-        "PARLOR_STORAGE__DATA_DIR",
-        data.path().display().to_string(),
-    )];
+    let settings = stored_in(&data);
     let server = serve(&model, &settings);
     let body = serde_json::json!({
         "userId": "u-7",

@@ -309,23 +309,7 @@ async fn an_idle_session_leaves_memory_and_comes_back_from_storage() {
     first.chat("hello").await;
     first.close().await;
 
-    let deadline = tokio::time::Instant::now() + common::WAIT;
-    loop {
-        let metrics = reqwest::get(server.http("/metrics")).await.unwrap();
-        if metrics
-            .text()
-            .await
-            .unwrap()
-            .contains("parlor_sessions_active 0")
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the session never went idle"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    common::wait_for_sessions_in_memory(&server, 0).await;
 
     let mut again = Client::connect_url(&server.ws_url(&format!("?session_id={session_id}"))).await;
     assert_eq!(again.session_id, session_id);

@@ -204,6 +204,13 @@ mod tests {
     }
 
     impl Flaky {
+        fn new(down: bool) -> Arc<Self> {
+            Arc::new(Self {
+                inner: MemoryStorage::new(),
+                down: AtomicBool::new(down),
+            })
+        }
+
         fn gate(&self) -> Result<(), StorageError> {
             if self.down.load(Ordering::SeqCst) {
                 Err(StorageError::Unavailable("down for the test".into()))
@@ -265,6 +272,13 @@ mod tests {
         })
     }
 
+    /// Records a session and one turn of it: "q", then "a".
+    fn record_turn(recorder: &Recorder, id: Uuid, turn: Uuid) {
+        recorder.record(session(id));
+        recorder.record(Write::Message(id, StoredMessage::user(turn, "q")));
+        recorder.record(Write::Message(id, StoredMessage::assistant(turn, "a")));
+    }
+
     async fn stored(storage: &dyn Storage, id: Uuid) -> Vec<String> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -284,24 +298,17 @@ mod tests {
         let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
         let recorder = Recorder::start(storage.clone());
         let (id, turn) = (Uuid::new_v4(), Uuid::new_v4());
-        recorder.record(session(id));
-        recorder.record(Write::Message(id, StoredMessage::user(turn, "q")));
-        recorder.record(Write::Message(id, StoredMessage::assistant(turn, "a")));
+        record_turn(&recorder, id, turn);
         assert_eq!(stored(&*storage, id).await, ["q", "a"]);
         assert_eq!(recorder.problem(), None);
     }
 
     #[tokio::test]
     async fn an_outage_is_reported_and_nothing_is_lost() {
-        let flaky = Arc::new(Flaky {
-            inner: MemoryStorage::new(),
-            down: AtomicBool::new(true),
-        });
+        let flaky = Flaky::new(true);
         let recorder = Recorder::start(flaky.clone());
         let (id, turn) = (Uuid::new_v4(), Uuid::new_v4());
-        recorder.record(session(id));
-        recorder.record(Write::Message(id, StoredMessage::user(turn, "q")));
-        recorder.record(Write::Message(id, StoredMessage::assistant(turn, "a")));
+        record_turn(&recorder, id, turn);
 
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while recorder.problem().is_none() {
@@ -317,10 +324,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_recorder_notices_an_outage_and_its_end() {
-        let flaky = Arc::new(Flaky {
-            inner: MemoryStorage::new(),
-            down: AtomicBool::new(false),
-        });
+        let flaky = Flaky::new(false);
         let recorder = Recorder::start(flaky.clone());
         flaky.down.store(true, Ordering::SeqCst);
         tokio::time::sleep(PING_INTERVAL * 2).await;
@@ -332,15 +336,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_flush_waits_for_the_writes_before_it() {
-        let flaky = Arc::new(Flaky {
-            inner: MemoryStorage::new(),
-            down: AtomicBool::new(true),
-        });
+        let flaky = Flaky::new(true);
         let recorder = Recorder::start(flaky.clone());
         let (id, turn) = (Uuid::new_v4(), Uuid::new_v4());
-        recorder.record(session(id));
-        recorder.record(Write::Message(id, StoredMessage::user(turn, "q")));
-        recorder.record(Write::Message(id, StoredMessage::assistant(turn, "a")));
+        record_turn(&recorder, id, turn);
         assert!(
             !recorder.flush(Duration::from_millis(200)).await,
             "the database is down"
@@ -362,9 +361,7 @@ mod tests {
         let (gone, id, turn) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
         // A message for a session that does not exist: `NotFound`, not an outage.
         recorder.record(Write::Message(gone, StoredMessage::user(turn, "lost")));
-        recorder.record(session(id));
-        recorder.record(Write::Message(id, StoredMessage::user(turn, "q")));
-        recorder.record(Write::Message(id, StoredMessage::assistant(turn, "a")));
+        record_turn(&recorder, id, turn);
         assert_eq!(stored(&*storage, id).await, ["q", "a"]);
         assert_eq!(recorder.problem(), None);
     }

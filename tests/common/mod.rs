@@ -198,6 +198,25 @@ pub async fn wait_for_mock(model: &Process, what: &str, check: impl Fn(&Value) -
     }
 }
 
+/// Waits until the gateway holds `count` sessions in memory (its
+/// `parlor_sessions_active` metric), failing after [`WAIT`].
+pub async fn wait_for_sessions_in_memory(server: &Process, count: usize) {
+    let expected = format!("parlor_sessions_active {count}\n");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let metrics = reqwest::get(server.http("/metrics")).await.unwrap();
+        let metrics = metrics.text().await.unwrap();
+        if metrics.contains(&expected) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the gateway never held {count} sessions"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The answer the mock model gives to `text` as the conversation's `turn`th message.
 pub fn expected_answer(text: &str, turn: usize) -> String {
     format!("You said: \"{text}\" (turn {turn})")
