@@ -242,7 +242,10 @@ async fn reasoning_is_shown_apart_from_the_answer() {
             other => panic!("unexpected event {other:?}"),
         })
         .collect();
-    assert!(!thinking.is_empty());
+    assert_eq!(
+        thinking,
+        parlor_mock_llm::expected_reasoning("[mock:reasoning] hi")
+    );
     assert_eq!(turn.answer, expected_answer("[mock:reasoning] hi", 1));
     assert!(!turn.answer.contains(&thinking));
 }

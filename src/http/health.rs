@@ -55,7 +55,7 @@ impl Readiness for AppState {
         if self.pool.as_ref().is_some_and(|pool| !pool.connected()) {
             return Some(POOL_DOWN);
         }
-        if self.sessions.recorder.problem().is_some() {
+        if !self.sessions.recorder.is_available() {
             return Some(STORAGE_DOWN);
         }
         None

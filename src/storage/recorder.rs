@@ -96,6 +96,16 @@ impl Recorder {
         matches!(tokio::time::timeout(within, stored).await, Ok(Ok(())))
     }
 
+    /// Whether conversations can be stored now (checked for every new turn, so it
+    /// copies nothing).
+    pub fn is_available(&self) -> bool {
+        self.health
+            .problem
+            .lock()
+            .expect("the health lock is never poisoned")
+            .is_none()
+    }
+
     /// Why conversations cannot be stored now; `None` when they can.
     pub fn problem(&self) -> Option<String> {
         self.health

@@ -36,13 +36,13 @@ impl SessionActor {
     /// Refuses a new turn while conversations cannot be stored: it could not be
     /// kept.
     pub(super) fn check_storage(&self) -> Result<(), ChatError> {
-        match self.deps.recorder.problem() {
-            None => Ok(()),
-            Some(_) => Err(ChatError::new(
-                ErrorCode::Unavailable,
-                "conversations cannot be stored right now; try again shortly",
-            )),
+        if self.deps.recorder.is_available() {
+            return Ok(());
         }
+        Err(ChatError::new(
+            ErrorCode::Unavailable,
+            "conversations cannot be stored right now; try again shortly",
+        ))
     }
 
     pub(super) fn record_question(&self, turn_id: Uuid, text: String) {
