@@ -4,8 +4,9 @@ mod common;
 
 use common::{Client, expected_answer, mock_llm, serve, wait_for_mock};
 use parlor::conversation::{ChatError, Role};
-use parlor::protocol::ServerFrame;
+use parlor::protocol::{HistoryEntry, ServerFrame};
 use serde_json::json;
+use uuid::Uuid;
 
 #[tokio::test]
 async fn one_turn_streams_the_models_answer() {
@@ -216,6 +217,15 @@ async fn a_session_can_be_reattached_with_its_memory() {
     );
 }
 
+/// How the `history` frame shows the question of the turn still running.
+fn running_question(text: &str, turn_id: Uuid) -> HistoryEntry {
+    HistoryEntry {
+        role: Role::User,
+        content: text.to_owned(),
+        turn_id: Some(turn_id),
+    }
+}
+
 #[tokio::test]
 async fn a_turn_outlives_its_socket_and_a_returning_client_sees_it_from_the_start() {
     let model = mock_llm(0, 20);
@@ -231,9 +241,13 @@ async fn a_turn_outlives_its_socket_and_a_returning_client_sees_it_from_the_star
     ));
     first.close().await;
 
-    // Back mid-answer: the history so far, then the running turn from seq 0.
+    // Back mid-answer: the history so far (the running turn's question last), then
+    // the running turn from seq 0.
     let mut again = Client::connect_url(&server.ws_url(&format!("?session_id={session_id}"))).await;
-    assert!(again.expect_history().await.is_empty());
+    assert_eq!(
+        again.expect_history().await,
+        [running_question(text, turn_id)]
+    );
     assert_eq!(again.expect_accepted().await, turn_id);
     let turn = again.read_turn(turn_id).await;
     assert_eq!(turn.ending, "stop");
@@ -359,7 +373,10 @@ async fn a_second_connection_takes_over_the_session_and_its_running_turn() {
     );
 
     // The second connection is shown the running turn from its start.
-    assert!(second.expect_history().await.is_empty());
+    assert_eq!(
+        second.expect_history().await,
+        [running_question(text, turn_id)]
+    );
     assert_eq!(second.expect_accepted().await, turn_id);
     let turn = second.read_turn(turn_id).await;
     assert_eq!(turn.answer, expected_answer(text, 1));

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use futures_util::stream::BoxStream;
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 use tracing::{Instrument, Span};
@@ -16,7 +17,7 @@ use uuid::Uuid;
 
 use super::session::{SessionActor, TurnFailed, TurnUpdate};
 use super::stats::ActorStats;
-use crate::broker::{Answer, Broker, BrokerError, ConnectionState, Question, ReplyQueue};
+use crate::broker::{Answer, Broker, BrokerError, ConnectionState, Question};
 use crate::conversation::{ChatError, ErrorCode};
 use crate::counters::Counters;
 
@@ -26,7 +27,7 @@ pub struct BrokerActor {
     /// Answers expected, by turn: registered *before* the question is published so
     /// that no early chunk can arrive unrouted.
     routes: HashMap<Uuid, Route>,
-    answers: Option<futures_util::stream::BoxStream<'static, Answer>>,
+    answers: Option<BoxStream<'static, Answer>>,
     /// The broker's connection state, until `started` turns it into a stream.
     connection: Option<watch::Receiver<ConnectionState>>,
     /// The broker's count of lost connections when this actor last heard of it.
@@ -36,9 +37,11 @@ pub struct BrokerActor {
 }
 
 impl BrokerActor {
+    /// Routes the `answers` arriving at this gateway's reply queue (`reply_to`).
     pub fn new(
         broker: Arc<dyn Broker>,
-        reply_queue: ReplyQueue,
+        reply_to: String,
+        answers: BoxStream<'static, Answer>,
         stats: Arc<ActorStats>,
         counters: Arc<Counters>,
     ) -> Self {
@@ -48,9 +51,9 @@ impl BrokerActor {
             connection: Some(connection),
             connections_lost,
             broker,
-            reply_to: reply_queue.address,
+            reply_to,
             routes: HashMap::new(),
-            answers: Some(reply_queue.answers),
+            answers: Some(answers),
             stats,
             counters,
         }

@@ -7,6 +7,7 @@
 pub mod agent_pool;
 pub mod agent_worker;
 pub mod broker;
+pub mod handover;
 mod idle_sessions;
 pub mod registry;
 pub mod session;

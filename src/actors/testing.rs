@@ -17,8 +17,8 @@ use super::stats::{ActorDirectory, Tracked};
 use crate::agent::{Agent, AgentEvent, AgentRequest, AgentStream};
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::{
-    Answer, AnswerBody, Broker, BrokerError, ConnectionState, Delivery, Question, ReplyQueue,
-    Settle,
+    Answer, AnswerBody, Broker, BrokerError, ConnectionState, Delivery, Notice, Question,
+    ReplyQueue, Settle,
 };
 use crate::conversation::FinishReason;
 use crate::counters::Counters;
@@ -122,6 +122,14 @@ impl Broker for RecordingBroker {
 
     fn publish_cancel(&self, turn_id: Uuid) -> BoxFuture<'static, Result<(), BrokerError>> {
         self.inner.publish_cancel(turn_id)
+    }
+
+    fn publish_notice(
+        &self,
+        to: &str,
+        notice: Notice,
+    ) -> BoxFuture<'static, Result<bool, BrokerError>> {
+        self.inner.publish_notice(to, notice)
     }
 
     fn consume_questions(

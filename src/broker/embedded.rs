@@ -8,10 +8,12 @@ use std::sync::{Arc, Mutex};
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::{BoxStream, StreamExt};
 use tokio::sync::{broadcast, mpsc, watch};
-use tokio_stream::wrappers::{BroadcastStream, ReceiverStream};
+use tokio_stream::wrappers::{BroadcastStream, ReceiverStream, UnboundedReceiverStream};
 use uuid::Uuid;
 
-use super::{Answer, Broker, BrokerError, ConnectionState, Delivery, Question, ReplyQueue, Settle};
+use super::{
+    Answer, Broker, BrokerError, ConnectionState, Delivery, Notice, Question, ReplyQueue, Settle,
+};
 
 /// Answers that may wait for the gateway's broker actor before workers slow down.
 const REPLY_QUEUE_CAPACITY: usize = 4096;
@@ -23,6 +25,8 @@ pub struct EmbeddedBroker {
     /// Taken by the first (and only) consumer.
     question_receiver: Mutex<Option<mpsc::Receiver<Question>>>,
     reply_queues: Arc<Mutex<HashMap<String, mpsc::Sender<Answer>>>>,
+    /// Notices are rare (a session changing hands), so unbounded.
+    notice_queues: Mutex<HashMap<String, mpsc::UnboundedSender<Notice>>>,
     cancels: broadcast::Sender<Uuid>,
     /// Always connected: there is no connection to lose.
     connection: watch::Sender<ConnectionState>,
@@ -38,6 +42,7 @@ impl EmbeddedBroker {
             questions,
             question_receiver: Mutex::new(Some(question_receiver)),
             reply_queues: Arc::default(),
+            notice_queues: Mutex::default(),
             cancels,
             connection: watch::Sender::new(ConnectionState {
                 connected: true,
@@ -86,7 +91,18 @@ impl Broker for EmbeddedBroker {
             .expect("reply queue map")
             .insert(address.clone(), sender);
         let answers = ReceiverStream::new(receiver).boxed();
-        futures_util::future::ready(Ok(ReplyQueue { address, answers })).boxed()
+        let (sender, receiver) = mpsc::unbounded_channel();
+        self.notice_queues
+            .lock()
+            .expect("notice queue map")
+            .insert(address.clone(), sender);
+        let notices = UnboundedReceiverStream::new(receiver).boxed();
+        let queue = ReplyQueue {
+            address,
+            answers,
+            notices,
+        };
+        futures_util::future::ready(Ok(queue)).boxed()
     }
 
     fn publish_question(&self, question: Question) -> BoxFuture<'static, Result<(), BrokerError>> {
@@ -142,6 +158,18 @@ impl Broker for EmbeddedBroker {
             })
             .boxed();
         futures_util::future::ready(Ok(cancels)).boxed()
+    }
+
+    fn publish_notice(
+        &self,
+        to: &str,
+        notice: Notice,
+    ) -> BoxFuture<'static, Result<bool, BrokerError>> {
+        let notices = self.notice_queues.lock().expect("notice queue map");
+        let delivered = notices
+            .get(to)
+            .is_some_and(|queue| queue.send(notice).is_ok());
+        futures_util::future::ready(Ok(delivered)).boxed()
     }
 
     fn publish_answer(

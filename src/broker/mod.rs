@@ -169,11 +169,26 @@ pub trait Settle: Send {
     fn reject(self: Box<Self>) -> BoxFuture<'static, Result<(), BrokerError>>;
 }
 
-/// The gateway's end of its reply queue: where answers for its sessions arrive.
+/// The gateway's end of its reply queue: where answers for its sessions arrive,
+/// and notices from other gateways.
 pub struct ReplyQueue {
-    /// Put in [`Question::reply_to`] so workers know where to answer.
+    /// Put in [`Question::reply_to`] so workers know where to answer; also the
+    /// gateway's name as the holder of its sessions, where notices are sent.
     pub address: String,
     pub answers: BoxStream<'static, Answer>,
+    pub notices: BoxStream<'static, Notice>,
+}
+
+/// What gateways tell each other when a session changes hands (docs/storage.md,
+/// "Several gateways"). Sent to the [`ReplyQueue::address`] of the gateway meant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Notice {
+    /// The gateway at `by` holds the session now: let go of it (close its socket,
+    /// drop it from memory, store nothing more of it), then answer `released`.
+    TakeOver { session_id: Uuid, by: String },
+    /// The session was let go, and everything stored of it before is written.
+    Released { session_id: Uuid },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -231,4 +246,12 @@ pub trait Broker: Send + Sync + 'static {
         reply_to: &str,
         answer: Answer,
     ) -> BoxFuture<'static, Result<(), BrokerError>>;
+
+    /// Sends `notice` to the gateway whose reply address is `to`; answers whether
+    /// it arrived: `false` when that gateway is gone.
+    fn publish_notice(
+        &self,
+        to: &str,
+        notice: Notice,
+    ) -> BoxFuture<'static, Result<bool, BrokerError>>;
 }

@@ -18,13 +18,14 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use uuid::Uuid;
 
 use crate::actors::agent_pool::AgentPool;
+use crate::actors::handover::{Claim, HandoverActor};
 use crate::actors::registry::Lookup;
 use crate::actors::session::{SessionActor, SessionDeps};
 use crate::actors::stats::{ActorDirectory, Tracked};
 use crate::agent::knowledge::DataSource;
 use crate::broker::Broker;
 use crate::config::Config;
-use crate::storage::{PurgerHandle, StoredSession};
+use crate::storage::{PurgerHandle, StorageError, StoredSession};
 use health::Readiness;
 
 /// What the routes reach: the actors and the few facts they answer from.
@@ -32,6 +33,8 @@ use health::Readiness;
 pub struct AppState {
     pub config: Arc<Config>,
     pub sessions: Arc<SessionDeps>,
+    /// Claims the stored sessions this gateway brings back.
+    pub handover: Addr<HandoverActor>,
     pub broker: Arc<dyn Broker>,
     /// The in-process worker pool, when this process runs one.
     pub pool: Option<Tracked<AgentPool>>,
@@ -59,7 +62,8 @@ impl AppState {
         Some((session_id, session))
     }
 
-    /// The session a client names: live in this gateway, or else in storage.
+    /// The session a client names: live in this gateway, or else in storage (then
+    /// claimed for this gateway, from whichever held it before).
     pub async fn find_session(&self, asked: Option<String>) -> Found {
         let Some(asked) = asked else {
             return Found::Nothing;
@@ -71,7 +75,16 @@ impl AppState {
             return Found::Unknown(asked);
         };
         let window = self.config.agent.max_history_messages;
-        match self.sessions.storage.load_session(session_id, window).await {
+        let claimed = match self.handover.send(Claim { session_id }).await {
+            Ok(claimed) => claimed,
+            Err(_) => Err(StorageError::Unavailable("the gateway is stopping".into())),
+        };
+        let loaded = match claimed {
+            Ok(()) => self.sessions.storage.load_session(session_id, window).await,
+            Err(StorageError::NotFound) => Ok(None),
+            Err(error) => Err(error),
+        };
+        match loaded {
             Ok(Some(stored)) => Found::Stored(stored),
             Ok(None) => Found::Unknown(asked),
             Err(error) => {

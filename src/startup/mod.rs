@@ -45,14 +45,15 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use self::http_server::HttpService;
 use crate::actors::agent_pool::{AgentPool, PoolSettings, PoolStatusWatch, WatchPoolStatus};
 use crate::actors::broker::BrokerActor;
+use crate::actors::handover::HandoverActor;
 use crate::actors::registry::SessionRegistry;
 use crate::actors::session::{SessionDeps, SessionLimits};
 use crate::actors::stats::{ActorDirectory, ActorStats, Tracked};
 use crate::agent::Agent;
 use crate::agent::knowledge::{DataSource, KnowledgeSource};
-use crate::broker::Broker;
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::rabbitmq::RabbitBroker;
+use crate::broker::{Broker, ReplyQueue};
 use crate::cli::{Cli, Command};
 use crate::config::{AgentLocation, BrokerEngine, Config};
 use crate::conversation::KnownTools;
@@ -341,26 +342,41 @@ async fn gateway_state(
     let heartbeat_interval = config.session.heartbeat_interval();
     let registry = SessionRegistry::new(heartbeat_interval, config.session.max_in_memory).start();
 
-    let reply_queue = broker
+    let ReplyQueue {
+        address: reply_to,
+        answers,
+        notices,
+    } = broker
         .open_reply_queue()
         .await
         .context("cannot open the reply queue")?;
-    let broker_stats = ActorStats::new("broker", reply_queue.address.clone());
+    let broker_stats = ActorStats::new("broker", reply_to.clone());
     // The reply queue's name is unique to this gateway process: it names the
     // gateway holding a session.
-    let gateway_id = reply_queue.address.clone();
+    let gateway_id = reply_to.clone();
     bookkeeping.directory.register(&broker_stats);
     let counters = bookkeeping.counters.clone();
     let broker_actor = BrokerActor::new(
         broker.clone(),
-        reply_queue,
+        reply_to,
+        answers,
         broker_stats.clone(),
         counters.clone(),
     )
     .start();
 
+    let registry = Tracked::new(registry, registry_stats);
+    let handover = HandoverActor::new(
+        broker.clone(),
+        storage.clone(),
+        recorder.clone(),
+        registry.clone(),
+        gateway_id.clone(),
+        notices,
+    )
+    .start();
     let sessions = SessionDeps {
-        registry: Tracked::new(registry, registry_stats),
+        registry,
         broker: Tracked::new(broker_actor, broker_stats),
         counters,
         limits: SessionLimits::from_config(config),
@@ -373,6 +389,7 @@ async fn gateway_state(
     Ok(AppState {
         config: Arc::new(config.clone()),
         sessions: Arc::new(sessions),
+        handover,
         broker,
         pool,
         data_sources: Arc::new(data_sources),

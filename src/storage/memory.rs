@@ -10,7 +10,8 @@ use futures_util::future::{BoxFuture, FutureExt, ready};
 use uuid::Uuid;
 
 use super::{
-    SavedMessage, SessionRecord, Storage, StorageError, StoredMessage, StoredSession, Timestamp,
+    SavedMessage, SessionRecord, Storage, StorageError, StoredMessage, StoredRole, StoredSession,
+    Timestamp, TurnOutcome,
 };
 
 /// Sessions and their messages in memory.
@@ -23,7 +24,13 @@ struct MemorySession {
     record: SessionRecord,
     created: Timestamp,
     updated: Timestamp,
-    messages: Vec<SavedMessage>,
+    messages: Vec<MemoryMessage>,
+}
+
+struct MemoryMessage {
+    saved: SavedMessage,
+    /// A question whose turn was dropped: kept, but not loaded (as in the SQL engines).
+    dropped: bool,
 }
 
 impl MemoryStorage {
@@ -68,11 +75,15 @@ impl Storage for MemoryStorage {
                 let now = Timestamp::now();
                 // Never backwards, as in the SQL engines.
                 session.updated = session.updated.max(now);
-                session.messages.push(SavedMessage {
-                    turn_id: message.turn_id,
-                    role: message.role,
-                    content: message.content,
-                    created: now,
+                session.messages.push(MemoryMessage {
+                    saved: SavedMessage {
+                        turn_id: message.turn_id,
+                        pending: message.role == StoredRole::User,
+                        role: message.role,
+                        content: message.content,
+                        created: now,
+                    },
+                    dropped: false,
                 });
                 Ok(())
             }
@@ -81,18 +92,41 @@ impl Storage for MemoryStorage {
         ready(result).boxed()
     }
 
+    fn end_turn(
+        &self,
+        session_id: Uuid,
+        turn_id: Uuid,
+        outcome: TurnOutcome,
+    ) -> BoxFuture<'_, Result<(), StorageError>> {
+        if let Some(session) = self.sessions().get_mut(&session_id) {
+            let questions = session.messages.iter_mut().filter(|message| {
+                message.saved.turn_id == turn_id && message.saved.role == StoredRole::User
+            });
+            for question in questions {
+                question.saved.pending = false;
+                question.dropped = outcome == TurnOutcome::Dropped;
+            }
+        }
+        ready(Ok(())).boxed()
+    }
+
     fn load_session(
         &self,
         session_id: Uuid,
         latest: usize,
     ) -> BoxFuture<'_, Result<Option<StoredSession>, StorageError>> {
         let loaded = self.sessions().get(&session_id).map(|session| {
-            let first = session.messages.len().saturating_sub(latest);
+            let mut messages: Vec<SavedMessage> = (session.messages.iter().rev())
+                .filter(|message| !message.dropped)
+                .take(latest)
+                .map(|message| message.saved.clone())
+                .collect();
+            messages.reverse();
             StoredSession {
                 record: session.record.clone(),
                 created: session.created,
                 updated: session.updated,
-                messages: session.messages[first..].to_vec(),
+                messages,
             }
         });
         ready(Ok(loaded)).boxed()

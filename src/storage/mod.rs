@@ -50,8 +50,17 @@ pub trait Storage: Send + Sync + 'static {
         message: StoredMessage,
     ) -> BoxFuture<'_, Result<(), StorageError>>;
 
-    /// The session with its `latest` most recent messages, oldest first; `None` if
-    /// there is no such session.
+    /// Records how the turn of a stored question ended (see [`TurnOutcome`]).
+    /// Nothing changes if the session or the question is not there.
+    fn end_turn(
+        &self,
+        session_id: Uuid,
+        turn_id: Uuid,
+        outcome: TurnOutcome,
+    ) -> BoxFuture<'_, Result<(), StorageError>>;
+
+    /// The session with its `latest` most recent messages, oldest first, leaving
+    /// out the questions whose turns were dropped; `None` if there is no such session.
     fn load_session(
         &self,
         session_id: Uuid,
@@ -86,6 +95,11 @@ pub trait Storage: Send + Sync + 'static {
                     Write::Message(session_id, message) => {
                         self.append_message(*session_id, message.clone()).await?
                     }
+                    Write::TurnEnd {
+                        session_id,
+                        turn_id,
+                        outcome,
+                    } => self.end_turn(*session_id, *turn_id, *outcome).await?,
                 }
             }
             Ok(())
@@ -93,11 +107,40 @@ pub trait Storage: Send + Sync + 'static {
     }
 }
 
-/// One thing to store: a new session, or a message of one.
+/// One thing to store: a new session, a message of one, or how a turn ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Write {
     Session(SessionRecord),
     Message(Uuid, StoredMessage),
+    TurnEnd {
+        session_id: Uuid,
+        turn_id: Uuid,
+        outcome: TurnOutcome,
+    },
+}
+
+/// How a turn ended, as stored with its question. A question stored without one
+/// is *pending*: its turn was running or waiting when its gateway stopped, died or
+/// gave the session away, and whoever loads the session next asks it again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TurnOutcome {
+    /// It finished or was cancelled: the question (and the answer, if any) is part
+    /// of the conversation.
+    Kept,
+    /// It failed, or never started (its client left first): the question is left
+    /// out of the conversation, as the session leaves it out of the history it
+    /// sends the model, so that asking again starts clean.
+    Dropped,
+}
+
+impl TurnOutcome {
+    /// As the schemas write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TurnOutcome::Kept => "kept",
+            TurnOutcome::Dropped => "dropped",
+        }
+    }
 }
 
 /// Opens the engine `config.url` names, creating and migrating its schema when
@@ -168,6 +211,9 @@ pub struct SavedMessage {
     pub role: StoredRole,
     pub content: String,
     pub created: Timestamp,
+    /// A question whose turn has no outcome yet (see [`TurnOutcome`]); never an
+    /// answer.
+    pub pending: bool,
 }
 
 impl SavedMessage {
@@ -296,6 +342,7 @@ mod tests {
             role: StoredRole::Assistant,
             content: "hi".into(),
             created: Timestamp::now(),
+            pending: false,
         };
         assert_eq!(message.to_chat(), ChatMessage::assistant("hi"));
     }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{
     SavedMessage, SessionRecord, Storage, StorageError, StoredMessage, StoredRole, StoredSession,
-    Timestamp, Write, sql_limit,
+    Timestamp, TurnOutcome, Write, sql_limit,
 };
 
 static MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -29,7 +29,7 @@ pub struct PostgresStorage {
 }
 
 type SessionRow = (Option<String>, Option<String>, i64, i64);
-type MessageRow = (Uuid, String, String, i64);
+type MessageRow = (Uuid, String, String, i64, bool);
 
 impl PostgresStorage {
     /// Connects to the database `url` names (at most `pool_size` connections) and
@@ -80,8 +80,9 @@ impl PostgresStorage {
             return Ok(None);
         };
         let rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT turn_id, role, content, created_ms FROM messages \
-             WHERE session_id = $1 ORDER BY seq DESC LIMIT $2",
+            "SELECT turn_id, role, content, created_ms, role = 'user' AND outcome IS NULL \
+             FROM messages WHERE session_id = $1 AND outcome IS DISTINCT FROM 'dropped' \
+             ORDER BY seq DESC LIMIT $2",
         )
         .bind(session_id)
         .bind(sql_limit(latest))
@@ -89,12 +90,13 @@ impl PostgresStorage {
         .await?;
         let mut messages = rows
             .into_iter()
-            .map(|(turn_id, role, content, created)| {
+            .map(|(turn_id, role, content, created, pending)| {
                 Ok(SavedMessage {
                     turn_id,
                     role: StoredRole::parse(&role)?,
                     content,
                     created: Timestamp::from_millis(created),
+                    pending,
                 })
             })
             .collect::<Result<Vec<_>, StorageError>>()?;
@@ -151,6 +153,21 @@ impl PostgresStorage {
                         return Err(StorageError::NotFound);
                     }
                 }
+                Write::TurnEnd {
+                    session_id,
+                    turn_id,
+                    outcome,
+                } => {
+                    sqlx::query(
+                        "UPDATE messages SET outcome = $1 \
+                         WHERE session_id = $2 AND turn_id = $3 AND role = 'user'",
+                    )
+                    .bind(outcome.as_str())
+                    .bind(session_id)
+                    .bind(turn_id)
+                    .execute(&mut *transaction)
+                    .await?;
+                }
             }
         }
         transaction.commit().await?;
@@ -193,6 +210,20 @@ impl Storage for PostgresStorage {
         message: StoredMessage,
     ) -> BoxFuture<'_, Result<(), StorageError>> {
         async move { self.apply_all(&[Write::Message(session_id, message)]).await }.boxed()
+    }
+
+    fn end_turn(
+        &self,
+        session_id: Uuid,
+        turn_id: Uuid,
+        outcome: TurnOutcome,
+    ) -> BoxFuture<'_, Result<(), StorageError>> {
+        let write = Write::TurnEnd {
+            session_id,
+            turn_id,
+            outcome,
+        };
+        async move { self.apply_all(&[write]).await }.boxed()
     }
 
     fn load_session(

@@ -204,7 +204,9 @@ mod tests {
     use futures_util::future::BoxFuture;
 
     use super::*;
-    use crate::storage::{MemoryStorage, SessionRecord, StoredMessage, StoredSession, Timestamp};
+    use crate::storage::{
+        MemoryStorage, SessionRecord, StoredMessage, StoredSession, Timestamp, TurnOutcome,
+    };
     use uuid::Uuid;
 
     /// Memory storage that can be made unreachable.
@@ -249,6 +251,18 @@ mod tests {
             async move {
                 self.gate()?;
                 self.inner.append_message(id, m).await
+            }
+            .boxed()
+        }
+        fn end_turn(
+            &self,
+            id: Uuid,
+            turn: Uuid,
+            outcome: TurnOutcome,
+        ) -> BoxFuture<'_, Result<(), StorageError>> {
+            async move {
+                self.gate()?;
+                self.inner.end_turn(id, turn, outcome).await
             }
             .boxed()
         }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{
     SavedMessage, SessionRecord, Storage, StorageError, StoredMessage, StoredRole, StoredSession,
-    Timestamp, Write, sql_limit,
+    Timestamp, TurnOutcome, Write, sql_limit,
 };
 
 static MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
@@ -31,7 +31,7 @@ pub struct SqliteStorage {
 }
 
 type SessionRow = (String, Option<String>, Option<String>, i64, i64);
-type MessageRow = (String, String, String, i64);
+type MessageRow = (String, String, String, i64, bool);
 
 impl SqliteStorage {
     /// Opens (creating the folder and the file if missing) the database at `path`
@@ -85,8 +85,9 @@ impl SqliteStorage {
             return Ok(None);
         };
         let rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT turn_id, role, content, created_ms FROM messages \
-             WHERE session_id = ? ORDER BY seq DESC LIMIT ?",
+            "SELECT turn_id, role, content, created_ms, role = 'user' AND outcome IS NULL \
+             FROM messages WHERE session_id = ? AND outcome IS NOT 'dropped' \
+             ORDER BY seq DESC LIMIT ?",
         )
         .bind(&id)
         .bind(sql_limit(latest))
@@ -94,12 +95,13 @@ impl SqliteStorage {
         .await?;
         let mut messages = rows
             .into_iter()
-            .map(|(turn_id, role, content, created)| {
+            .map(|(turn_id, role, content, created, pending)| {
                 Ok(SavedMessage {
                     turn_id: parse_id(&turn_id)?,
                     role: StoredRole::parse(&role)?,
                     content,
                     created: Timestamp::from_millis(created),
+                    pending,
                 })
             })
             .collect::<Result<Vec<_>, StorageError>>()?;
@@ -160,6 +162,21 @@ impl SqliteStorage {
                     .execute(&mut *transaction)
                     .await?;
                 }
+                Write::TurnEnd {
+                    session_id,
+                    turn_id,
+                    outcome,
+                } => {
+                    sqlx::query(
+                        "UPDATE messages SET outcome = ? \
+                         WHERE session_id = ? AND turn_id = ? AND role = 'user'",
+                    )
+                    .bind(outcome.as_str())
+                    .bind(session_id.hyphenated().to_string())
+                    .bind(turn_id.hyphenated().to_string())
+                    .execute(&mut *transaction)
+                    .await?;
+                }
             }
         }
         transaction.commit().await?;
@@ -215,6 +232,20 @@ impl Storage for SqliteStorage {
         message: StoredMessage,
     ) -> BoxFuture<'_, Result<(), StorageError>> {
         async move { self.apply_all(&[Write::Message(session_id, message)]).await }.boxed()
+    }
+
+    fn end_turn(
+        &self,
+        session_id: Uuid,
+        turn_id: Uuid,
+        outcome: TurnOutcome,
+    ) -> BoxFuture<'_, Result<(), StorageError>> {
+        let write = Write::TurnEnd {
+            session_id,
+            turn_id,
+            outcome,
+        };
+        async move { self.apply_all(&[write]).await }.boxed()
     }
 
     fn load_session(

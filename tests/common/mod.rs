@@ -324,6 +324,18 @@ impl Client {
         }
     }
 
+    /// The code of the close frame the server sends next (frames before it are
+    /// skipped); `None` if the connection ended without one, or not within the wait.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.socket.next()).await {
+                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| f.code.into()),
+                Ok(Some(Ok(_))) => continue,
+                Ok(None) | Ok(Some(Err(_))) | Err(_) => return None,
+            }
+        }
+    }
+
     pub async fn close(mut self) {
         let _ = self.socket.close(None).await;
     }

@@ -35,6 +35,29 @@ impl TestDatabase {
     pub fn url(&self) -> String {
         format!("{SERVER}/{}", self.name)
     }
+
+    /// Waits (at most [`WAIT`]) until a gateway has stored the question of `turn_id`.
+    pub async fn wait_for_question(&self, turn_id: Uuid) {
+        let mut connection = sqlx::PgConnection::connect(&self.url()).await.unwrap();
+        let stored = tokio::time::timeout(WAIT, async {
+            loop {
+                let (count,): (i64,) = sqlx::query_as(
+                    "SELECT count(*) FROM messages WHERE turn_id = $1 AND role = 'user'",
+                )
+                .bind(turn_id)
+                .fetch_one(&mut connection)
+                .await
+                .unwrap();
+                if count > 0 {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        stored.expect("the question is stored");
+        connection.close().await.unwrap();
+    }
 }
 
 impl Drop for TestDatabase {

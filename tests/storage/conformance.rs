@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use parlor::storage::{
     SessionRecord, Storage, StorageError, StoredMessage, StoredRole, StoredSession, Timestamp,
-    Write,
+    TurnOutcome, Write,
 };
 use uuid::Uuid;
 
@@ -28,6 +28,7 @@ pub async fn run(storage: Arc<dyn Storage>) {
     within(concurrent_appends_are_all_kept(storage)).await;
     within(an_unknown_session_is_not_found(storage)).await;
     within(a_batch_is_applied_in_order(storage)).await;
+    within(questions_are_pending_until_their_turn_ends(storage)).await;
     within(async { storage.ping().await.unwrap() }).await;
 }
 
@@ -63,6 +64,59 @@ async fn a_batch_is_applied_in_order(storage: &dyn Storage) {
     if storage.kind() != "memory" {
         assert_eq!(contents(load(storage, id, 10).await), ["q", "a"]);
     }
+}
+
+async fn questions_are_pending_until_their_turn_ends(storage: &dyn Storage) {
+    let id = new_session(storage).await;
+    let [kept, dropped, pending] = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+    let batch = [
+        Write::Message(id, StoredMessage::user(kept, "answered")),
+        Write::Message(id, StoredMessage::user(dropped, "dropped")),
+        Write::Message(id, StoredMessage::assistant(kept, "the answer")),
+        Write::TurnEnd {
+            session_id: id,
+            turn_id: kept,
+            outcome: TurnOutcome::Kept,
+        },
+        Write::TurnEnd {
+            session_id: id,
+            turn_id: dropped,
+            outcome: TurnOutcome::Dropped,
+        },
+        Write::Message(id, StoredMessage::user(pending, "still running")),
+    ];
+    storage.apply(&batch).await.unwrap();
+    let session = load(storage, id, 10).await;
+    let seen: Vec<(&str, bool)> = (session.messages.iter())
+        .map(|message| (message.content.as_str(), message.pending))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("answered", false),
+            ("the answer", false),
+            ("still running", true)
+        ],
+        "a dropped question is not loaded; an answer is never pending"
+    );
+    // The window counts loaded messages only.
+    assert_eq!(
+        contents(&load(storage, id, 2).await),
+        ["the answer", "still running"]
+    );
+
+    storage
+        .end_turn(id, pending, TurnOutcome::Kept)
+        .await
+        .unwrap();
+    let session = load(storage, id, 10).await;
+    assert!(session.messages.iter().all(|message| !message.pending));
+    // Ending the turn of a question that is not there changes nothing.
+    storage
+        .end_turn(Uuid::new_v4(), pending, TurnOutcome::Dropped)
+        .await
+        .unwrap();
+    assert_eq!(load(storage, id, 10).await, session);
 }
 
 async fn within(check: impl Future<Output = ()>) {

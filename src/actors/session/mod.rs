@@ -13,6 +13,7 @@
 //! protocol is in `docs/protocol.md`.
 
 mod connection;
+mod give_away;
 mod history;
 mod idle;
 mod reassembly;
@@ -36,6 +37,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use self::connection::{Connection, Goodbye};
+pub use self::give_away::GiveAway;
 use self::history::History;
 pub use self::idle::LeaveMemory;
 use self::reassembly::TurnEnd;
@@ -113,6 +115,8 @@ pub struct SessionActor {
     /// Ends the running turn with `timeout` when it takes too long.
     turn_deadline: Option<SpawnHandle>,
     idle_timer: Option<SpawnHandle>,
+    /// Given away to another gateway: it stops once its socket is closed.
+    leaving: bool,
 }
 
 impl SessionActor {
@@ -140,11 +144,17 @@ impl SessionActor {
         Self::restored(deps, stored).start()
     }
 
+    /// A stored session as it was left: its conversation, and the turns that never
+    /// ended, to run again once it starts.
     fn restored(deps: Arc<SessionDeps>, stored: StoredSession) -> Self {
         let window = deps.limits.max_history_messages;
-        let history = History::restored(&stored.messages, window);
+        let (history, pending) = records::take_back(&stored.messages, window);
         let mut actor = Self::new(deps, stored.record.id, history);
         actor.user_id = stored.record.user_id;
+        for (turn_id, message) in pending {
+            let span = trace::turn_span(actor.id, turn_id, 1);
+            actor.turns.resume(turn_id, message, span);
+        }
         actor
     }
 
@@ -191,6 +201,7 @@ impl SessionActor {
             turns: TurnQueue::default(),
             turn_deadline: None,
             idle_timer: None,
+            leaving: false,
         }
     }
 }
@@ -211,13 +222,18 @@ impl Actor for SessionActor {
         // on its way): it does not count as idle for leaving memory, only for
         // `idle_timeout` should nothing come.
         self.start_idle_timer(ctx);
+        self.run_resumed_turns(ctx);
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
         // Only an idle session stops on its own; at shutdown a turn may still run.
+        // It stays pending in storage, to be asked again when the session is loaded
+        // next; so the worker is not told to cancel it (a cancellation would stop that
+        // new attempt too). Its answers find no reply queue once this gateway is gone,
+        // which stops the worker.
         if let Some(turn) = self.turns.end() {
             let turn_id = turn.turn_id;
-            self.stop_worker(turn_id);
+            self.forget_worker(turn_id);
             let end = TurnEnd::Finished(FinishReason::Cancelled);
             let chunks = turn.reassembly.chunks();
             trace::turn_ended(&turn.span, &end, turn.started.elapsed(), chunks);
@@ -371,8 +387,17 @@ impl StreamHandler<SocketInput> for SessionActor {
 impl WriteHandler<actix_ws::Closed> for SessionActor {
     fn error(&mut self, _: actix_ws::Closed, _: &mut Self::Context) -> Running {
         // The socket is gone; its read side reports `Closed` and detaches it.
-        Running::Continue
+        if self.leaving {
+            Running::Stop
+        } else {
+            Running::Continue
+        }
     }
 
-    fn finished(&mut self, _: &mut Self::Context) {}
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        // A socket closed (its close frame is out); a session given away can go.
+        if self.leaving {
+            ctx.stop();
+        }
+    }
 }

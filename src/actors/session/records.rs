@@ -1,16 +1,23 @@
 //! What a session writes down, so that it outlives its gateway's memory: itself
-//! when it starts, a question when it is accepted, an answer when its turn ends
-//! (docs/storage.md). Writes go through the gateway's
-//! [`Recorder`](crate::storage::Recorder), in order and off the turn's path; a
-//! session loaded back from storage starts from what was written.
+//! when it starts, a question when it is accepted, the answer and how the turn
+//! ended when it ends (docs/storage.md). Writes go through the gateway's
+//! [`Recorder`](crate::storage::Recorder), in order and off the turn's path.
+//!
+//! A session loaded back from storage starts from what was written: the
+//! conversation, and the questions whose turns never ended (their gateway stopped,
+//! died or gave the session away), which it asks again.
+
+use std::collections::HashSet;
 
 use uuid::Uuid;
 
 use super::SessionActor;
 use super::history::History;
 use super::reassembly::TurnEnd;
-use crate::conversation::{ChatError, ErrorCode};
-use crate::storage::{SavedMessage, SessionRecord, StoredMessage, StoredSession, Write};
+use crate::conversation::{ChatError, ErrorCode, UserMessage};
+use crate::storage::{
+    SavedMessage, SessionRecord, StoredMessage, StoredRole, StoredSession, TurnOutcome, Write,
+};
 
 /// How a WebSocket's session begins.
 pub enum Opening {
@@ -50,23 +57,140 @@ impl SessionActor {
         self.deps.recorder.record(Write::Message(self.id, message));
     }
 
-    /// Writes the answer of a turn that ended (a failed one has none worth keeping).
-    pub(super) fn record_answer(&self, turn_id: Uuid, answer: &str, end: &TurnEnd) {
-        if matches!(end, TurnEnd::Failed(_)) || answer.is_empty() {
-            return;
+    /// Writes how a turn ended, with its answer (a failed turn has none worth
+    /// keeping).
+    pub(super) fn record_turn_end(&self, turn_id: Uuid, answer: &str, end: &TurnEnd) {
+        let outcome = match end {
+            TurnEnd::Failed(_) => TurnOutcome::Dropped,
+            TurnEnd::Finished(_) => TurnOutcome::Kept,
+        };
+        if outcome == TurnOutcome::Kept && !answer.is_empty() {
+            let message = StoredMessage::assistant(turn_id, answer);
+            self.deps.recorder.record(Write::Message(self.id, message));
         }
-        let message = StoredMessage::assistant(turn_id, answer);
-        self.deps.recorder.record(Write::Message(self.id, message));
+        self.record_outcome(turn_id, outcome);
+    }
+
+    /// Writes that turns which never started were dropped (their client left).
+    pub(super) fn record_dropped(&self, turn_ids: Vec<Uuid>) {
+        for turn_id in turn_ids {
+            self.record_outcome(turn_id, TurnOutcome::Dropped);
+        }
+    }
+
+    fn record_outcome(&self, turn_id: Uuid, outcome: TurnOutcome) {
+        self.deps.recorder.record(Write::TurnEnd {
+            session_id: self.id,
+            turn_id,
+            outcome,
+        });
     }
 }
 
-impl History {
-    /// The history of a session loaded from storage: its last `window` messages.
-    pub fn restored(messages: &[SavedMessage], window: usize) -> Self {
-        let mut history = Self::default();
-        for message in messages {
+/// A stored session's conversation as the session takes it back: the history,
+/// and the questions still to answer, oldest first.
+pub(super) fn take_back(
+    messages: &[SavedMessage],
+    window: usize,
+) -> (History, Vec<(Uuid, UserMessage)>) {
+    let mut history = History::default();
+    let mut pending = Vec::new();
+    // A gateway that stopped between storing an answer and its turn's outcome left
+    // the question pending; it was answered all the same.
+    let answered: HashSet<Uuid> = (messages.iter())
+        .filter(|message| message.role == StoredRole::Assistant)
+        .map(|message| message.turn_id)
+        .collect();
+    for message in in_turn_order(messages) {
+        if message.pending && !answered.contains(&message.turn_id) {
+            // Asked again with every tool: which ones it named was not stored.
+            pending.push((message.turn_id, UserMessage::from(message.content.as_str())));
+        } else {
             history.remember(message.to_chat(), Some(message.turn_id), window);
         }
-        history
+    }
+    (history, pending)
+}
+
+/// `messages` (in the order they were stored) with every answer right after its
+/// question: a question that waited for an earlier turn was stored before that
+/// turn's answer, but the conversation is question, answer, question, answer.
+fn in_turn_order(messages: &[SavedMessage]) -> Vec<&SavedMessage> {
+    let mut ordered: Vec<&SavedMessage> = Vec::with_capacity(messages.len());
+    for message in messages {
+        let question = (message.role == StoredRole::Assistant)
+            .then(|| {
+                ordered.iter().rposition(|earlier| {
+                    earlier.turn_id == message.turn_id && earlier.role == StoredRole::User
+                })
+            })
+            .flatten();
+        match question {
+            Some(at) => ordered.insert(at + 1, message),
+            None => ordered.push(message),
+        }
+    }
+    ordered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conversation::{ChatMessage, Role};
+    use crate::storage::Timestamp;
+
+    fn saved(turn_id: Uuid, role: StoredRole, content: &str, pending: bool) -> SavedMessage {
+        SavedMessage {
+            turn_id,
+            role,
+            content: content.into(),
+            created: Timestamp::now(),
+            pending,
+        }
+    }
+
+    #[test]
+    fn answers_follow_their_questions_and_pending_questions_are_asked_again() {
+        let [one, two, three, four] = [(); 4].map(|()| Uuid::new_v4());
+        // `two` waited for `one`; `three` was running when the gateway died.
+        let stored = [
+            saved(one, StoredRole::User, "q1", false),
+            saved(two, StoredRole::User, "q2", false),
+            saved(one, StoredRole::Assistant, "a1", false),
+            saved(two, StoredRole::Assistant, "a2", false),
+            saved(three, StoredRole::User, "q3", true),
+            // Answered, but stopped before its outcome was stored.
+            saved(four, StoredRole::User, "q4", true),
+            saved(four, StoredRole::Assistant, "a4", false),
+        ];
+        let (history, pending) = take_back(&stored, 10);
+        assert_eq!(
+            history.messages(),
+            [
+                ChatMessage::user("q1"),
+                ChatMessage::assistant("a1"),
+                ChatMessage::user("q2"),
+                ChatMessage::assistant("a2"),
+                ChatMessage::user("q4"),
+                ChatMessage::assistant("a4"),
+            ]
+        );
+        assert_eq!(history.entries()[1].turn_id, Some(one));
+        assert_eq!(pending.len(), 1);
+        assert_eq!((pending[0].0, pending[0].1.text.as_str()), (three, "q3"));
+        assert_eq!(pending[0].1.tools, None);
+    }
+
+    #[test]
+    fn an_answer_whose_question_is_outside_the_window_stays_first() {
+        let turn = Uuid::new_v4();
+        let stored = [
+            saved(turn, StoredRole::Assistant, "a", false),
+            saved(Uuid::new_v4(), StoredRole::User, "q", false),
+        ];
+        let (history, pending) = take_back(&stored, 10);
+        let roles: Vec<Role> = history.messages().iter().map(|m| m.role).collect();
+        assert_eq!(roles, [Role::Assistant, Role::User]);
+        assert!(pending.is_empty());
     }
 }

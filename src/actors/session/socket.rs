@@ -9,8 +9,8 @@ use actix_ws::{AggregatedMessage, ProtocolError};
 use super::connection::{self, Connection, Goodbye, Received};
 use super::reassembly::Passed;
 use super::{SessionActor, SocketInput};
-use crate::conversation::{ErrorCode, UserMessage};
-use crate::protocol::{ClientFrame, ServerFrame};
+use crate::conversation::{ErrorCode, Role, UserMessage};
+use crate::protocol::{ClientFrame, HistoryEntry, ServerFrame};
 
 impl SessionActor {
     /// Attaches `socket`: its first frame is `session`. A client coming back
@@ -42,11 +42,25 @@ impl SessionActor {
         }
     }
 
+    /// `history` (the questions of the running and waiting turns last), then the
+    /// running turn so far, then an `accepted` for each turn waiting.
     fn show_where_it_stands(&mut self) {
-        let history = ServerFrame::History {
-            messages: self.history.entries(),
-        };
-        self.send_to_socket(&history);
+        let mut messages = self.history.entries();
+        let unfinished = self
+            .turns
+            .running()
+            .map(|turn| (turn.turn_id, turn.message.text.as_str()));
+        messages.extend(unfinished.into_iter().chain(self.turns.waiting()).map(
+            |(turn_id, question)| HistoryEntry {
+                role: Role::User,
+                content: question.to_owned(),
+                turn_id: Some(turn_id),
+            },
+        ));
+        self.send_to_socket(&ServerFrame::History { messages });
+        let waiting: Vec<ServerFrame> = (self.turns.waiting())
+            .map(|(turn_id, _)| ServerFrame::Accepted { turn_id })
+            .collect();
         let Some(turn) = self.turns.running() else {
             return;
         };
@@ -66,6 +80,7 @@ impl SessionActor {
                 Passed::Event(event) => ServerFrame::event(turn_id, event.clone()),
             });
         }
+        frames.extend(waiting);
         for frame in &frames {
             self.send_to_socket(frame);
         }
@@ -169,7 +184,8 @@ impl SessionActor {
     /// `idle_timeout` after its last turn for the client to come back.
     fn connection_left(&mut self, ctx: &mut Context<Self>) {
         if self.deps.limits.cancel_on_disconnect {
-            self.turns.drop_waiting_without_listener();
+            let dropped = self.turns.drop_waiting_without_listener();
+            self.record_dropped(dropped);
             if self
                 .turns
                 .running()

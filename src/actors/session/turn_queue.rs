@@ -92,6 +92,23 @@ impl TurnQueue {
         Ok(turn_id)
     }
 
+    /// Takes back a turn that was accepted before (by a gateway that stopped, died
+    /// or gave the session away) and never ended: it waits like any other, beyond
+    /// every limit, since it was within them when it was accepted.
+    pub fn resume(&mut self, turn_id: Uuid, message: UserMessage, span: Span) {
+        self.waiting.push_back(WaitingTurn {
+            turn_id,
+            message,
+            listener: None,
+            span,
+        });
+    }
+
+    /// The turns waiting, in the order they will run: their ids and questions.
+    pub fn waiting(&self) -> impl Iterator<Item = (Uuid, &str)> {
+        (self.waiting.iter()).map(|turn| (turn.turn_id, turn.message.text.as_str()))
+    }
+
     /// Starts the first waiting turn at `now`, unless a turn runs or none waits.
     pub fn start_next(&mut self, now: Instant) -> Option<&ActiveTurn> {
         if self.running.is_some() {
@@ -143,24 +160,34 @@ impl TurnQueue {
         self.running.take()
     }
 
-    /// Drops the waiting turn `turn_id` (its `POST /chat` client left).
-    pub fn drop_waiting(&mut self, turn_id: Uuid) {
-        self.drop_waiting_if(|turn| turn.turn_id == turn_id);
+    /// Drops the waiting turn `turn_id` (its `POST /chat` client left); answers
+    /// the ids dropped.
+    pub fn drop_waiting(&mut self, turn_id: Uuid) -> Vec<Uuid> {
+        self.drop_waiting_if(|turn| turn.turn_id == turn_id)
     }
 
-    /// Drops the waiting turns that only the socket watched (it left).
-    pub fn drop_waiting_without_listener(&mut self) {
-        self.drop_waiting_if(|turn| turn.listener.is_none());
+    /// Drops the waiting turns that only the socket watched (it left); answers
+    /// their ids.
+    pub fn drop_waiting_without_listener(&mut self) -> Vec<Uuid> {
+        self.drop_waiting_if(|turn| turn.listener.is_none())
     }
 
-    fn drop_waiting_if(&mut self, drop: impl Fn(&WaitingTurn) -> bool) {
+    /// Drops every waiting turn, recording nothing (the session is given away).
+    pub fn drop_all_waiting(&mut self) {
+        self.drop_waiting_if(|_| true);
+    }
+
+    fn drop_waiting_if(&mut self, drop: impl Fn(&WaitingTurn) -> bool) -> Vec<Uuid> {
+        let mut dropped = Vec::new();
         self.waiting.retain(|turn| {
-            let dropped = drop(turn);
-            if dropped {
+            let drops = drop(turn);
+            if drops {
                 turn.drop_unstarted();
+                dropped.push(turn.turn_id);
             }
-            !dropped
+            !drops
         });
+        dropped
     }
 }
 

@@ -213,7 +213,7 @@ impl SessionActor {
             question: message.text,
             answer: reassembly.into_answer(),
         };
-        self.record_answer(said.turn_id, &said.answer, &end);
+        self.record_turn_end(said.turn_id, &said.answer, &end);
         self.history.turn_ended(said, &end, window);
         self.start_next_turn(ctx);
     }
@@ -254,13 +254,39 @@ impl SessionActor {
         });
     }
 
+    /// Stops routing the answers of `turn_id` here, leaving its worker be.
+    pub(super) fn forget_worker(&self, turn_id: Uuid) {
+        self.deps.broker.do_send(ForgetTurn {
+            turn_id,
+            cancel: false,
+        });
+    }
+
+    /// Runs the turns a stored session was loaded with (see [`SessionActor::restore`]):
+    /// the client is told of each, as of any turn it sends, and the first starts.
+    pub(super) fn run_resumed_turns(&mut self, ctx: &mut Context<Self>) {
+        if self.turns.running().is_some() {
+            return;
+        }
+        let resumed: Vec<Uuid> = self.turns.waiting().map(|(turn_id, _)| turn_id).collect();
+        if resumed.is_empty() {
+            return;
+        }
+        tracing::info!(session_id = %self.id, turns = resumed.len(), "asking the questions of unfinished turns again");
+        for turn_id in resumed {
+            self.send_to_socket(&ServerFrame::Accepted { turn_id });
+        }
+        self.start_next_turn(ctx);
+    }
+
     /// The `POST /chat` client of `turn_id` left (`session.cancel_on_disconnect`).
     fn listener_left(&mut self, turn_id: Uuid, ctx: &mut Context<Self>) {
         // With a socket attached somebody still watches the turn: let it run.
         if self.connection.is_some() {
             return;
         }
-        self.turns.drop_waiting(turn_id);
+        let dropped = self.turns.drop_waiting(turn_id);
+        self.record_dropped(dropped);
         if self.turns.is_running(turn_id) {
             self.cancel_running_turn(ctx);
         }

@@ -1,6 +1,6 @@
 //! The connection to RabbitMQ, and the supervisor that keeps one alive.
 //!
-//! One connection per process ([`Link`]), with two publishing channels. A supervisor
+//! One connection per process ([`Link`]), with three publishing channels. A supervisor
 //! task waits for lapin's connection events; when one shows the link broken it is
 //! dropped, the change is published on [`Broker::connection_state`], and a new
 //! connection is opened with capped exponential backoff and the shared topology
@@ -51,6 +51,9 @@ pub(super) struct Link {
     pub(super) answers: Channel,
     pub(super) answer_confirms: mpsc::Sender<PublisherConfirm>,
     pub(super) undeliverable: Arc<Undeliverable>,
+    /// Notices between gateways, apart so that one coming back unroutable (its
+    /// gateway is gone) cannot be taken for a question's.
+    pub(super) notices: Channel,
 }
 
 impl Link {
@@ -71,6 +74,11 @@ impl Link {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(unavailable)?;
+        let notices = connection.create_channel().await.map_err(unavailable)?;
+        notices
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable)?;
         let (answer_confirms, confirms) = mpsc::channel(ANSWERS_IN_FLIGHT);
         tokio::spawn(track_answer_confirms(
             confirms,
@@ -82,6 +90,7 @@ impl Link {
             answers,
             answer_confirms,
             undeliverable: shared.undeliverable.clone(),
+            notices,
         })
     }
 
@@ -89,6 +98,7 @@ impl Link {
         self.connection.status().connected()
             && self.questions.status().connected()
             && self.answers.status().connected()
+            && self.notices.status().connected()
     }
 
     /// A new channel on this connection.

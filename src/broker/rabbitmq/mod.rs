@@ -10,6 +10,7 @@
 //! | `Q.dead` | durable queue of poison questions |
 //! | `Q.cancel` | fanout exchange of cancellations; each subscriber binds its own exclusive queue |
 //! | `Q.reply.<uuid>` | one exclusive auto-delete reply queue per gateway process |
+//! | `Q.reply.<uuid>.notices` | the same gateway's notices from other gateways (a session taken over) |
 //!
 //! (The wire details: docs/protocol.md, "RabbitMQ topology".)
 //!
@@ -47,17 +48,21 @@ use futures_util::stream::BoxStream;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::{Answer, Broker, BrokerError, ConnectionState, Delivery, Question, ReplyQueue, Settle};
+use super::{
+    Answer, Broker, BrokerError, ConnectionState, Delivery, Notice, Question, ReplyQueue, Settle,
+};
 use crate::config::{AmqpUrl, BrokerConfig, BrokerEngine};
 use link::{CONNECT_TIMEOUT, Link};
 use publish::Undeliverable;
-use streams::{Cancels, Questions, Replies};
+use streams::{Cancels, Notices, Questions, Replies};
 use subscription::Feed;
 
 /// Answers waiting between the reply queue's consumer and the gateway's reader.
 const REPLY_BUFFER: usize = 1024;
 /// Cancellations waiting for a slow worker pool.
 const CANCEL_BUFFER: usize = 256;
+/// Notices waiting for the gateway (they come one per session taken over).
+const NOTICE_BUFFER: usize = 256;
 
 pub struct RabbitBroker {
     shared: Arc<EngineState>,
@@ -188,9 +193,14 @@ impl Broker for RabbitBroker {
                 received: Default::default(),
             };
             let feed = Feed::start(&shared, replies).await?;
+            let notices = Notices {
+                queue: names::notice_queue(&queue),
+            };
+            let notices = Feed::start(&shared, notices).await?;
             Ok(ReplyQueue {
                 address: queue,
                 answers: feed.into_eager_stream(REPLY_BUFFER),
+                notices: notices.into_eager_stream(NOTICE_BUFFER),
             })
         }
         .boxed()
@@ -245,5 +255,15 @@ impl Broker for RabbitBroker {
         let shared = self.shared.clone();
         let reply_to = reply_to.to_owned();
         async move { publish::publish_answer(&shared, &reply_to, answer).await }.boxed()
+    }
+
+    fn publish_notice(
+        &self,
+        to: &str,
+        notice: Notice,
+    ) -> BoxFuture<'static, Result<bool, BrokerError>> {
+        let shared = self.shared.clone();
+        let to = to.to_owned();
+        async move { publish::publish_notice(&shared, &to, &notice).await }.boxed()
     }
 }

@@ -34,7 +34,7 @@ impl Topology {
             cancels: format!("{question_queue}.cancel"),
             reply_prefix: format!("{question_queue}.reply."),
         };
-        let longest = topology.reply_queue(Uuid::nil());
+        let longest = notice_queue(&topology.reply_queue(Uuid::nil()));
         if question_queue.is_empty() || longest.len() > MAX_NAME_BYTES {
             return Err(BrokerError::Unavailable(format!(
                 "the question queue name must have 1 to {} bytes",
@@ -48,6 +48,12 @@ impl Topology {
     pub fn reply_queue(&self, gateway: Uuid) -> String {
         format!("{}{}", self.reply_prefix, gateway.simple())
     }
+}
+
+/// The queue where the gateway whose reply queue is `reply_queue` hears from other
+/// gateways (see [`crate::broker::Notice`]).
+pub fn notice_queue(reply_queue: &str) -> String {
+    format!("{reply_queue}.notices")
 }
 
 /// `name` as an AMQP short string.
@@ -67,9 +73,11 @@ mod tests {
         assert_eq!(topology.dead_letters, "chat.dead");
         assert_eq!(topology.cancels, "chat.cancel");
         let gateway = Uuid::new_v4();
+        let reply_queue = topology.reply_queue(gateway);
+        assert_eq!(reply_queue, format!("chat.reply.{}", gateway.simple()));
         assert_eq!(
-            topology.reply_queue(gateway),
-            format!("chat.reply.{}", gateway.simple())
+            notice_queue(&reply_queue),
+            format!("chat.reply.{}.notices", gateway.simple())
         );
     }
 
@@ -77,8 +85,10 @@ mod tests {
     fn names_must_fit_in_an_amqp_short_string() {
         assert!(Topology::new("").is_err());
         assert!(Topology::new(&"q".repeat(250)).is_err());
-        let longest = MAX_NAME_BYTES - ".reply.".len() - 32;
+        let longest = MAX_NAME_BYTES - ".reply.".len() - 32 - ".notices".len();
         let topology = Topology::new(&"q".repeat(longest)).unwrap();
-        assert_eq!(topology.reply_queue(Uuid::new_v4()).len(), MAX_NAME_BYTES);
+        let reply_queue = topology.reply_queue(Uuid::new_v4());
+        assert_eq!(notice_queue(&reply_queue).len(), MAX_NAME_BYTES);
+        assert!(Topology::new(&"q".repeat(longest + 1)).is_err());
     }
 }

@@ -24,8 +24,8 @@ use uuid::Uuid;
 
 use super::headers::{answer_headers, question_headers};
 use super::link::Link;
-use super::names::short;
-use super::{Answer, BrokerError, EngineState, Question, unavailable, within};
+use super::names::{notice_queue, short};
+use super::{Answer, BrokerError, EngineState, Notice, Question, unavailable, within};
 
 /// Answer chunks published but not yet confirmed; beyond it, publishing waits.
 pub(super) const ANSWERS_IN_FLIGHT: usize = 4096;
@@ -107,6 +107,47 @@ pub(super) async fn publish_cancel(shared: &EngineState, turn_id: Uuid) -> Resul
     .await
 }
 
+/// Publishes `notice` to the notice queue of the gateway whose reply queue is
+/// `to`, and waits for its confirm: `false` when RabbitMQ returned it (there is no
+/// such queue: that gateway is gone).
+pub(super) async fn publish_notice(
+    shared: &EngineState,
+    to: &str,
+    notice: &Notice,
+) -> Result<bool, BrokerError> {
+    let link = shared.current_link()?;
+    let body = serde_json::to_vec(notice).map_err(unavailable)?;
+    // Tells this notice's return from another's, should lapin attach it to another
+    // confirmation.
+    let id = Uuid::new_v4().to_string();
+    let properties = BasicProperties::default()
+        .with_content_type(JSON.into())
+        .with_delivery_mode(TRANSIENT)
+        .with_correlation_id(id.as_str().into());
+    let options = BasicPublishOptions {
+        mandatory: true,
+        immediate: false,
+    };
+    let queue = short(&notice_queue(to))?;
+    let confirmation = within(shared.publish_timeout, "publishing a notice", async {
+        link.notices
+            .basic_publish("".into(), queue, options, &body, properties)
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)
+    })
+    .await?;
+    match confirmation {
+        Confirmation::Ack(Some(returned)) => {
+            let returned_id = returned.delivery.properties.correlation_id().as_ref();
+            Ok(returned_id.is_none_or(|returned| returned.as_str() != id))
+        }
+        Confirmation::Ack(None) | Confirmation::NotRequested => Ok(true),
+        Confirmation::Nack(_) => Err(BrokerError::Unavailable("RabbitMQ refused a notice".into())),
+    }
+}
+
 /// Publishes one answer to the gateway at `reply_to`; waits for its confirm only
 /// when it ends its turn.
 pub(super) async fn publish_answer(
@@ -114,7 +155,7 @@ pub(super) async fn publish_answer(
     reply_to: &str,
     answer: Answer,
 ) -> Result<(), BrokerError> {
-    if shared.undeliverable.take(answer.turn_id) {
+    if shared.undeliverable.take(answer.turn_id, reply_to) {
         return Err(BrokerError::NoSuchReplyQueue(reply_to.to_owned()));
     }
     let link = shared.current_link()?;
@@ -160,7 +201,9 @@ async fn publish_answer_on(
         // NB: a return of another turn's chunk may arrive on this confirmation; it
         // is recorded for that turn.
         match link.undeliverable.note(confirmation) {
-            (_, Some(turn)) if turn == answer.turn_id => Err(no_such_queue()),
+            (_, Some((turn, queue))) if turn == answer.turn_id && queue == reply_to => {
+                Err(no_such_queue())
+            }
             (true, _) => Ok(()),
             (false, _) => Err(BrokerError::Unavailable(
                 "RabbitMQ refused the answer".into(),
@@ -195,24 +238,26 @@ pub(super) async fn track_answer_confirms(
     }
 }
 
-/// The turn a published answer belongs to: its `correlation_id`.
-fn turn_of(message: &BasicReturnMessage) -> Option<Uuid> {
-    message
-        .delivery
-        .properties
-        .correlation_id()
-        .as_ref()
-        .and_then(|id| Uuid::parse_str(id.as_str()).ok())
+/// The turn a returned answer belongs to (its `correlation_id`), and the reply
+/// queue it was sent to.
+fn turn_of(message: &BasicReturnMessage) -> Option<(Uuid, String)> {
+    let delivery = &message.delivery;
+    let turn = delivery.properties.correlation_id().as_ref()?;
+    let turn = Uuid::parse_str(turn.as_str()).ok()?;
+    Some((turn, delivery.routing_key.to_string()))
 }
 
-/// Turns whose answers RabbitMQ returned as unroutable, by turn id.
+/// Turns whose answers RabbitMQ returned as unroutable, by turn id and reply
+/// queue: a turn asked again by another gateway (docs/storage.md) is the same turn
+/// with another reply queue, and must not stop with the attempt nobody hears.
 #[derive(Default)]
-pub(super) struct Undeliverable(Mutex<HashMap<Uuid, Instant>>);
+pub(super) struct Undeliverable(Mutex<HashMap<(Uuid, String), Instant>>);
 
 impl Undeliverable {
     /// Records what a confirmation tells about routing; returns whether it was a
-    /// plain acknowledgement, and the turn of any answer it carried back.
-    fn note(&self, confirmation: Confirmation) -> (bool, Option<Uuid>) {
+    /// plain acknowledgement, and the turn (with its reply queue) of any answer it
+    /// carried back.
+    fn note(&self, confirmation: Confirmation) -> (bool, Option<(Uuid, String)>) {
         let (acked, returned) = match confirmation {
             Confirmation::Ack(returned) => (true, returned),
             Confirmation::Nack(returned) => (false, returned),
@@ -225,21 +270,21 @@ impl Undeliverable {
         // lapin may attach it to another confirmation of the same batch: the
         // returned message itself names its turn.
         let turn = returned.as_ref().and_then(turn_of);
-        if let Some(turn) = turn {
+        if let Some(turn) = &turn {
             let mut turns = self.0.lock().expect("undeliverable turns");
             if turns.len() >= UNDELIVERABLE_PRUNE_AT {
                 turns.retain(|_, since| since.elapsed() < UNDELIVERABLE_TTL);
             }
-            turns.insert(turn, Instant::now());
+            turns.insert(turn.clone(), Instant::now());
         }
         (acked, turn)
     }
 
-    fn take(&self, turn: Uuid) -> bool {
+    fn take(&self, turn: Uuid, reply_to: &str) -> bool {
         self.0
             .lock()
             .expect("undeliverable turns")
-            .remove(&turn)
+            .remove(&(turn, reply_to.to_owned()))
             .is_some()
     }
 }
@@ -254,6 +299,6 @@ mod tests {
         let turn = Uuid::new_v4();
         assert_eq!(undeliverable.note(Confirmation::Ack(None)), (true, None));
         assert_eq!(undeliverable.note(Confirmation::Nack(None)), (false, None));
-        assert!(!undeliverable.take(turn));
+        assert!(!undeliverable.take(turn, "reply"));
     }
 }

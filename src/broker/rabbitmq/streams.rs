@@ -1,5 +1,5 @@
-//! The three streams the engine hands out: a gateway's answers, a process's share
-//! of the cancellations, and a worker's questions.
+//! The four streams the engine hands out: a gateway's answers and notices, a
+//! process's share of the cancellations, and a worker's questions.
 //!
 //! Each is a [`Subscription`]: what it declares on a new connection, and how it
 //! turns a delivery into an item. They differ in how much a message matters.
@@ -17,7 +17,7 @@ use lapin::message::Delivery as LapinDelivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Consumer, Queue};
 use tracing::field::display;
 use uuid::Uuid;
@@ -27,7 +27,7 @@ use super::link::Link;
 use super::names::short;
 use super::settle::{Outcome, RabbitSettle, requeue_unread};
 use super::subscription::Subscription;
-use super::{Answer, BrokerError, Delivery, Question, unavailable};
+use super::{Answer, BrokerError, Delivery, Notice, Question, unavailable};
 
 /// Answers RabbitMQ may push to a gateway before it acknowledges them, and how
 /// often it acknowledges (all at once). Together with the reply stream's buffer
@@ -66,6 +66,22 @@ async fn consume_acknowledged(
             BasicConsumeOptions::default(),
             FieldTable::default(),
         )
+        .await
+        .map_err(unavailable)
+}
+
+/// Consumes `queue` with no acknowledgements at all: what it carries may be lost
+/// with a connection.
+async fn consume_unacknowledged(
+    channel: &Channel,
+    queue: ShortString,
+) -> Result<Consumer, BrokerError> {
+    let options = BasicConsumeOptions {
+        no_ack: true,
+        ..BasicConsumeOptions::default()
+    };
+    channel
+        .basic_consume(queue, "".into(), options, FieldTable::default())
         .await
         .map_err(unavailable)
 }
@@ -120,6 +136,37 @@ impl Subscription for Replies {
     }
 }
 
+/// This gateway's notice queue: what other gateways tell it. Like cancellations,
+/// unacknowledged: a notice lost with a connection costs the sender a short wait.
+pub(super) struct Notices {
+    pub(super) queue: String,
+}
+
+impl Subscription for Notices {
+    type Item = Notice;
+
+    fn subscribe(
+        &self,
+        link: Arc<Link>,
+    ) -> BoxFuture<'static, Result<(Channel, Consumer), BrokerError>> {
+        let queue = self.queue.clone();
+        async move {
+            let channel = link.open_channel().await?;
+            declare_private_queue(&channel, &queue).await?;
+            let consumer = consume_unacknowledged(&channel, short(&queue)?).await?;
+            Ok((channel, consumer))
+        }
+        .boxed()
+    }
+
+    fn convert(&self, delivery: LapinDelivery, _: &Channel) -> BoxFuture<'static, Option<Notice>> {
+        let notice = serde_json::from_slice::<Notice>(&delivery.data)
+            .inspect_err(|error| tracing::warn!(%error, "dropped a malformed notice"))
+            .ok();
+        futures_util::future::ready(notice).boxed()
+    }
+}
+
 /// One subscriber's share of the cancellation fanout.
 pub(super) struct Cancels {
     pub(super) exchange: String,
@@ -147,18 +194,7 @@ impl Subscription for Cancels {
                 )
                 .await
                 .map_err(unavailable)?;
-            let consumer = channel
-                .basic_consume(
-                    queue.name().clone(),
-                    "".into(),
-                    BasicConsumeOptions {
-                        no_ack: true,
-                        ..BasicConsumeOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(unavailable)?;
+            let consumer = consume_unacknowledged(&channel, queue.name().clone()).await?;
             Ok((channel, consumer))
         }
         .boxed()

@@ -37,7 +37,8 @@ impl Gateway {
         let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
         let broker_actor = BrokerActor::new(
             broker.clone(),
-            reply_queue,
+            reply_queue.address,
+            reply_queue.answers,
             broker_stats.clone(),
             counters.clone(),
         );
