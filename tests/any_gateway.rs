@@ -7,6 +7,7 @@ mod common;
 
 use common::deployment::{Deployment, mid_answer};
 use common::postgres::TestDatabase;
+use common::proxy::CuttableProxy;
 use common::{Client, Process, expected_answer, mock_llm};
 use parlor::conversation::Role;
 use parlor::protocol::HistoryEntry;
@@ -176,16 +177,14 @@ async fn a_question_a_dead_gateway_accepted_is_answered() {
     // No worker answers at first: the question waits in RabbitMQ when its gateway
     // dies.
     let database = TestDatabase::create().await;
-    let storage = database.url();
     let (deployment, _cleanup) =
-        Deployment::new(mock_llm(0, 0), &[("PARLOR_STORAGE__URL", &storage)]);
+        Deployment::new(mock_llm(0, 0), &[("PARLOR_STORAGE__URL", &database.url())]);
     let mut doomed = deployment.gateway();
     let survivor = deployment.gateway();
 
     let mut client = Client::connect(&doomed).await;
     let session_id = client.session_id;
     let waiting = client.chat_accepted("anyone there?").await;
-    // Stored once accepted; give the gateway's writer a moment before the crash.
     database.wait_for_question(waiting).await;
     doomed.kill_hard();
 
@@ -198,4 +197,47 @@ async fn a_question_a_dead_gateway_accepted_is_answered() {
     assert_eq!(client.expect_accepted().await, waiting);
     let turn = client.read_turn(waiting).await;
     assert_eq!(turn.answer, expected_answer("anyone there?", 1));
+}
+
+#[tokio::test]
+async fn a_question_its_dead_gateway_never_stored_is_answered() {
+    let database = TestDatabase::create().await;
+    let (deployment, _cleanup) =
+        Deployment::new(mock_llm(0, 0), &[("PARLOR_STORAGE__URL", &database.url())]);
+    // The doomed gateway reaches the database through a proxy the test freezes:
+    // the question it accepts is never stored (the write hangs, so the gateway
+    // does not know the database is gone, and accepts it).
+    let proxy = CuttableProxy::start("127.0.0.1:5432");
+    let through_proxy = format!(
+        "postgres://postgres@127.0.0.1:{}/{}",
+        proxy.port, database.name
+    );
+    let mut doomed = deployment.gateway_with(&[("PARLOR_STORAGE__URL", through_proxy)]);
+    let survivor = deployment.gateway();
+
+    let mut client = Client::connect(&doomed).await;
+    let session_id = client.session_id;
+    proxy.freeze();
+    let lost = client.chat_accepted("is this kept?").await;
+    doomed.kill_hard();
+
+    // The worker's answer finds no gateway; it hands the question back, and the
+    // surviving gateway stores it.
+    let _worker = deployment.worker();
+    database.wait_for_question(lost).await;
+    assert!(
+        survivor
+            .log()
+            .contains("stored the question of a gateway that went away"),
+        "{}",
+        survivor.log()
+    );
+    let mut client = attach(&survivor, session_id).await;
+    assert_eq!(
+        said(&client.expect_history().await),
+        [user("is this kept?")]
+    );
+    assert_eq!(client.expect_accepted().await, lost);
+    let turn = client.read_turn(lost).await;
+    assert_eq!(turn.answer, expected_answer("is this kept?", 1));
 }

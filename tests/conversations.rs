@@ -194,9 +194,15 @@ async fn a_post_chat_session_is_stored_with_its_user() {
     let data = tempfile::tempdir().unwrap();
     let settings = stored_in(&data);
     let server = serve(&model, &settings);
+    // The conversation the client brings along is stored with the session.
     let body = serde_json::json!({
         "userId": "u-7",
-        "messages": [{"role": "user", "content": "who am I"}],
+        "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "I am Ann"},
+            {"role": "assistant", "content": "Hello Ann"},
+            {"role": "user", "content": "who am I"},
+        ],
     });
     let (status, events, _) = common::sse::post_chat(&server.http("/chat"), body).await;
     assert_eq!(status, 200);
@@ -217,6 +223,18 @@ async fn a_post_chat_session_is_stored_with_its_user() {
     let contents: Vec<&str> = stored.messages.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(
         contents,
-        ["who am I", expected_answer("who am I", 1).as_str()]
+        [
+            "I am Ann",
+            "Hello Ann",
+            "who am I",
+            expected_answer("who am I", 2).as_str()
+        ]
     );
+    let turns: Vec<Uuid> = stored.messages.iter().map(|m| m.turn_id).collect();
+    assert_eq!(
+        turns[0], turns[1],
+        "the answer brought along shares its question's turn"
+    );
+    assert_ne!(turns[1], turns[2]);
+    assert!(stored.messages.iter().all(|m| !m.pending));
 }

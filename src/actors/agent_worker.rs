@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::agent::coalesce::coalesce;
 use crate::agent::{Agent, AgentEvent, AgentRequest, AgentStream};
-use crate::broker::{Answer, AnswerBody, Broker, BrokerError, Delivery};
+use crate::broker::{Answer, AnswerBody, Broker, BrokerError, Delivery, Orphan, Question};
 use crate::conversation::{ChatError, ErrorCode, FinishReason};
 use crate::telemetry;
 
@@ -159,7 +159,8 @@ impl Handler<RunTurn> for AgentWorker {
         let events = self.agent.answer(AgentRequest {
             context_id: question.session_id.to_string(),
             history: std::mem::take(&mut question.history),
-            text: std::mem::take(&mut question.text),
+            // Kept: should the gateway go away, the question is handed back.
+            text: question.text.clone(),
             tools: question.tools.take(),
         });
         let turn = answer_question(
@@ -219,6 +220,23 @@ impl Handler<GetLoad> for AgentWorker {
     }
 }
 
+/// The gateway that asked `question` is gone, and its answer with it: hands the
+/// question back, for whichever gateway loads the session next to ask it again
+/// (docs/storage.md).
+async fn hand_back(broker: &dyn Broker, question: &Question) {
+    let orphan = Orphan {
+        session_id: question.session_id,
+        turn_id: question.turn_id,
+        text: question.text.clone(),
+    };
+    match broker.publish_orphan(orphan).await {
+        Ok(()) => tracing::info!("its gateway is gone; handed the question back"),
+        Err(error) => {
+            tracing::warn!(%error, "its gateway is gone; could not hand the question back")
+        }
+    }
+}
+
 /// Runs one turn: streams the agent's answer to `question.reply_to`, ends it with
 /// exactly one `done` or `error`, then acknowledges the delivery.
 async fn answer_question(
@@ -267,6 +285,7 @@ async fn answer_question(
         {
             drop(events);
             if let BrokerError::NoSuchReplyQueue(_) = error {
+                hand_back(&*broker, question).await;
                 settle(delivery).await;
                 return turn_ended(TurnOutcome::NobodyListening, seq, started, None);
             }
@@ -290,11 +309,17 @@ async fn answer_question(
         AnswerBody::Error(error) => Some(error.clone()),
         _ => None,
     };
-    if let Err(error) = broker
+    match broker
         .publish_answer(&question.reply_to, answer(last))
         .await
     {
-        tracing::info!(%error, "could not deliver the end of a turn");
+        Ok(()) => {}
+        Err(BrokerError::NoSuchReplyQueue(_)) => {
+            hand_back(&*broker, question).await;
+            settle(delivery).await;
+            return turn_ended(TurnOutcome::NobodyListening, seq, started, None);
+        }
+        Err(error) => tracing::info!(%error, "could not deliver the end of a turn"),
     }
     settle(delivery).await;
     turn_ended(outcome, seq, started, failure)

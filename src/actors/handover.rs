@@ -13,7 +13,10 @@
 //!
 //! Turns the old holder was running are not handed over: they stay pending in
 //! storage, and the new holder asks them again (see
-//! [`crate::storage::TurnOutcome`]).
+//! [`crate::storage::TurnOutcome`]). A gateway that died before it could store a
+//! question leaves it to the workers: its answer finds no reply queue, and the
+//! worker hands the question back as an [`Orphan`]; every gateway adopts such
+//! questions, storing them as pending.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,7 +30,7 @@ use uuid::Uuid;
 use super::registry::{Lookup, SessionRegistry};
 use super::session::GiveAway;
 use super::stats::Tracked;
-use crate::broker::{Broker, Notice};
+use crate::broker::{Adoption, Broker, Notice, Orphan};
 use crate::storage::{Recorder, Storage, StorageError};
 
 /// The longest a gateway waits for the previous holder to let go of a session;
@@ -36,6 +39,9 @@ use crate::storage::{Recorder, Storage, StorageError};
 const RELEASE_WAIT: Duration = Duration::from_secs(2);
 /// The longest a gateway letting go of a session waits for its writes.
 const FLUSH_WAIT: Duration = Duration::from_secs(1);
+/// How often storing an orphan is tried through a storage outage (waits doubling
+/// from 100 ms to 5 s, about a minute in all) before it is given back to RabbitMQ.
+const ADOPTION_TRIES: u32 = 16;
 
 pub struct HandoverActor {
     broker: Arc<dyn Broker>,
@@ -100,7 +106,56 @@ impl Actor for HandoverActor {
         if let Some(notices) = self.notices.take() {
             ctx.add_stream(notices);
         }
+        let orphans = self.broker.consume_orphans();
+        ctx.spawn(orphans.into_actor(self).map(|orphans, _, ctx| match orphans {
+            Ok(orphans) => {
+                ctx.add_stream(orphans);
+            }
+            Err(error) => tracing::error!(%error, "cannot take the questions of gateways that went away"),
+        }));
     }
+}
+
+/// Stores the question of a gateway that went away, as pending.
+impl StreamHandler<Adoption> for HandoverActor {
+    fn handle(&mut self, adoption: Adoption, ctx: &mut Self::Context) {
+        let storage = self.storage.clone();
+        ctx.spawn(adopt(storage, adoption).into_actor(self));
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {}
+}
+
+async fn adopt(storage: Arc<dyn Storage>, adoption: Adoption) {
+    let Orphan {
+        session_id,
+        turn_id,
+        text,
+    } = adoption.orphan.clone();
+    let mut wait = Duration::from_millis(100);
+    for _ in 0..ADOPTION_TRIES {
+        match storage
+            .adopt_question(session_id, turn_id, text.clone())
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(%session_id, %turn_id, "stored the question of a gateway that went away");
+                let _ = adoption.ack().await;
+                return;
+            }
+            Err(StorageError::Unavailable(_)) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(error) => {
+                // Not an outage: storing it again would fail the same way.
+                tracing::error!(%session_id, %turn_id, %error, "could not store the question of a gateway that went away");
+                let _ = adoption.ack().await;
+                return;
+            }
+        }
+    }
+    let _ = adoption.requeue().await;
 }
 
 impl StreamHandler<Notice> for HandoverActor {

@@ -17,8 +17,8 @@ use super::stats::{ActorDirectory, Tracked};
 use crate::agent::{Agent, AgentEvent, AgentRequest, AgentStream};
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::{
-    Answer, AnswerBody, Broker, BrokerError, ConnectionState, Delivery, Notice, Question,
-    ReplyQueue, Settle,
+    Adoption, Answer, AnswerBody, Broker, BrokerError, ConnectionState, Delivery, Notice, Orphan,
+    Question, ReplyQueue, Settle,
 };
 use crate::conversation::FinishReason;
 use crate::counters::Counters;
@@ -130,6 +130,16 @@ impl Broker for RecordingBroker {
         notice: Notice,
     ) -> BoxFuture<'static, Result<bool, BrokerError>> {
         self.inner.publish_notice(to, notice)
+    }
+
+    fn publish_orphan(&self, orphan: Orphan) -> BoxFuture<'static, Result<(), BrokerError>> {
+        self.inner.publish_orphan(orphan)
+    }
+
+    fn consume_orphans(
+        &self,
+    ) -> BoxFuture<'static, Result<BoxStream<'static, Adoption>, BrokerError>> {
+        self.inner.consume_orphans()
     }
 
     fn consume_questions(

@@ -12,7 +12,8 @@ use tokio_stream::wrappers::{BroadcastStream, ReceiverStream, UnboundedReceiverS
 use uuid::Uuid;
 
 use super::{
-    Answer, Broker, BrokerError, ConnectionState, Delivery, Notice, Question, ReplyQueue, Settle,
+    Adoption, Answer, Broker, BrokerError, ConnectionState, Delivery, Notice, Orphan, Question,
+    ReplyQueue, Settle,
 };
 
 /// Answers that may wait for the gateway's broker actor before workers slow down.
@@ -158,6 +159,18 @@ impl Broker for EmbeddedBroker {
             })
             .boxed();
         futures_util::future::ready(Ok(cancels)).boxed()
+    }
+
+    fn publish_orphan(&self, _: Orphan) -> BoxFuture<'static, Result<(), BrokerError>> {
+        // One process: the gateway that went away took every worker with it, so no
+        // orphan is handed back here (and none would have anyone to adopt it).
+        futures_util::future::ready(Ok(())).boxed()
+    }
+
+    fn consume_orphans(
+        &self,
+    ) -> BoxFuture<'static, Result<BoxStream<'static, Adoption>, BrokerError>> {
+        futures_util::future::ready(Ok(futures_util::stream::pending().boxed())).boxed()
     }
 
     fn publish_notice(

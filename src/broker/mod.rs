@@ -125,6 +125,38 @@ impl std::fmt::Debug for Delivery {
     }
 }
 
+/// A question whose gateway went away before the answer reached it (its reply
+/// queue is gone): the worker hands it back, for any gateway to store as pending,
+/// so that it is answered when its session is loaded next (docs/storage.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Orphan {
+    pub session_id: Uuid,
+    pub turn_id: Uuid,
+    /// The question.
+    pub text: String,
+}
+
+/// An [`Orphan`] handed to a gateway. [`Adoption::ack`] once it is stored;
+/// dropping it unsettled gives it back for another try.
+pub struct Adoption {
+    pub orphan: Orphan,
+    settle: Box<dyn Settle>,
+}
+
+impl Adoption {
+    pub fn new(orphan: Orphan, settle: Box<dyn Settle>) -> Self {
+        Self { orphan, settle }
+    }
+
+    pub fn ack(self) -> BoxFuture<'static, Result<(), BrokerError>> {
+        self.settle.ack()
+    }
+
+    pub fn requeue(self) -> BoxFuture<'static, Result<(), BrokerError>> {
+        self.settle.requeue()
+    }
+}
+
 /// A W3C Trace Context (`traceparent`): the trace a message belongs to and the
 /// span that sent it. For a question, the trace id is its turn id, so a turn's
 /// log lines in the gateway and in the worker share one trace id.
@@ -246,6 +278,13 @@ pub trait Broker: Send + Sync + 'static {
         reply_to: &str,
         answer: Answer,
     ) -> BoxFuture<'static, Result<(), BrokerError>>;
+
+    /// Hands back the question of a turn whose gateway is gone (worker side).
+    fn publish_orphan(&self, orphan: Orphan) -> BoxFuture<'static, Result<(), BrokerError>>;
+    /// The orphans workers handed back, shared among the gateways (gateway side).
+    fn consume_orphans(
+        &self,
+    ) -> BoxFuture<'static, Result<BoxStream<'static, Adoption>, BrokerError>>;
 
     /// Sends `notice` to the gateway whose reply address is `to`; answers whether
     /// it arrived: `false` when that gateway is gone.

@@ -92,6 +92,40 @@ impl Storage for MemoryStorage {
         ready(result).boxed()
     }
 
+    fn adopt_question(
+        &self,
+        session_id: Uuid,
+        turn_id: Uuid,
+        text: String,
+    ) -> BoxFuture<'_, Result<(), StorageError>> {
+        let now = Timestamp::now();
+        let mut sessions = self.sessions();
+        let session = sessions.entry(session_id).or_insert_with(|| MemorySession {
+            record: SessionRecord {
+                id: session_id,
+                user_id: None,
+                gateway: None,
+            },
+            created: now,
+            updated: now,
+            messages: Vec::new(),
+        });
+        if !(session.messages.iter()).any(|message| message.saved.turn_id == turn_id) {
+            session.updated = session.updated.max(now);
+            session.messages.push(MemoryMessage {
+                saved: SavedMessage {
+                    turn_id,
+                    role: StoredRole::User,
+                    content: text,
+                    created: now,
+                    pending: true,
+                },
+                dropped: false,
+            });
+        }
+        ready(Ok(())).boxed()
+    }
+
     fn end_turn(
         &self,
         session_id: Uuid,

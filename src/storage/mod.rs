@@ -59,6 +59,17 @@ pub trait Storage: Send + Sync + 'static {
         outcome: TurnOutcome,
     ) -> BoxFuture<'_, Result<(), StorageError>>;
 
+    /// Stores the question of a turn whose gateway went away before storing it
+    /// (see [`crate::broker::Orphan`]): pending, so the session asks it again when
+    /// it is loaded next. Nothing changes if the session has a message of that turn
+    /// already; a session that is missing is created (with no user and no holder).
+    fn adopt_question(
+        &self,
+        session_id: Uuid,
+        turn_id: Uuid,
+        text: String,
+    ) -> BoxFuture<'_, Result<(), StorageError>>;
+
     /// The session with its `latest` most recent messages, oldest first, leaving
     /// out the questions whose turns were dropped; `None` if there is no such session.
     fn load_session(

@@ -174,6 +174,45 @@ impl PostgresStorage {
         Ok(())
     }
 
+    /// See [`Storage::adopt_question`]: three statements in one transaction.
+    async fn adopt(
+        &self,
+        session_id: Uuid,
+        turn_id: Uuid,
+        text: String,
+    ) -> Result<(), StorageError> {
+        let now = Timestamp::now().as_millis();
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, gateway, created_ms, updated_ms) \
+             VALUES ($1, NULL, NULL, $2, $2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(session_id)
+        .bind(now)
+        .execute(&mut *transaction)
+        .await?;
+        // Locks the session's row first, so two adoptions of one turn (or a purge)
+        // cannot interleave.
+        sqlx::query("UPDATE sessions SET updated_ms = GREATEST(updated_ms, $1) WHERE id = $2")
+            .bind(now)
+            .bind(session_id)
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::query(
+            "INSERT INTO messages (session_id, turn_id, role, content, created_ms) \
+             SELECT $1, $2, 'user', $3, $4 WHERE NOT EXISTS \
+             (SELECT 1 FROM messages WHERE session_id = $1 AND turn_id = $2)",
+        )
+        .bind(session_id)
+        .bind(turn_id)
+        .bind(&text)
+        .bind(now)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
     async fn claim_for(
         &self,
         session_id: Uuid,
@@ -210,6 +249,15 @@ impl Storage for PostgresStorage {
         message: StoredMessage,
     ) -> BoxFuture<'_, Result<(), StorageError>> {
         async move { self.apply_all(&[Write::Message(session_id, message)]).await }.boxed()
+    }
+
+    fn adopt_question(
+        &self,
+        session_id: Uuid,
+        turn_id: Uuid,
+        text: String,
+    ) -> BoxFuture<'_, Result<(), StorageError>> {
+        self.adopt(session_id, turn_id, text).boxed()
     }
 
     fn end_turn(

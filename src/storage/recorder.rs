@@ -254,6 +254,14 @@ mod tests {
             }
             .boxed()
         }
+        fn adopt_question(
+            &self,
+            id: Uuid,
+            turn: Uuid,
+            text: String,
+        ) -> BoxFuture<'_, Result<(), StorageError>> {
+            self.inner.adopt_question(id, turn, text)
+        }
         fn end_turn(
             &self,
             id: Uuid,

@@ -183,6 +183,49 @@ impl SqliteStorage {
         Ok(())
     }
 
+    /// See [`Storage::adopt_question`]: three statements in one transaction.
+    async fn adopt(
+        &self,
+        session_id: Uuid,
+        turn_id: Uuid,
+        text: String,
+    ) -> Result<(), StorageError> {
+        let now = Timestamp::now().as_millis();
+        let (id, turn) = (
+            session_id.hyphenated().to_string(),
+            turn_id.hyphenated().to_string(),
+        );
+        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, gateway, created_ms, updated_ms) \
+             VALUES (?1, NULL, NULL, ?2, ?2) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(now)
+        .execute(&mut *transaction)
+        .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO messages (session_id, turn_id, role, content, created_ms) \
+             SELECT ?1, ?2, 'user', ?3, ?4 WHERE NOT EXISTS \
+             (SELECT 1 FROM messages WHERE session_id = ?1 AND turn_id = ?2)",
+        )
+        .bind(&id)
+        .bind(&turn)
+        .bind(&text)
+        .bind(now)
+        .execute(&mut *transaction)
+        .await?;
+        if inserted.rows_affected() > 0 {
+            sqlx::query("UPDATE sessions SET updated_ms = MAX(updated_ms, ?) WHERE id = ?")
+                .bind(now)
+                .bind(&id)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
     async fn claim_for(
         &self,
         session_id: Uuid,
@@ -232,6 +275,15 @@ impl Storage for SqliteStorage {
         message: StoredMessage,
     ) -> BoxFuture<'_, Result<(), StorageError>> {
         async move { self.apply_all(&[Write::Message(session_id, message)]).await }.boxed()
+    }
+
+    fn adopt_question(
+        &self,
+        session_id: Uuid,
+        turn_id: Uuid,
+        text: String,
+    ) -> BoxFuture<'_, Result<(), StorageError>> {
+        self.adopt(session_id, turn_id, text).boxed()
     }
 
     fn end_turn(

@@ -1,5 +1,7 @@
-//! A TCP proxy a test can cut: an outage of RabbitMQ for this test's processes
-//! only, while the broker itself keeps serving every other test.
+//! A TCP proxy a test can cut: an outage of RabbitMQ (or PostgreSQL) for this
+//! test's processes only, while the server itself keeps serving every other test.
+//! It can also freeze: connections stay open and nothing goes through, as in a
+//! network partition, so that what is sent hangs instead of failing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +14,8 @@ pub struct CuttableProxy {
     up: Arc<AtomicBool>,
     /// Bumped on every cut, so live connections end.
     cuts: watch::Sender<u64>,
+    /// Set to freeze every connection, live and new.
+    frozen: watch::Sender<bool>,
 }
 
 impl CuttableProxy {
@@ -23,7 +27,8 @@ impl CuttableProxy {
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(AtomicBool::new(true));
         let (cuts, _) = watch::channel(0);
-        let (accepting, cut_signal) = (up.clone(), cuts.clone());
+        let (frozen, _) = watch::channel(false);
+        let (accepting, cut_signal, freeze_signal) = (up.clone(), cuts.clone(), frozen.clone());
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -36,19 +41,37 @@ impl CuttableProxy {
                         continue; // refused: dropped at once
                     }
                     let mut cut = cut_signal.subscribe();
+                    let mut freeze = freeze_signal.subscribe();
                     tokio::spawn(async move {
                         let Ok(mut server) = TcpStream::connect(target).await else {
                             return;
                         };
+                        let frozen_already = *freeze.borrow();
                         tokio::select! {
-                            _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                            _ = tokio::io::copy_bidirectional(&mut client, &mut server),
+                                if !frozen_already => {}
+                            _ = async { freeze.wait_for(|frozen| *frozen).await.is_ok() } => {
+                                // Hold both ends open, passing nothing, until cut.
+                                let _ = cut.changed().await;
+                            }
                             _ = cut.changed() => {}
                         }
+                        drop((client, server));
                     });
                 }
             });
         });
-        CuttableProxy { port, up, cuts }
+        CuttableProxy {
+            port,
+            up,
+            cuts,
+            frozen,
+        }
+    }
+
+    /// Stops passing anything on, keeping every connection open.
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
     }
 
     /// Drops every connection and refuses new ones until [`CuttableProxy::restore`].

@@ -43,7 +43,11 @@ impl Drop for Cleanup {
 async fn delete_topology(queue: &str) -> Result<(), lapin::Error> {
     let connection = Connection::connect(URL, ConnectionProperties::default()).await?;
     let channel = connection.create_channel().await?;
-    for name in [queue.to_owned(), format!("{queue}.dead")] {
+    for name in [
+        queue.to_owned(),
+        format!("{queue}.dead"),
+        format!("{queue}.orphans"),
+    ] {
         channel
             .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
             .await?;

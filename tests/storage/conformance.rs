@@ -29,6 +29,7 @@ pub async fn run(storage: Arc<dyn Storage>) {
     within(an_unknown_session_is_not_found(storage)).await;
     within(a_batch_is_applied_in_order(storage)).await;
     within(questions_are_pending_until_their_turn_ends(storage)).await;
+    within(an_adopted_question_is_pending_once(storage)).await;
     within(async { storage.ping().await.unwrap() }).await;
 }
 
@@ -117,6 +118,42 @@ async fn questions_are_pending_until_their_turn_ends(storage: &dyn Storage) {
         .await
         .unwrap();
     assert_eq!(load(storage, id, 10).await, session);
+}
+
+async fn an_adopted_question_is_pending_once(storage: &dyn Storage) {
+    // Its gateway went away before even the session was stored.
+    let (id, turn) = (Uuid::new_v4(), Uuid::new_v4());
+    storage
+        .adopt_question(id, turn, "orphan".into())
+        .await
+        .unwrap();
+    storage
+        .adopt_question(id, turn, "orphan".into())
+        .await
+        .unwrap();
+    let session = load(storage, id, 10).await;
+    assert_eq!(session.record.user_id, None);
+    assert_eq!(session.record.gateway, None);
+    assert_eq!(contents(&session), ["orphan"], "adopted once");
+    assert!(session.messages[0].pending);
+
+    // A question its gateway did store is left as it is.
+    let known = new_session(storage).await;
+    storage
+        .append_message(known, StoredMessage::user(turn, "stored"))
+        .await
+        .unwrap();
+    storage
+        .end_turn(known, turn, TurnOutcome::Kept)
+        .await
+        .unwrap();
+    storage
+        .adopt_question(known, turn, "stored".into())
+        .await
+        .unwrap();
+    let session = load(storage, known, 10).await;
+    assert_eq!(contents(&session), ["stored"]);
+    assert!(!session.messages[0].pending);
 }
 
 async fn within(check: impl Future<Output = ()>) {

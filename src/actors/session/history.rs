@@ -40,6 +40,14 @@ impl History {
         self.messages.iter().map(|m| m.message.clone()).collect()
     }
 
+    /// The messages a `POST /chat` client brought along (those of no turn), oldest
+    /// first.
+    pub fn brought_along(&self) -> impl Iterator<Item = &ChatMessage> {
+        (self.messages.iter())
+            .filter(|m| m.turn_id.is_none())
+            .map(|m| &m.message)
+    }
+
     /// What a client coming back is shown: the user's and the assistant's messages,
     /// oldest first, with their turns.
     pub fn entries(&self) -> Vec<HistoryEntry> {

@@ -212,6 +212,7 @@ impl Actor for SessionActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.deps.counters.session_created();
         self.record_session();
+        self.record_brought_history();
         // The registry's mailbox is large and registration must not wait: a client may
         // re-attach as soon as it has read the session id.
         self.deps.registry.do_send(Register {

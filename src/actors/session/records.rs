@@ -40,6 +40,33 @@ impl SessionActor {
         }));
     }
 
+    /// Writes down the conversation a `POST /chat` client brought along, which the
+    /// session starts from, so that it comes back with the session: each question,
+    /// with the answer after it, as a turn of its own that ended. (System messages
+    /// are not stored.)
+    pub(super) fn record_brought_history(&self) {
+        let mut turn_id = None;
+        for message in self.history.brought_along() {
+            let role = match StoredRole::try_from(message.role) {
+                Ok(role) => role,
+                Err(_) => continue,
+            };
+            let turn = match (role, turn_id) {
+                (StoredRole::Assistant, Some(turn)) => turn,
+                _ => *turn_id.insert(Uuid::new_v4()),
+            };
+            let stored = StoredMessage {
+                turn_id: turn,
+                role,
+                content: message.content.clone(),
+            };
+            self.deps.recorder.record(Write::Message(self.id, stored));
+            if role == StoredRole::User {
+                self.record_outcome(turn, TurnOutcome::Kept);
+            }
+        }
+    }
+
     /// Refuses a new turn while conversations cannot be stored: it could not be
     /// kept.
     pub(super) fn check_storage(&self) -> Result<(), ChatError> {

@@ -129,14 +129,12 @@ async fn declare_topology(
         durable: true,
         ..QueueDeclareOptions::default()
     };
-    channel
-        .queue_declare(
-            short(&topology.dead_letters)?,
-            durable,
-            FieldTable::default(),
-        )
-        .await
-        .map_err(unavailable)?;
+    for queue in [&topology.dead_letters, &topology.orphans] {
+        channel
+            .queue_declare(short(queue)?, durable, FieldTable::default())
+            .await
+            .map_err(unavailable)?;
+    }
     let mut arguments = FieldTable::default();
     arguments.insert(
         "x-queue-type".into(),

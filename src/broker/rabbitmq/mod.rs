@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `Q` | durable quorum queue of questions, bounded (`reject-publish`), dead-lettering to `Q.dead` |
 //! | `Q.dead` | durable queue of poison questions |
+//! | `Q.orphans` | durable queue of questions whose gateway went away, for any gateway to store |
 //! | `Q.cancel` | fanout exchange of cancellations; each subscriber binds its own exclusive queue |
 //! | `Q.reply.<uuid>` | one exclusive auto-delete reply queue per gateway process |
 //! | `Q.reply.<uuid>.notices` | the same gateway's notices from other gateways (a session taken over) |
@@ -49,12 +50,13 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{
-    Answer, Broker, BrokerError, ConnectionState, Delivery, Notice, Question, ReplyQueue, Settle,
+    Adoption, Answer, Broker, BrokerError, ConnectionState, Delivery, Notice, Orphan, Question,
+    ReplyQueue, Settle,
 };
 use crate::config::{AmqpUrl, BrokerConfig, BrokerEngine};
 use link::{CONNECT_TIMEOUT, Link};
 use publish::Undeliverable;
-use streams::{Cancels, Notices, Questions, Replies};
+use streams::{Cancels, Notices, Orphans, Questions, Replies};
 use subscription::Feed;
 
 /// Answers waiting between the reply queue's consumer and the gateway's reader.
@@ -255,6 +257,24 @@ impl Broker for RabbitBroker {
         let shared = self.shared.clone();
         let reply_to = reply_to.to_owned();
         async move { publish::publish_answer(&shared, &reply_to, answer).await }.boxed()
+    }
+
+    fn publish_orphan(&self, orphan: Orphan) -> BoxFuture<'static, Result<(), BrokerError>> {
+        let shared = self.shared.clone();
+        async move { publish::publish_orphan(&shared, &orphan).await }.boxed()
+    }
+
+    fn consume_orphans(
+        &self,
+    ) -> BoxFuture<'static, Result<BoxStream<'static, Adoption>, BrokerError>> {
+        let shared = self.shared.clone();
+        async move {
+            let orphans = Orphans {
+                queue: shared.topology.orphans.clone(),
+            };
+            Ok(Feed::start(&shared, orphans).await?.into_lazy_stream())
+        }
+        .boxed()
     }
 
     fn publish_notice(

@@ -23,6 +23,8 @@ pub struct Topology {
     pub dead_letters: String,
     /// The fanout exchange of cancellations.
     pub cancels: String,
+    /// Questions whose gateway went away, for any gateway to store.
+    pub orphans: String,
     reply_prefix: String,
 }
 
@@ -32,6 +34,7 @@ impl Topology {
             questions: question_queue.to_owned(),
             dead_letters: format!("{question_queue}.dead"),
             cancels: format!("{question_queue}.cancel"),
+            orphans: format!("{question_queue}.orphans"),
             reply_prefix: format!("{question_queue}.reply."),
         };
         let longest = notice_queue(&topology.reply_queue(Uuid::nil()));
@@ -72,6 +75,7 @@ mod tests {
         assert_eq!(topology.questions, "chat");
         assert_eq!(topology.dead_letters, "chat.dead");
         assert_eq!(topology.cancels, "chat.cancel");
+        assert_eq!(topology.orphans, "chat.orphans");
         let gateway = Uuid::new_v4();
         let reply_queue = topology.reply_queue(gateway);
         assert_eq!(reply_queue, format!("chat.reply.{}", gateway.simple()));

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use super::headers::{answer_headers, question_headers};
 use super::link::Link;
 use super::names::{notice_queue, short};
-use super::{Answer, BrokerError, EngineState, Notice, Question, unavailable, within};
+use super::{Answer, BrokerError, EngineState, Notice, Orphan, Question, unavailable, within};
 
 /// Answer chunks published but not yet confirmed; beyond it, publishing waits.
 pub(super) const ANSWERS_IN_FLIGHT: usize = 4096;
@@ -73,6 +73,43 @@ pub(super) async fn publish_question(
         ))),
         // The queue is at `x-max-length` and rejects publishes.
         Confirmation::Nack(_) => Err(BrokerError::Full),
+    }
+}
+
+/// Hands an orphaned question back, for any gateway to store; waits for RabbitMQ
+/// to take it.
+pub(super) async fn publish_orphan(
+    shared: &EngineState,
+    orphan: &Orphan,
+) -> Result<(), BrokerError> {
+    let link = shared.current_link()?;
+    let body = serde_json::to_vec(orphan).map_err(unavailable)?;
+    let properties = BasicProperties::default()
+        .with_content_type(JSON.into())
+        .with_delivery_mode(PERSISTENT)
+        .with_correlation_id(orphan.turn_id.to_string().into());
+    let queue = short(&shared.topology.orphans)?;
+    let confirmation = within(shared.publish_timeout, "handing back an orphan", async {
+        link.questions
+            .basic_publish(
+                "".into(),
+                queue,
+                BasicPublishOptions::default(),
+                &body,
+                properties,
+            )
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)
+    })
+    .await?;
+    if confirmation.is_ack() {
+        Ok(())
+    } else {
+        Err(BrokerError::Unavailable(
+            "RabbitMQ refused an orphan".into(),
+        ))
     }
 }
 

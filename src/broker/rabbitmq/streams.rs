@@ -27,7 +27,7 @@ use super::link::Link;
 use super::names::short;
 use super::settle::{Outcome, RabbitSettle, requeue_unread};
 use super::subscription::Subscription;
-use super::{Answer, BrokerError, Delivery, Notice, Question, unavailable};
+use super::{Adoption, Answer, BrokerError, Delivery, Notice, Orphan, Question, unavailable};
 
 /// Answers RabbitMQ may push to a gateway before it acknowledges them, and how
 /// often it acknowledges (all at once). Together with the reply stream's buffer
@@ -68,6 +68,21 @@ async fn consume_acknowledged(
         )
         .await
         .map_err(unavailable)
+}
+
+/// Opens a channel on `link` and consumes the durable `queue` on it, with manual
+/// acknowledgements.
+fn subscribe_acknowledged(
+    link: Arc<Link>,
+    queue: String,
+    prefetch: u16,
+) -> BoxFuture<'static, Result<(Channel, Consumer), BrokerError>> {
+    async move {
+        let channel = link.open_channel().await?;
+        let consumer = consume_acknowledged(&channel, &queue, prefetch).await?;
+        Ok((channel, consumer))
+    }
+    .boxed()
 }
 
 /// Consumes `queue` with no acknowledgements at all: what it carries may be lost
@@ -167,6 +182,54 @@ impl Subscription for Notices {
     }
 }
 
+/// The orphaned questions, shared by every gateway; each is acknowledged once
+/// stored.
+pub(super) struct Orphans {
+    pub(super) queue: String,
+}
+
+/// Orphans a gateway stores at once: few ever wait.
+const ORPHAN_PREFETCH: u16 = 16;
+
+impl Subscription for Orphans {
+    type Item = Adoption;
+
+    fn subscribe(
+        &self,
+        link: Arc<Link>,
+    ) -> BoxFuture<'static, Result<(Channel, Consumer), BrokerError>> {
+        subscribe_acknowledged(link, self.queue.clone(), ORPHAN_PREFETCH)
+    }
+
+    fn convert(
+        &self,
+        delivery: LapinDelivery,
+        channel: &Channel,
+    ) -> BoxFuture<'static, Option<Adoption>> {
+        let orphan = serde_json::from_slice::<Orphan>(&delivery.data);
+        let ids = TurnIds {
+            session_id: orphan.as_ref().ok().map(|orphan| orphan.session_id),
+            turn_id: orphan.as_ref().ok().map(|orphan| orphan.turn_id),
+        };
+        let settle = RabbitSettle::new(delivery.acker, channel.clone(), ids);
+        async move {
+            match orphan {
+                Ok(orphan) => Some(Adoption::new(orphan, Box::new(settle))),
+                Err(error) => {
+                    tracing::warn!(%error, "dropped a malformed orphan");
+                    let _ = settle.settle(Outcome::Reject).await;
+                    None
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn release(&self, channel: Channel, consumer: Consumer) {
+        requeue_unread(channel, consumer);
+    }
+}
+
 /// One subscriber's share of the cancellation fanout.
 pub(super) struct Cancels {
     pub(super) exchange: String,
@@ -224,14 +287,7 @@ impl Subscription for Questions {
         &self,
         link: Arc<Link>,
     ) -> BoxFuture<'static, Result<(Channel, Consumer), BrokerError>> {
-        let queue = self.queue.clone();
-        let prefetch = self.prefetch;
-        async move {
-            let channel = link.open_channel().await?;
-            let consumer = consume_acknowledged(&channel, &queue, prefetch).await?;
-            Ok((channel, consumer))
-        }
-        .boxed()
+        subscribe_acknowledged(link, self.queue.clone(), self.prefetch)
     }
 
     fn convert(
