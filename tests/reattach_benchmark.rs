@@ -1,6 +1,7 @@
 //! How long re-attaching to a session takes, from opening the WebSocket to its
-//! `history` frame: for sessions still in memory, and for the same sessions loaded
-//! back from SQLite after a restart (docs/benchmarks.md#re-attaching). Ignored by
+//! `history` frame: for sessions still in memory, for the same sessions loaded
+//! back from SQLite after a restart, and for sessions taken over from another
+//! gateway (RabbitMQ and PostgreSQL) (docs/benchmarks.md#re-attaching). Ignored by
 //! default:
 //!
 //! ```sh
@@ -11,6 +12,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::deployment::Deployment;
+use common::postgres::TestDatabase;
 use common::{Client, Process, WAIT, mock_llm};
 use uuid::Uuid;
 
@@ -25,6 +28,20 @@ fn serve(model: &Process, data_dir: &std::path::Path) -> Process {
         ("PARLOR_STORAGE__DATA_DIR", data_dir.display().to_string()),
     ];
     Process::start(&["serve"], &env)
+}
+
+/// Starts `SESSIONS` sessions of `TURNS` turns each at `server`; answers their ids.
+async fn converse(server: &Process) -> Vec<Uuid> {
+    let mut sessions = Vec::with_capacity(SESSIONS);
+    for _ in 0..SESSIONS {
+        let mut client = Client::connect(server).await;
+        for turn in 0..TURNS {
+            client.chat(&format!("question {turn}")).await;
+        }
+        sessions.push(client.session_id);
+        client.close().await;
+    }
+    sessions
 }
 
 /// Re-attaches to every session, one after the other; answers the times to the
@@ -65,15 +82,7 @@ async fn reattach_latency() {
     let data = tempfile::tempdir().unwrap();
     let mut server = serve(&model, data.path());
 
-    let mut sessions = Vec::with_capacity(SESSIONS);
-    for _ in 0..SESSIONS {
-        let mut client = Client::connect(&server).await;
-        for turn in 0..TURNS {
-            client.chat(&format!("question {turn}")).await;
-        }
-        sessions.push(client.session_id);
-        client.close().await;
-    }
+    let sessions = converse(&server).await;
     let in_memory = reattach_all(&server, &sessions).await;
 
     server.terminate();
@@ -83,4 +92,20 @@ async fn reattach_latency() {
 
     report("in memory", &in_memory);
     report("from SQLite after a restart", &from_storage);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run it with --ignored --nocapture, in release"]
+async fn takeover_latency() {
+    let database = TestDatabase::create().await;
+    let (deployment, _cleanup) =
+        Deployment::new(mock_llm(0, 0), &[("PARLOR_STORAGE__URL", &database.url())]);
+    let _worker = deployment.worker();
+    let (first, second) = (deployment.gateway(), deployment.gateway());
+
+    let sessions = converse(&first).await;
+    // Each is held by the first gateway (idle in its memory): the second claims it,
+    // tells the first, waits for it to let go, and loads it from PostgreSQL.
+    let taken_over = reattach_all(&second, &sessions).await;
+    report("taken over from another gateway", &taken_over);
 }

@@ -73,6 +73,12 @@ impl Storage for MemoryStorage {
         let result = match self.sessions().get_mut(&session_id) {
             Some(session) => {
                 let now = Timestamp::now();
+                if message.role == StoredRole::Assistant {
+                    // An answer ends its question's turn.
+                    let questions = (session.messages.iter_mut())
+                        .filter(|stored| stored.saved.turn_id == message.turn_id);
+                    questions.for_each(|question| question.saved.pending = false);
+                }
                 // Never backwards, as in the SQL engines.
                 session.updated = session.updated.max(now);
                 session.messages.push(MemoryMessage {

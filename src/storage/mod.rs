@@ -130,9 +130,11 @@ pub enum Write {
     },
 }
 
-/// How a turn ended, as stored with its question. A question stored without one
-/// is *pending*: its turn was running or waiting when its gateway stopped, died or
-/// gave the session away, and whoever loads the session next asks it again.
+/// How a turn ended, as stored with its question. A question stored with neither
+/// an outcome nor an answer is *pending*: its turn was running or waiting when its
+/// gateway stopped, died or gave the session away, and whoever loads the session
+/// next asks it again. (An answer is outcome enough: a turn that ended with one
+/// needs no second write.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TurnOutcome {
     /// It finished or was cancelled: the question (and the answer, if any) is part
@@ -222,8 +224,8 @@ pub struct SavedMessage {
     pub role: StoredRole,
     pub content: String,
     pub created: Timestamp,
-    /// A question whose turn has no outcome yet (see [`TurnOutcome`]); never an
-    /// answer.
+    /// A question whose turn has neither an outcome nor an answer yet (see
+    /// [`TurnOutcome`]); never an answer.
     pub pending: bool,
 }
 

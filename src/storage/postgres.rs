@@ -80,8 +80,10 @@ impl PostgresStorage {
             return Ok(None);
         };
         let rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT turn_id, role, content, created_ms, role = 'user' AND outcome IS NULL \
-             FROM messages WHERE session_id = $1 AND outcome IS DISTINCT FROM 'dropped' \
+            "SELECT turn_id, role, content, created_ms, \
+             role = 'user' AND outcome IS NULL AND NOT EXISTS (SELECT 1 FROM messages AS a \
+             WHERE a.session_id = m.session_id AND a.turn_id = m.turn_id AND a.role = 'assistant') \
+             FROM messages AS m WHERE session_id = $1 AND outcome IS DISTINCT FROM 'dropped' \
              ORDER BY seq DESC LIMIT $2",
         )
         .bind(session_id)

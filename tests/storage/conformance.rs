@@ -69,16 +69,12 @@ async fn a_batch_is_applied_in_order(storage: &dyn Storage) {
 
 async fn questions_are_pending_until_their_turn_ends(storage: &dyn Storage) {
     let id = new_session(storage).await;
-    let [kept, dropped, pending] = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+    let [answered, dropped, pending] = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+    // An answer ends its turn without an outcome of its own.
     let batch = [
-        Write::Message(id, StoredMessage::user(kept, "answered")),
+        Write::Message(id, StoredMessage::user(answered, "answered")),
         Write::Message(id, StoredMessage::user(dropped, "dropped")),
-        Write::Message(id, StoredMessage::assistant(kept, "the answer")),
-        Write::TurnEnd {
-            session_id: id,
-            turn_id: kept,
-            outcome: TurnOutcome::Kept,
-        },
+        Write::Message(id, StoredMessage::assistant(answered, "the answer")),
         Write::TurnEnd {
             session_id: id,
             turn_id: dropped,

@@ -7,8 +7,6 @@
 //! conversation, and the questions whose turns never ended (their gateway stopped,
 //! died or gave the session away), which it asks again.
 
-use std::collections::HashSet;
-
 use uuid::Uuid;
 
 use super::SessionActor;
@@ -84,18 +82,17 @@ impl SessionActor {
         self.deps.recorder.record(Write::Message(self.id, message));
     }
 
-    /// Writes how a turn ended, with its answer (a failed turn has none worth
-    /// keeping).
+    /// Writes how a turn ended: its answer, or else its outcome (a failed turn has
+    /// no answer worth keeping). One write either way, as an answer ends its turn.
     pub(super) fn record_turn_end(&self, turn_id: Uuid, answer: &str, end: &TurnEnd) {
-        let outcome = match end {
-            TurnEnd::Failed(_) => TurnOutcome::Dropped,
-            TurnEnd::Finished(_) => TurnOutcome::Kept,
-        };
-        if outcome == TurnOutcome::Kept && !answer.is_empty() {
-            let message = StoredMessage::assistant(turn_id, answer);
-            self.deps.recorder.record(Write::Message(self.id, message));
+        match end {
+            TurnEnd::Finished(_) if !answer.is_empty() => {
+                let message = StoredMessage::assistant(turn_id, answer);
+                self.deps.recorder.record(Write::Message(self.id, message));
+            }
+            TurnEnd::Finished(_) => self.record_outcome(turn_id, TurnOutcome::Kept),
+            TurnEnd::Failed(_) => self.record_outcome(turn_id, TurnOutcome::Dropped),
         }
-        self.record_outcome(turn_id, outcome);
     }
 
     /// Writes that turns which never started were dropped (their client left).
@@ -122,14 +119,8 @@ pub(super) fn take_back(
 ) -> (History, Vec<(Uuid, UserMessage)>) {
     let mut history = History::default();
     let mut pending = Vec::new();
-    // A gateway that stopped between storing an answer and its turn's outcome left
-    // the question pending; it was answered all the same.
-    let answered: HashSet<Uuid> = (messages.iter())
-        .filter(|message| message.role == StoredRole::Assistant)
-        .map(|message| message.turn_id)
-        .collect();
     for message in in_turn_order(messages) {
-        if message.pending && !answered.contains(&message.turn_id) {
+        if message.pending {
             // Asked again with every tool: which ones it named was not stored.
             pending.push((message.turn_id, UserMessage::from(message.content.as_str())));
         } else {
@@ -178,7 +169,7 @@ mod tests {
 
     #[test]
     fn answers_follow_their_questions_and_pending_questions_are_asked_again() {
-        let [one, two, three, four] = [(); 4].map(|()| Uuid::new_v4());
+        let [one, two, three] = [(); 3].map(|()| Uuid::new_v4());
         // `two` waited for `one`; `three` was running when the gateway died.
         let stored = [
             saved(one, StoredRole::User, "q1", false),
@@ -186,9 +177,6 @@ mod tests {
             saved(one, StoredRole::Assistant, "a1", false),
             saved(two, StoredRole::Assistant, "a2", false),
             saved(three, StoredRole::User, "q3", true),
-            // Answered, but stopped before its outcome was stored.
-            saved(four, StoredRole::User, "q4", true),
-            saved(four, StoredRole::Assistant, "a4", false),
         ];
         let (history, pending) = take_back(&stored, 10);
         assert_eq!(
@@ -198,8 +186,6 @@ mod tests {
                 ChatMessage::assistant("a1"),
                 ChatMessage::user("q2"),
                 ChatMessage::assistant("a2"),
-                ChatMessage::user("q4"),
-                ChatMessage::assistant("a4"),
             ]
         );
         assert_eq!(history.entries()[1].turn_id, Some(one));
