@@ -29,7 +29,6 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::io::WriteHandler;
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, ProtocolError};
 use futures_util::StreamExt;
@@ -382,23 +381,5 @@ impl StreamHandler<SocketInput> for SessionActor {
 
     fn finished(&mut self, _: &mut Self::Context) {
         // A socket ending is a `Closed` input; the session itself lives on.
-    }
-}
-
-impl WriteHandler<actix_ws::Closed> for SessionActor {
-    fn error(&mut self, _: actix_ws::Closed, _: &mut Self::Context) -> Running {
-        // The socket is gone; its read side reports `Closed` and detaches it.
-        if self.leaving {
-            Running::Stop
-        } else {
-            Running::Continue
-        }
-    }
-
-    fn finished(&mut self, ctx: &mut Self::Context) {
-        // A socket closed (its close frame is out); a session given away can go.
-        if self.leaving {
-            ctx.stop();
-        }
     }
 }

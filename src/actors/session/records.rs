@@ -1,6 +1,7 @@
 //! What a session writes down, so that it outlives its gateway's memory: itself
-//! when it starts, a question when it is accepted, the answer and how the turn
-//! ended when it ends (docs/storage.md). Writes go through the gateway's
+//! (with any conversation a `POST /chat` client brought along) when it starts, a
+//! question when it is accepted, its answer — or how its turn ended, if without
+//! one — when the turn ends (docs/storage.md). Writes go through the gateway's
 //! [`Recorder`](crate::storage::Recorder), in order and off the turn's path.
 //!
 //! A session loaded back from storage starts from what was written: the

@@ -3,6 +3,7 @@
 //! [`connection::read`], pinging it, and letting it go. The socket itself is a
 //! [`Connection`].
 
+use actix::io::WriteHandler;
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, ProtocolError};
 
@@ -195,6 +196,24 @@ impl SessionActor {
             }
         }
         self.arm_idle_timer(ctx);
+    }
+}
+
+impl WriteHandler<actix_ws::Closed> for SessionActor {
+    fn error(&mut self, _: actix_ws::Closed, _: &mut Self::Context) -> Running {
+        // The socket is gone; its read side reports `Closed` and detaches it.
+        if self.leaving {
+            Running::Stop
+        } else {
+            Running::Continue
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        // A socket closed (its close frame is out); a session given away can go.
+        if self.leaving {
+            ctx.stop();
+        }
     }
 }
 
