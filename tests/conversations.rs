@@ -198,7 +198,6 @@ async fn a_post_chat_session_is_stored_with_its_user() {
     let body = serde_json::json!({
         "userId": "u-7",
         "messages": [
-            {"role": "system", "content": "be brief"},
             {"role": "user", "content": "I am Ann"},
             {"role": "assistant", "content": "Hello Ann"},
             {"role": "user", "content": "who am I"},

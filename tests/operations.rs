@@ -25,6 +25,14 @@ async fn admin_stats_needs_the_token_and_counts_what_happened() {
     );
     assert_eq!(admin_stats(&server, None).await.status(), 401);
     assert_eq!(admin_stats(&server, Some("wrong")).await.status(), 401);
+    // The scheme is case-insensitive.
+    let lower_case = reqwest::Client::new()
+        .get(server.http("/admin/stats"))
+        .header("Authorization", "bearer s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower_case.status(), 200);
 
     let mut client = Client::connect(&server).await;
     client.chat("count me").await;

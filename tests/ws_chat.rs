@@ -302,6 +302,15 @@ async fn an_unknown_session_id_gets_a_new_session_and_not_found() {
         other => panic!("expected not_found, got {other:?}"),
     }
     assert_eq!(client.chat("hi").await.answer, expected_answer("hi", 1));
+
+    // A live session's id in another spelling names no session.
+    let upper_case = client.session_id.to_string().to_uppercase();
+    let mut other = Client::connect_url(&server.ws_url(&format!("?session_id={upper_case}"))).await;
+    assert_ne!(other.session_id, client.session_id);
+    match other.next_frame().await {
+        ServerFrame::Error { error, .. } => assert_eq!(error.code.to_string(), "not_found"),
+        frame => panic!("expected not_found, got {frame:?}"),
+    }
 }
 
 #[tokio::test]

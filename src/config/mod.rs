@@ -53,6 +53,9 @@ pub struct HttpConfig {
     pub cors_origins: Vec<String>,
     /// On SIGTERM/SIGINT, how long running turns may take to finish.
     pub shutdown_grace_s: Secs<0, 3_600>,
+    /// Whether `POST /chat` may carry `system` messages. Off: a client could
+    /// otherwise rewrite the agent's instructions (prompt injection by design).
+    pub allow_client_system_messages: bool,
 }
 
 impl Default for HttpConfig {
@@ -62,6 +65,7 @@ impl Default for HttpConfig {
             max_message_bytes: 65_536,
             cors_origins: vec!["*".into()],
             shutdown_grace_s: Secs::new(30),
+            allow_client_system_messages: false,
         }
     }
 }

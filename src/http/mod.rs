@@ -52,7 +52,7 @@ pub struct AppState {
 impl AppState {
     /// The live session a client names (by its id as text), if there is one.
     pub async fn live_session(&self, asked: Option<&str>) -> Option<(Uuid, Addr<SessionActor>)> {
-        let session_id = Uuid::parse_str(asked?).ok()?;
+        let session_id = parse_session_id(asked?)?;
         let session = self
             .sessions
             .registry
@@ -71,7 +71,7 @@ impl AppState {
         if let Some((session_id, session)) = self.live_session(Some(&asked)).await {
             return Found::Live(session_id, session);
         }
-        let Ok(session_id) = Uuid::parse_str(&asked) else {
+        let Some(session_id) = parse_session_id(&asked) else {
             return Found::Unknown(asked);
         };
         let window = self.config.agent.max_history_messages;
@@ -93,6 +93,15 @@ impl AppState {
             }
         }
     }
+}
+
+/// A session id as parlor hands them out: a UUID in lower-case hyphenated form.
+/// Other spellings of the same UUID (upper case, braces, `urn:uuid:`, no hyphens)
+/// name no session, so that one session has one id wherever it is written down.
+fn parse_session_id(text: &str) -> Option<Uuid> {
+    let id = Uuid::try_parse(text).ok()?;
+    let mut canonical = Uuid::encode_buffer();
+    (id.hyphenated().encode_lower(&mut canonical) == text).then_some(id)
 }
 
 /// What a client's session id leads to.
@@ -125,4 +134,26 @@ pub fn operations(
 ) {
     health::routes(config, readiness);
     metrics::routes(config, metrics);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_canonical_spelling_names_a_session() {
+        let id = Uuid::new_v4();
+        let canonical = id.hyphenated().to_string();
+        assert_eq!(parse_session_id(&canonical), Some(id));
+        for other in [
+            canonical.to_uppercase(),
+            id.simple().to_string(),
+            id.braced().to_string(),
+            id.urn().to_string(),
+            format!(" {canonical}"),
+            "not a uuid".to_owned(),
+        ] {
+            assert_eq!(parse_session_id(&other), None, "{other}");
+        }
+    }
 }

@@ -105,13 +105,18 @@ fn status_for(code: ErrorCode) -> StatusCode {
 /// message, or says what is wrong with it.
 fn split_conversation(
     messages: Vec<SeedMessage>,
+    allow_system: bool,
 ) -> Result<(Vec<ChatMessage>, String), (StatusCode, String)> {
     let mut conversation = Vec::with_capacity(messages.len());
     for message in messages {
         conversation.push(match message.role.as_str() {
             "user" => ChatMessage::user(message.content),
             "ai" | "assistant" => ChatMessage::assistant(message.content),
-            "system" => ChatMessage::system(message.content),
+            "system" if allow_system => ChatMessage::system(message.content),
+            "system" => {
+                let problem = "system messages are not accepted: the instructions are the server's";
+                return Err((StatusCode::BAD_REQUEST, problem.into()));
+            }
             other => {
                 let problem = format!("unknown role {other:?} (expected user, ai or assistant)");
                 return Err((StatusCode::BAD_REQUEST, problem));
@@ -154,7 +159,8 @@ async fn chat(body: Bytes, state: web::Data<AppState>) -> HttpResponse {
     if let Err(refusal) = state.sessions.tools.check(tools.as_deref()) {
         return refuse(StatusCode::BAD_REQUEST, refusal.message);
     }
-    let (history, text) = match split_conversation(request.messages) {
+    let allow_system = state.config.http.allow_client_system_messages;
+    let (history, text) = match split_conversation(request.messages, allow_system) {
         Ok(split) => split,
         Err((status, detail)) => return refuse(status, detail),
     };
