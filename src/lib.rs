@@ -23,6 +23,7 @@ pub mod draining;
 pub mod http;
 pub mod memory;
 pub mod net;
+pub mod open_files;
 pub mod protocol;
 pub mod shutdown;
 pub mod startup;

@@ -124,3 +124,53 @@ async fn metrics_are_prometheus_text_without_session_labels() {
         assert!(line.starts_with("parlor_"), "{line}");
     }
 }
+
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    // Started with a soft limit of 256, as under a default service manager.
+    let mut child = Command::new("sh")
+        .args(["-c", r#"ulimit -Sn 256 && exec "$0" "$@""#])
+        .arg(env!("CARGO_BIN_EXE_parlor"))
+        .args(["mock-llm", "--bind", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start parlor");
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    while !log
+        .iter()
+        .any(|line: &String| line.contains("listening on"))
+    {
+        match lines.recv_timeout(common::WAIT) {
+            Ok(line) => log.push(line),
+            Err(_) => break,
+        }
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let open_files = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("a limit on open files");
+    let numbers: Vec<&str> = open_files.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(numbers[0], numbers[1], "soft = hard: {open_files}");
+    assert_ne!(numbers[0], "256", "{open_files}");
+    assert!(
+        log.iter()
+            .any(|line| line.contains("raised the open file limit")),
+        "{log:?}"
+    );
+}

@@ -66,6 +66,9 @@ use crate::storage::{self, Recorder, spawn_purger};
 
 /// Runs the command the user asked for until it ends (or is signalled to).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Every command holds sockets: the gateway its clients, the load tester its
+    // sessions, the mock its requests.
+    crate::open_files::raise_and_report();
     let file = cli.config.as_deref();
     match cli.command {
         Command::Serve(args) => serve(args.load_config(file)?).await,
