@@ -65,6 +65,10 @@ struct Route {
     session: Addr<SessionActor>,
     /// The turn's span, for what this actor logs about it.
     span: Span,
+    /// The newest delivery of the question heard from: only its end ends the
+    /// route. An older one may still finish (its worker was stopping when the
+    /// question went to another), and the newer one's answers must still come.
+    attempt: u32,
 }
 
 impl Actor for BrokerActor {
@@ -98,7 +102,7 @@ impl StreamHandler<ConnectionState> for BrokerActor {
             turns = self.routes.len(),
             "lost the broker; failing the turns in flight"
         );
-        for (turn_id, Route { session, span }) in self.routes.drain() {
+        for (turn_id, Route { session, span, .. }) in self.routes.drain() {
             tracing::debug!(parent: &span, "failing the turn: its answers were lost");
             let message = "the connection to the broker was lost; please ask again";
             session.do_send(TurnFailed {
@@ -151,6 +155,7 @@ impl Handler<AskQuestion> for BrokerActor {
         let route = Route {
             session: route,
             span,
+            attempt: 0,
         };
         self.routes.insert(turn_id, route);
         Box::pin(publish.into_actor(self).map(move |result, actor, _| {
@@ -193,7 +198,7 @@ impl Handler<ForgetTurn> for BrokerActor {
 impl StreamHandler<Answer> for BrokerActor {
     fn handle(&mut self, answer: Answer, _: &mut Self::Context) {
         let turn_id = answer.turn_id;
-        let Some(Route { session, .. }) = self.routes.get(&turn_id) else {
+        let Some(route) = self.routes.get_mut(&turn_id) else {
             let span = tracing::debug_span!(
                 parent: None,
                 "turn",
@@ -204,11 +209,13 @@ impl StreamHandler<Answer> for BrokerActor {
             tracing::debug!(parent: &span, "answer for a turn nobody waits for; dropped");
             return;
         };
-        let ends_turn = answer.body.ends_turn();
+        route.attempt = route.attempt.max(answer.attempt);
+        let ends_route = answer.body.ends_turn() && answer.attempt == route.attempt;
         // A session's mailbox holds at most the chunks of its running turn, which
-        // arrive at the model's pace; the reply queue upstream is bounded.
-        session.do_send(TurnUpdate(answer));
-        if ends_turn {
+        // arrive at the model's pace; the reply queue upstream is bounded. (The
+        // session itself ignores what a stale attempt sends.)
+        route.session.do_send(TurnUpdate(answer));
+        if ends_route {
             self.routes.remove(&turn_id);
         }
     }

@@ -90,6 +90,37 @@ async fn a_restarted_turn_resets_and_only_its_last_delivery_is_remembered() {
 }
 
 #[actix::test]
+async fn the_end_of_a_stale_attempt_does_not_end_the_turn() {
+    let mut gateway = Gateway::start(8).await;
+    let (_, session) = SessionActor::start(gateway.deps.clone(), Vec::new());
+    let (turn_id, mut frames) = start_turn(&session, "hello").await;
+    let question = gateway.next_question().await;
+    next_frame(&mut frames).await; // accepted
+
+    // The question went to a second worker while the first one finished anyway
+    // (a rolling restart): the first one's end comes in the middle of the second
+    // one's answer, and must not cut it off.
+    gateway.answer(&question, 1, chunk(0, "Hi")).await;
+    gateway.answer(&question, 2, chunk(0, "Hello")).await;
+    gateway.answer(&question, 1, done()).await;
+    gateway.answer(&question, 2, chunk(1, " world")).await;
+    gateway.answer(&question, 2, done()).await;
+    let mut answer = String::new();
+    loop {
+        match next_frame(&mut frames).await {
+            ServerFrame::Chunk { text, .. } => answer.push_str(&text),
+            ServerFrame::Reset { .. } => answer.clear(),
+            ServerFrame::Done { turn_id: ended, .. } => {
+                assert_eq!(ended, turn_id);
+                break;
+            }
+            frame => panic!("unexpected {frame:?}"),
+        }
+    }
+    assert_eq!(answer, "Hello world");
+}
+
+#[actix::test]
 async fn messages_wait_for_the_running_turn_and_beyond_the_limit_get_busy() {
     let mut gateway = Gateway::start(8).await;
     let (_, session) = SessionActor::start(gateway.deps.clone(), Vec::new());
