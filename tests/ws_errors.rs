@@ -83,6 +83,35 @@ async fn frames_beyond_the_hard_limit_close_the_connection() {
 }
 
 #[tokio::test]
+async fn broken_frames_close_with_the_rfc_6455_codes() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    let (_model, server) = server_with_model();
+
+    // Text that is not UTF-8: 1007.
+    let mut client = Client::connect(&server).await;
+    let not_utf8 = Frame::message(vec![0xff, 0xfe, b'{'], OpCode::Data(Data::Text), true);
+    client.send_raw(Message::Frame(not_utf8)).await;
+    assert_eq!(client.close_code().await, Some(1007));
+
+    // A message beyond the hard limit (1 MiB here) in continuation frames of 512 KiB
+    // each, none of them too big alone: 1009 once the third arrives.
+    let mut client = Client::connect(&server).await;
+    let piece = vec![b'x'; 512 * 1024];
+    let first = Frame::message(piece.clone(), OpCode::Data(Data::Text), false);
+    client.send_raw(Message::Frame(first)).await;
+    for _ in 0..2 {
+        let more = Frame::message(piece.clone(), OpCode::Data(Data::Continue), false);
+        client.send_raw(Message::Frame(more)).await;
+    }
+    assert_eq!(client.close_code().await, Some(1009));
+
+    let mut other = Client::connect(&server).await;
+    still_serves(&mut other, 1).await;
+}
+
+#[tokio::test]
 async fn a_failing_model_gives_upstream() {
     let model = mock_llm(0, 0);
     let server = serve(&model, &[("PARLOR_LLM__RETRY_BACKOFF_MS", "10")]);

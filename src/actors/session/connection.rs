@@ -108,8 +108,10 @@ pub enum Goodbye {
     Replaced,
     /// The process is stopping.
     GoingAway,
-    /// A frame beyond the hard size limit broke the framing.
+    /// A frame (or a message in continuation frames) beyond the hard size limit.
     Oversized,
+    /// A text frame that is not UTF-8.
+    NotUtf8,
     /// The framing broke otherwise.
     BadFraming,
 }
@@ -124,6 +126,7 @@ impl Goodbye {
             ),
             Goodbye::GoingAway => (CloseCode::Away, Some("parlor is shutting down")),
             Goodbye::Oversized => (CloseCode::Size, Some("frame too large")),
+            Goodbye::NotUtf8 => (CloseCode::Invalid, Some("text frames must be UTF-8")),
             Goodbye::BadFraming => (CloseCode::Protocol, None),
         };
         Some(CloseReason {
@@ -161,8 +164,24 @@ pub fn read(item: Result<AggregatedMessage, ProtocolError>, max_message_bytes: u
         Ok(AggregatedMessage::Ping(payload)) => Received::Ping(payload),
         Ok(AggregatedMessage::Pong(_)) => Received::Pong,
         Ok(AggregatedMessage::Close(_)) => Received::Leaving(Goodbye::ClientClosed),
-        Err(ProtocolError::Overflow) => Received::Leaving(Goodbye::Oversized),
-        Err(_) => Received::Leaving(Goodbye::BadFraming),
+        Err(error) => Received::Leaving(goodbye_for(&error)),
+    }
+}
+
+/// How a broken stream closes (RFC 6455, section 7.4.1): 1009 for a frame or
+/// message too big, 1007 for text that is not UTF-8, 1002 otherwise.
+fn goodbye_for(error: &ProtocolError) -> Goodbye {
+    match error {
+        ProtocolError::Overflow => Goodbye::Oversized,
+        // actix-ws reports both as I/O errors: bad UTF-8 as `InvalidData`, a message
+        // beyond `max_continuation_size` by its text.
+        ProtocolError::Io(error) if error.kind() == std::io::ErrorKind::InvalidData => {
+            Goodbye::NotUtf8
+        }
+        ProtocolError::Io(error) if error.to_string().contains("maximum continuation size") => {
+            Goodbye::Oversized
+        }
+        _ => Goodbye::BadFraming,
     }
 }
 
@@ -279,6 +298,19 @@ mod tests {
             read(Err(ProtocolError::UnmaskedFrame), LIMIT),
             Received::Leaving(Goodbye::BadFraming)
         );
+        let io = |kind, text: &str| ProtocolError::Io(std::io::Error::new(kind, text.to_owned()));
+        assert_eq!(
+            read(Err(io(std::io::ErrorKind::InvalidData, "bad utf-8")), LIMIT),
+            Received::Leaving(Goodbye::NotUtf8)
+        );
+        let too_long = io(
+            std::io::ErrorKind::Other,
+            "Exceeded maximum continuation size",
+        );
+        assert_eq!(
+            read(Err(too_long), LIMIT),
+            Received::Leaving(Goodbye::Oversized)
+        );
     }
 
     #[test]
@@ -288,6 +320,7 @@ mod tests {
         assert_eq!(code(Goodbye::GoingAway), Some(1001));
         assert_eq!(code(Goodbye::BadFraming), Some(1002));
         assert_eq!(code(Goodbye::Oversized), Some(1009));
+        assert_eq!(code(Goodbye::NotUtf8), Some(1007));
         assert_eq!(code(Goodbye::ClientClosed), None);
         assert_eq!(code(Goodbye::Unresponsive), None);
     }
