@@ -27,6 +27,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
+/// Silences lapin's dump of returned messages (see [`init`]).
+const QUIET_RETURNS: &str = "lapin::returned_messages=error";
+
 /// Starts logging; keep the guard until the process ends, as dropping it writes
 /// the lines still queued.
 pub fn init() -> WorkerGuard {
@@ -34,7 +37,12 @@ pub fn init() -> WorkerGuard {
         .lossy(false)
         .thread_name("parlor-log")
         .finish(std::io::stderr());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // lapin logs every message RabbitMQ returns, whole, at WARN: an answer
+        // whose gateway went away, with its text. Message text stays out of logs;
+        // parlor logs the fact itself (the turn ends `nobody_listening`).
+        .add_directive(QUIET_RETURNS.parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)

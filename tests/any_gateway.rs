@@ -170,6 +170,13 @@ async fn a_turn_whose_gateway_died_is_answered_at_another() {
     );
     // No turn runs again once answered.
     client.idle_for(std::time::Duration::from_millis(300)).await;
+    // The answer that found no gateway (its text, its session) is not dumped into
+    // the worker's log, as the RabbitMQ client would.
+    let worker_log = cluster._worker.log();
+    assert!(
+        !worker_log.contains("returned us a message"),
+        "{worker_log}"
+    );
 }
 
 #[tokio::test]

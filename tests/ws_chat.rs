@@ -303,6 +303,17 @@ async fn an_unknown_session_id_gets_a_new_session_and_not_found() {
     }
     assert_eq!(client.chat("hi").await.answer, expected_answer("hi", 1));
 
+    // A long id is not echoed back.
+    let long = "x".repeat(30_000);
+    let mut other = Client::connect_url(&server.ws_url(&format!("?session_id={long}"))).await;
+    match other.next_frame().await {
+        ServerFrame::Error { error, .. } => {
+            assert_eq!(error.code.to_string(), "not_found");
+            assert!(!error.message.contains("xxxx"), "{}", error.message);
+        }
+        frame => panic!("expected not_found, got {frame:?}"),
+    }
+
     // A live session's id in another spelling names no session.
     let upper_case = client.session_id.to_string().to_uppercase();
     let mut other = Client::connect_url(&server.ws_url(&format!("?session_id={upper_case}"))).await;

@@ -36,7 +36,7 @@ impl SessionActor {
         match arrival {
             Arrival::New => {}
             Arrival::Unknown(asked) => {
-                let text = format!("no live session {asked}; this is a new session");
+                let text = format!("no live session {}; this is a new session", shown(&asked));
                 self.send_to_socket(&ServerFrame::error(None, ErrorCode::NotFound, text));
             }
             Arrival::Returning => self.show_where_it_stands(),
@@ -215,6 +215,14 @@ impl WriteHandler<actix_ws::Closed> for SessionActor {
             ctx.stop();
         }
     }
+}
+
+/// A session id a client asked for, as the `not_found` error repeats it: as it
+/// was, if it could be one; a client's arbitrary text is not echoed back.
+fn shown(asked: &str) -> &str {
+    const LONGEST_SHOWN: usize = 64;
+    let plausible = asked.len() <= LONGEST_SHOWN && asked.chars().all(|c| c.is_ascii_graphic());
+    if plausible { asked } else { "with that id" }
 }
 
 /// How a client came to a session's socket.
