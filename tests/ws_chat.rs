@@ -429,3 +429,36 @@ async fn a_client_that_stops_answering_pings_is_let_go() {
         expected_answer("still here", 1)
     );
 }
+
+#[tokio::test]
+async fn a_page_of_another_origin_may_not_open_a_socket() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+    let model = mock_llm(0, 0);
+    let server = serve(
+        &model,
+        &[("PARLOR_HTTP__CORS_ORIGINS", "[\"http://allowed.example\"]")],
+    );
+    let open_from = |origin: Option<String>| {
+        let mut request = server.ws_url("").into_client_request().unwrap();
+        if let Some(origin) = origin {
+            let origin = HeaderValue::from_str(&origin).unwrap();
+            request.headers_mut().insert("Origin", origin);
+        }
+        tokio_tungstenite::connect_async(request)
+    };
+    let status = |result: Result<_, tokio_tungstenite::tungstenite::Error>| match result {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(error) => panic!("{error}"),
+    };
+
+    let evil = open_from(Some("http://evil.example".into())).await;
+    assert_eq!(status(evil), 403);
+    let allowed = open_from(Some("http://allowed.example".into())).await;
+    assert_eq!(status(allowed), 101);
+    let same_origin = open_from(Some(format!("http://{}", server.addr))).await;
+    assert_eq!(status(same_origin), 101);
+    assert_eq!(status(open_from(None).await), 101, "not a browser");
+}

@@ -93,10 +93,17 @@ impl Config {
                 "must be between 1 and 16777216",
             ));
         }
-        for origin in &self.http.cors_origins {
+        let ws_origins = self.http.ws_allowed_origins.iter();
+        let origins = (self
+            .http
+            .cors_origins
+            .iter()
+            .map(|o| ("http.cors_origins", o)))
+        .chain(ws_origins.map(|o| ("http.ws_allowed_origins", o)));
+        for (key, origin) in origins {
             if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return Err(invalid(
-                    "http.cors_origins",
+                    key,
                     format!("{origin:?} is neither \"*\" nor an http(s) origin"),
                 ));
             }

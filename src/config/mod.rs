@@ -51,6 +51,10 @@ pub struct HttpConfig {
     pub max_message_bytes: usize,
     /// Origins allowed to call `POST /chat` from a browser; `"*"` allows any.
     pub cors_origins: Vec<String>,
+    /// Origins whose pages may open `GET /ws` (checked against the `Origin` header
+    /// browsers send); empty: the same as `cors_origins`. A page of the gateway's
+    /// own origin, and a client that sends no `Origin`, are always let in.
+    pub ws_allowed_origins: Vec<String>,
     /// On SIGTERM/SIGINT, how long running turns may take to finish.
     pub shutdown_grace_s: Secs<0, 3_600>,
     /// Whether `POST /chat` may carry `system` messages. Off: a client could
@@ -64,6 +68,7 @@ impl Default for HttpConfig {
             bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
             max_message_bytes: 65_536,
             cors_origins: vec!["*".into()],
+            ws_allowed_origins: Vec::new(),
             shutdown_grace_s: Secs::new(30),
             allow_client_system_messages: false,
         }
@@ -73,6 +78,15 @@ impl Default for HttpConfig {
 impl HttpConfig {
     pub fn shutdown_grace(&self) -> Duration {
         self.shutdown_grace_s.duration()
+    }
+
+    /// The origins whose pages may open a WebSocket (`"*"`: any).
+    pub fn ws_origins(&self) -> &[String] {
+        if self.ws_allowed_origins.is_empty() {
+            &self.cors_origins
+        } else {
+            &self.ws_allowed_origins
+        }
     }
 }
 

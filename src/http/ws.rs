@@ -35,6 +35,11 @@ async fn chat_socket(
     query: web::Query<SocketQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Error> {
+    if !origin_allowed(&request, state.config.http.ws_origins()) {
+        // Another site's page must not open a socket with its visitor's browser.
+        return Ok(HttpResponse::Forbidden()
+            .json(serde_json::json!({ "detail": "this origin may not open a WebSocket" })));
+    }
     let (response, socket, frames) = actix_ws::handle(&request, body)?;
     let hard_limit =
         (state.config.http.max_message_bytes * HARD_FRAME_LIMIT_FACTOR).max(MIN_HARD_FRAME_LIMIT);
@@ -63,6 +68,25 @@ async fn chat_socket(
     };
     SessionActor::start_connected(sessions, socket, frames, connection_id, opening);
     Ok(response)
+}
+
+/// Whether the page that opens this WebSocket may: no `Origin` (not a browser),
+/// the gateway's own origin, or one of `allowed` (`"*"`: any).
+fn origin_allowed(request: &HttpRequest, allowed: &[String]) -> bool {
+    let Some(origin) = request.headers().get("Origin") else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let host = request.connection_info().host().to_owned();
+    let same_origin = origin
+        .split_once("://")
+        .is_some_and(|(_, authority)| authority.eq_ignore_ascii_case(&host));
+    same_origin
+        || allowed
+            .iter()
+            .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin))
 }
 
 /// Reads a re-attached client's frames and hands them to its session one at a
