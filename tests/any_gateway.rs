@@ -226,6 +226,9 @@ async fn a_question_its_dead_gateway_never_stored_is_answered() {
     let session_id = client.session_id;
     proxy.freeze();
     let lost = client.chat_accepted("is this kept?").await;
+    // `accepted` comes as the question is handed to RabbitMQ; the gateway dies once
+    // RabbitMQ holds it (docs/storage.md says what a kill just before loses).
+    common::rabbitmq::wait_for_message_count(&deployment.queue, 1).await;
     doomed.kill_hard();
 
     // The worker's answer finds no gateway; it hands the question back, and the
