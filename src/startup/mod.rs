@@ -31,6 +31,7 @@
 //! stays here.
 
 mod agent;
+mod gateway_state;
 mod http_server;
 mod index;
 
@@ -38,31 +39,24 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
 use anyhow::Context as _;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use self::gateway_state::gateway_state;
 use self::http_server::HttpService;
 use crate::actors::agent_pool::{AgentPool, PoolSettings, PoolStatusWatch, WatchPoolStatus};
-use crate::actors::broker::BrokerActor;
-use crate::actors::handover::HandoverActor;
-use crate::actors::registry::SessionRegistry;
-use crate::actors::session::{SessionDeps, SessionLimits};
-use crate::actors::stats::{ActorDirectory, ActorStats, Tracked};
+use crate::actors::stats::{ActorDirectory, Tracked};
 use crate::agent::Agent;
-use crate::agent::knowledge::{DataSource, KnowledgeSource};
+use crate::broker::Broker;
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::rabbitmq::RabbitBroker;
-use crate::broker::{Broker, ReplyQueue};
 use crate::cli::{Cli, Command};
 use crate::config::{AgentLocation, BrokerEngine, Config};
-use crate::conversation::KnownTools;
 use crate::counters::Counters;
 use crate::draining::Draining;
 use crate::http::health::WorkerReadiness;
 use crate::http::{self, AppState};
 use crate::shutdown;
-use crate::storage::{self, Recorder, spawn_purger};
 
 /// Runs the command the user asked for until it ends (or is signalled to).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -318,97 +312,3 @@ async fn run_gateway(
 
 /// How long a stopping gateway waits for its last conversation writes.
 const STORAGE_FLUSH_GRACE: Duration = Duration::from_secs(10);
-
-/// Starts the gateway's actors: the session registry and the broker actor on this
-/// gateway's reply queue.
-async fn gateway_state(
-    config: &Config,
-    broker: Arc<dyn Broker>,
-    pool: Option<Tracked<AgentPool>>,
-    bookkeeping: &Bookkeeping,
-) -> anyhow::Result<AppState> {
-    // The sources come from the configuration, which the workers share, so a
-    // gateway lists them and checks a turn's choice without asking a worker.
-    let data_sources: Vec<DataSource> = KnowledgeSource::configured(&config.knowledge)
-        .iter()
-        .map(KnowledgeSource::data_source)
-        .collect();
-    let tools = KnownTools::new(data_sources.iter().map(|source| source.id.clone()));
-    let storage = storage::open(&config.storage)
-        .await
-        .context("cannot open the conversation storage")?;
-    tracing::info!(storage = %config.storage.url.describe(), "conversations are stored");
-    let recorder = Recorder::start(storage.clone());
-    let retention = Arc::new(spawn_purger(storage.clone(), config.storage.retention_days));
-    let registry_stats = ActorStats::new("session_registry", "0");
-    bookkeeping.directory.register(&registry_stats);
-    let heartbeat_interval = config.session.heartbeat_interval();
-    let registry = SessionRegistry::new(heartbeat_interval, config.session.max_in_memory).start();
-
-    let ReplyQueue {
-        address: reply_to,
-        answers,
-        notices,
-    } = broker
-        .open_reply_queue()
-        .await
-        .context("cannot open the reply queue")?;
-    let broker_stats = ActorStats::new("broker", reply_to.clone());
-    // The reply queue's name is unique to this gateway process: it names the
-    // gateway holding a session.
-    let gateway_id = reply_to.clone();
-    bookkeeping.directory.register(&broker_stats);
-    let counters = bookkeeping.counters.clone();
-    let broker_actor = BrokerActor::new(
-        broker.clone(),
-        reply_to,
-        answers,
-        broker_stats.clone(),
-        counters.clone(),
-    )
-    .start();
-
-    let registry = Tracked::new(registry, registry_stats);
-    let handover = HandoverActor::new(
-        broker.clone(),
-        storage.clone(),
-        recorder.clone(),
-        registry.clone(),
-        gateway_id.clone(),
-        notices,
-    )
-    .start();
-    let sessions = SessionDeps {
-        registry,
-        broker: Tracked::new(broker_actor, broker_stats),
-        counters,
-        limits: SessionLimits::from_config(config),
-        tools,
-        storage,
-        recorder,
-        gateway_id,
-        draining: Draining::default(),
-    };
-    Ok(AppState {
-        config: Arc::new(config.clone()),
-        sessions: Arc::new(sessions),
-        handover,
-        broker,
-        pool,
-        data_sources: Arc::new(data_sources),
-        actors: bookkeeping.directory.clone(),
-        metrics: bookkeeping.metrics.clone(),
-        admin_token: admin_token(config).into(),
-        retention,
-    })
-}
-
-/// `admin.token`, or a random one (logged once, so an operator can use it).
-fn admin_token(config: &Config) -> String {
-    if let Some(token) = &config.admin.token {
-        return token.expose().to_owned();
-    }
-    let token = uuid::Uuid::new_v4().simple().to_string();
-    tracing::warn!(%token, "admin.token is not set; /admin/* takes this generated bearer token");
-    token
-}
