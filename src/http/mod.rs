@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod chat;
 pub mod data_source;
+mod frame_guard;
 pub mod health;
 pub mod metrics;
 pub mod ws;

@@ -4,10 +4,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use actix::Addr;
-use actix_web::{Error, HttpRequest, HttpResponse, web};
+use actix_web::{Error, FromRequest, HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
+use super::frame_guard::guard_frames;
 use super::{AppState, Found};
 use crate::actors::session::{Attach, Opening, SessionActor, SocketInput};
 
@@ -40,9 +41,11 @@ async fn chat_socket(
         return Ok(HttpResponse::Forbidden()
             .json(serde_json::json!({ "detail": "this origin may not open a WebSocket" })));
     }
-    let (response, socket, frames) = actix_ws::handle(&request, body)?;
     let hard_limit =
         (state.config.http.max_message_bytes * HARD_FRAME_LIMIT_FACTOR).max(MIN_HARD_FRAME_LIMIT);
+    let mut guarded = guard_frames(body, hard_limit);
+    let body = web::Payload::from_request(&request, &mut guarded).await?;
+    let (response, socket, frames) = actix_ws::handle(&request, body)?;
     let frames = frames
         .max_frame_size(hard_limit)
         .aggregate_continuations()

@@ -7,6 +7,7 @@ pub mod deployment;
 pub mod postgres;
 pub mod proxy;
 pub mod rabbitmq;
+pub mod raw_ws;
 pub mod sse;
 
 use std::io::{BufRead, BufReader};
@@ -121,6 +122,18 @@ impl Process {
             .status()
             .expect("run kill");
         assert!(status.success());
+    }
+
+    /// The process's resident memory, in bytes (`VmRSS` of `/proc/<pid>/status`).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc/<pid>/status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc/<pid>/status");
+        kib * 1024
     }
 
     /// Waits (at most `within`) for the process to exit; its status if it did.

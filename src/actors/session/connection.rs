@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use actix::Context;
 use actix::io::SinkWrite;
+use actix_web::error::PayloadError;
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Message, ProtocolError};
 use bytes::Bytes;
 
@@ -179,6 +180,18 @@ fn goodbye_for(error: &ProtocolError) -> Goodbye {
             Goodbye::NotUtf8
         }
         ProtocolError::Io(error) if error.to_string().contains("maximum continuation size") => {
+            Goodbye::Oversized
+        }
+        // A frame whose header claims too much, refused by the frame guard
+        // (crate::http::frame_guard) before its payload is read.
+        ProtocolError::Io(error)
+            if matches!(
+                error
+                    .get_ref()
+                    .and_then(|e| e.downcast_ref::<PayloadError>()),
+                Some(PayloadError::Overflow)
+            ) =>
+        {
             Goodbye::Oversized
         }
         _ => Goodbye::BadFraming,

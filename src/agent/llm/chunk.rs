@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use eventsource_stream::Event;
+use super::sse::SseEvent;
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -156,7 +156,7 @@ fn text_or_nothing<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<
 }
 
 /// Interprets one event. Role-only, empty and `null` deltas carry nothing.
-pub(super) fn parse_event(event: &Event) -> Result<SseItem, AgentError> {
+pub(super) fn parse_event(event: &SseEvent) -> Result<SseItem, AgentError> {
     let data = event.data.trim();
     if event.event == "error" {
         let message = match serde_json::from_str::<serde_json::Value>(data) {
@@ -351,10 +351,9 @@ mod tests {
 
     #[test]
     fn error_event_type_is_upstream() {
-        let event = Event {
+        let event = SseEvent {
             event: "error".into(),
             data: r#"{"message":"boom"}"#.into(),
-            ..Event::default()
         };
         assert!(matches!(parse_event(&event), Err(AgentError::Upstream(m)) if m.contains("boom")));
     }

@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use eventsource_stream::{EventStream, Eventsource};
 use futures_util::stream::Stream;
 use tokio::time::{Instant, Sleep};
 
@@ -17,6 +16,8 @@ use super::chunk::{Chunk, SseItem, parse_event};
 use super::tool_calls::ToolCallAssembler;
 use crate::agent::AgentError;
 use crate::conversation::FinishReason;
+pub(super) use decoder::SseEvent;
+use decoder::{DecodeError, EventDecoder};
 
 /// Turns a response body (a stream of byte chunks) into [`LlmEvent`]s, enforcing the
 /// first-token and idle timeouts. Independent of HTTP, so it can be fed canned bytes.
@@ -29,7 +30,7 @@ use crate::conversation::FinishReason;
 /// The finish reason is reported when `[DONE]` (or the end of the body) follows it,
 /// so the body is read to its end and the connection can be reused.
 pub(super) struct SseReader<S> {
-    events: Pin<Box<EventStream<S>>>,
+    events: EventDecoder<Pin<Box<S>>>,
     /// Fires at `deadline`; only re-armed when the reader is about to wait, so a burst
     /// of buffered events costs no timer operations.
     timer: Pin<Box<Sleep>>,
@@ -62,7 +63,7 @@ where
         idle_timeout: Duration,
     ) -> Self {
         Self {
-            events: Box::pin(body.eventsource()),
+            events: EventDecoder::new(Box::pin(body)),
             timer: Box::pin(tokio::time::sleep_until(first_token_deadline)),
             deadline: first_token_deadline,
             first_token_timeout,
@@ -124,7 +125,7 @@ where
         if saw_done {
             // The body's terminator usually arrives with `[DONE]`: reading it lets the
             // connection go back to the pool instead of being closed.
-            let _ = self.events.as_mut().poll_next(cx);
+            let _ = Pin::new(&mut self.events).poll_next(cx);
         }
         match (self.finish, saw_done) {
             (Some(reason), _) => self.complete(reason),
@@ -165,7 +166,7 @@ where
             return Poll::Ready(None);
         }
         loop {
-            match this.events.as_mut().poll_next(cx) {
+            match Pin::new(&mut this.events).poll_next(cx) {
                 Poll::Ready(Some(Ok(event))) => {
                     if this.answering {
                         this.deadline = Instant::now() + this.idle_timeout;
@@ -180,10 +181,13 @@ where
                         Err(error) => return this.end(Err(error)),
                     }
                 }
-                Poll::Ready(Some(Err(error))) => {
+                Poll::Ready(Some(Err(DecodeError::Body(error)))) => {
                     return this.end(Err(AgentError::Upstream(format!(
                         "the model's stream broke: {error}"
                     ))));
+                }
+                Poll::Ready(Some(Err(error @ DecodeError::TooLong))) => {
+                    return this.end(Err(AgentError::Upstream(error.to_string())));
                 }
                 Poll::Ready(None) => return this.finished(cx, false),
                 Poll::Pending => {
@@ -214,6 +218,8 @@ where
         }
     }
 }
+
+mod decoder;
 
 #[cfg(test)]
 mod tests;
