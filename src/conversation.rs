@@ -102,6 +102,16 @@ impl ChatError {
             message: message.into(),
         }
     }
+
+    /// An error whose details are for operators, not users: `detail` is logged at
+    /// WARN under a new error id, and the user gets `summary` and that id, to quote
+    /// when asking for help.
+    pub fn reported(code: ErrorCode, summary: &str, detail: &dyn std::fmt::Display) -> Self {
+        let mut error_id = uuid::Uuid::new_v4().simple().to_string();
+        error_id.truncate(12);
+        tracing::warn!(%error_id, %code, %detail, "{summary}");
+        Self::new(code, format!("{summary} (error id {error_id})"))
+    }
 }
 
 impl std::fmt::Display for ErrorCode {

@@ -119,6 +119,23 @@ async fn a_failing_model_gives_upstream() {
 
     let turn = client.chat("please fail [mock:status=500]").await;
     assert_eq!(turn.ending, "upstream");
+    // The user gets a short message and an error id; the model's address and what
+    // it answered are in the log only, under that id.
+    let message = turn.error.expect("an error frame").message;
+    let error_id = message
+        .split("error id ")
+        .nth(1)
+        .map(|rest| rest.trim_end_matches(')'))
+        .expect("an error id in the message");
+    for internal in [model.addr.as_str(), "mock failure", "500", "http"] {
+        assert!(!message.contains(internal), "{internal:?} in {message:?}");
+    }
+    let log = server.log();
+    let logged = log
+        .lines()
+        .find(|line| line.contains(error_id))
+        .expect("the error id in the log");
+    assert!(logged.contains("mock failure"), "{logged}");
     let requests = common::mock_stats(&model).await["requests"]
         .as_u64()
         .unwrap();

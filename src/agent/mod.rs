@@ -52,8 +52,18 @@ pub enum AgentError {
 }
 
 impl From<&AgentError> for ChatError {
+    /// What the user is told: a short message and an error id. The details (the
+    /// model's address, what it answered, perhaps a masked key) go to the log only.
     fn from(error: &AgentError) -> Self {
-        ChatError::new(error.code(), error.to_string())
+        let (AgentError::Upstream(detail)
+        | AgentError::Timeout(detail)
+        | AgentError::Unavailable(detail)) = error;
+        let summary = match error {
+            AgentError::Upstream(_) => "the model failed to answer",
+            AgentError::Timeout(_) => "the model took too long to answer",
+            AgentError::Unavailable(_) => "the agent is unavailable",
+        };
+        ChatError::reported(error.code(), summary, detail)
     }
 }
 

@@ -251,6 +251,8 @@ pub struct Turn {
     pub ending: String,
     /// The turn's `tool`, `references` and `reasoning` frames, in order.
     pub events: Vec<ServerFrame>,
+    /// The `error` frame that ended the turn, if one did.
+    pub error: Option<ChatError>,
 }
 
 impl Client {
@@ -423,19 +425,18 @@ impl Client {
                         chunks,
                         ending,
                         events,
+                        error: None,
                     };
                 }
-                ServerFrame::Error {
-                    turn_id: id,
-                    error: ChatError { code, .. },
-                } => {
+                ServerFrame::Error { turn_id: id, error } => {
                     assert_eq!(id, Some(turn_id));
                     return Turn {
                         turn_id,
                         answer,
                         chunks,
-                        ending: code.to_string(),
+                        ending: error.code.to_string(),
                         events,
+                        error: Some(error),
                     };
                 }
                 other => panic!("unexpected frame in a turn: {other:?}"),

@@ -129,7 +129,11 @@ impl SessionActor {
             Ok(Err(BrokerError::Full)) => {
                 ChatError::new(ErrorCode::Busy, "parlor is overloaded; try again shortly")
             }
-            Ok(Err(error)) => ChatError::new(ErrorCode::Unavailable, error.to_string()),
+            Ok(Err(error)) => ChatError::reported(
+                ErrorCode::Unavailable,
+                "the broker is unavailable; try again shortly",
+                &error,
+            ),
             Err(_) => ChatError::new(ErrorCode::Unavailable, "the broker is not running"),
         };
         self.end_turn(TurnEnd::Failed(refusal), ctx);
