@@ -42,3 +42,51 @@ async fn frames_claiming_512_mib_are_refused_at_their_header() {
         expected_answer("still here", 1)
     );
 }
+
+#[tokio::test]
+async fn clients_that_never_read_are_let_go_and_their_frames_freed() {
+    let model = mock_llm(0, 0);
+    // Questions of 500 KB, answered by as much: a client that does not read falls
+    // behind by more than the kernel's socket buffers (4 MiB here) within seconds.
+    let server = serve(&model, &[("PARLOR_HTTP__MAX_MESSAGE_BYTES", "600000")]);
+    let before = server.rss_bytes();
+    let words = format!("{} ", "x".repeat(999)).repeat(500);
+    let question = serde_json::json!({ "type": "message", "text": words });
+    let frame = RawSocket::text_frame(&question.to_string());
+
+    let addr = &server.addr;
+    let flood = |frame: Vec<u8>| async move {
+        let mut socket = RawSocket::connect(addr).await;
+        // A question every 50 ms for 10 s, reading nothing.
+        for _ in 0..200 {
+            let write = socket.writer.write_all(&frame);
+            if tokio::time::timeout(Duration::from_secs(1), write)
+                .await
+                .is_err()
+            {
+                break; // the gateway stopped reading this client
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        socket
+    };
+    let mut sockets = futures_util::future::join_all((0..4).map(|_| flood(frame.clone()))).await;
+    let grown = server.rss_bytes().saturating_sub(before);
+
+    for socket in &mut sockets {
+        assert_eq!(
+            socket.close_code().await,
+            Some(1008),
+            "let go as not reading"
+        );
+    }
+    // Unbounded, the frames they did not read took 168 MiB here; bounded, what
+    // remains is the turns' own work (500 KB questions, answers and histories).
+    assert!(grown < 32 * MIB, "RSS grew by {} MiB", grown / MIB);
+
+    let mut client = Client::connect(&server).await;
+    assert_eq!(
+        client.chat("still here").await.answer,
+        expected_answer("still here", 1)
+    );
+}

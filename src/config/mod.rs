@@ -186,6 +186,9 @@ pub struct AgentConfig {
     /// How many earlier messages of a conversation the model sees (user and assistant
     /// messages both count). Older ones are left out so prompts stay bounded.
     pub max_history_messages: usize,
+    /// The most text (in bytes) of those messages a session keeps and the model
+    /// sees; older messages beyond it are left out (they stay stored).
+    pub max_history_bytes: usize,
     /// The longest one tool call (a search) may take; a late one is an error result.
     pub tool_timeout_ms: Millis<1, 300_000>,
     /// Model calls of a turn that may call tools (at most
@@ -203,6 +206,7 @@ impl Default for AgentConfig {
                             the question, say so. Answer clearly and concisely."
                 .into(),
             max_history_messages: 64,
+            max_history_bytes: 512 * 1024,
             tool_timeout_ms: Millis::new(10_000),
             max_tool_rounds: 4,
         }
@@ -298,6 +302,9 @@ pub struct SessionConfig {
     /// Sessions a gateway holds in memory; beyond it, the ones idle the longest
     /// leave memory (they stay stored, and come back when their client does).
     pub max_in_memory: usize,
+    /// Bytes of frames that may wait for a WebSocket client that does not read;
+    /// beyond them it is disconnected (1008) and finds its turns when it comes back.
+    pub max_unsent_bytes: usize,
 }
 
 impl Default for SessionConfig {
@@ -310,6 +317,7 @@ impl Default for SessionConfig {
             client_timeout_s: Secs::new(60),
             cancel_on_disconnect: false,
             max_in_memory: 100_000,
+            max_unsent_bytes: 1024 * 1024,
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::TcpSocket;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use super::WAIT;
@@ -21,9 +21,14 @@ pub struct ServerFrame {
 }
 
 impl RawSocket {
-    /// Opens `GET /ws` on `addr` and reads the handshake's answer.
+    /// Opens `GET /ws` on `addr` and reads the handshake's answer. The socket's
+    /// receive buffer is small, as a slow client's would be, so what it does not
+    /// read backs up at the gateway rather than in the kernel.
     pub async fn connect(addr: &str) -> RawSocket {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let socket = TcpSocket::new_v4().expect("a socket");
+        socket.set_recv_buffer_size(16 * 1024).expect("SO_RCVBUF");
+        let addr_parsed = addr.parse().expect("an IP:port address");
+        let mut stream = socket.connect(addr_parsed).await.expect("connect");
         let request = format!(
             "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"

@@ -4,13 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use actix::Context;
-use actix::io::SinkWrite;
+use actix::prelude::*;
 use actix_web::error::PayloadError;
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Message, ProtocolError};
 use bytes::Bytes;
 
 use super::SessionActor;
+use super::outbox::{Behind, Outbox};
 use crate::conversation::ErrorCode;
 use crate::protocol::{ClientFrame, ServerFrame, parse_client_frame};
 
@@ -18,16 +18,47 @@ use crate::protocol::{ClientFrame, ServerFrame, parse_client_frame};
 pub struct Connection {
     /// Tells this connection's input from that of one it replaced.
     id: u64,
-    sink: SinkWrite<Message, actix_ws::Session>,
+    outbox: Outbox,
     liveness: Liveness,
+    session: Addr<SessionActor>,
+    /// The client fell behind: no frame is sent any more, so none goes missing
+    /// between others.
+    behind: bool,
 }
 
+/// The client of connection `connection_id` fell more than the outbox's limit
+/// behind.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ClientBehind {
+    pub connection_id: u64,
+}
+
+/// The writer of a session's socket has stopped: its close frame is out, or its
+/// client is gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SocketWritten;
+
 impl Connection {
-    pub fn open(id: u64, socket: actix_ws::Session, ctx: &mut Context<SessionActor>) -> Self {
+    /// Attaches `socket`; frames beyond `max_unsent_bytes` waiting for the client
+    /// make it [`Behind`].
+    pub fn open(
+        id: u64,
+        socket: actix_ws::Session,
+        max_unsent_bytes: usize,
+        ctx: &mut Context<SessionActor>,
+    ) -> Self {
+        let session = ctx.address();
+        let writer_of = session.clone();
         Self {
             id,
-            sink: SinkWrite::new(socket, ctx),
+            outbox: Outbox::open(socket, max_unsent_bytes, move || {
+                writer_of.do_send(SocketWritten)
+            }),
             liveness: Liveness::new(Instant::now()),
+            session,
+            behind: false,
         }
     }
 
@@ -36,12 +67,24 @@ impl Connection {
     }
 
     pub fn send(&mut self, frame: &ServerFrame) {
-        self.write(Message::Text(frame.to_json().into()));
+        self.push(Message::Text(frame.to_json().into()));
     }
 
     /// Answers a WebSocket ping.
     pub fn pong(&mut self, payload: Bytes) {
-        self.write(Message::Pong(payload));
+        self.push(Message::Pong(payload));
+    }
+
+    fn push(&mut self, message: Message) {
+        if self.behind {
+            return;
+        }
+        if let Err(Behind) = self.outbox.push(message) {
+            self.behind = true;
+            self.session.do_send(ClientBehind {
+                connection_id: self.id,
+            });
+        }
     }
 
     /// The client was heard from just now.
@@ -55,26 +98,22 @@ impl Connection {
         if self.liveness.is_silent(Instant::now(), client_timeout) {
             return false;
         }
-        self.write(Message::Ping(Bytes::new()));
+        self.push(Message::Ping(Bytes::new()));
         true
     }
 
-    /// Sends the close frame for `goodbye` and lets the socket go.
-    pub fn close(mut self, goodbye: Goodbye) {
-        self.write(Message::Close(goodbye.reason()));
-        self.drop_socket();
+    /// Sends the close frame for `goodbye` and lets the socket go. A client that
+    /// does not read loses the frames it has not taken: it finds them again when
+    /// it comes back.
+    pub fn close(self, goodbye: Goodbye) {
+        match goodbye {
+            Goodbye::NotReading => self.outbox.abandon(goodbye.reason()),
+            _ => self.outbox.close(goodbye.reason()),
+        }
     }
 
     /// Lets the socket go without a word (its client closed it already).
-    pub fn drop_socket(mut self) {
-        self.sink.close();
-    }
-
-    fn write(&mut self, message: Message) {
-        // A closed sink means the socket is going away; its stream's end will
-        // detach it, so there is nothing more to do here.
-        let _ = self.sink.write(message);
-    }
+    pub fn drop_socket(self) {}
 }
 
 /// When the client was last heard from (any frame counts, pongs included).
@@ -107,6 +146,9 @@ pub enum Goodbye {
     Unresponsive,
     /// Another connection took the session over.
     Replaced,
+    /// The client does not read its frames: more than `session.max_unsent_bytes`
+    /// wait for it.
+    NotReading,
     /// The process is stopping.
     GoingAway,
     /// A frame (or a message in continuation frames) beyond the hard size limit.
@@ -124,6 +166,10 @@ impl Goodbye {
             Goodbye::Replaced => (
                 CloseCode::Policy,
                 Some("the session was attached to another connection"),
+            ),
+            Goodbye::NotReading => (
+                CloseCode::Policy,
+                Some("the client does not read its frames"),
             ),
             Goodbye::GoingAway => (CloseCode::Away, Some("parlor is shutting down")),
             Goodbye::Oversized => (CloseCode::Size, Some("frame too large")),

@@ -16,6 +16,7 @@ mod connection;
 mod give_away;
 mod history;
 mod idle;
+mod outbox;
 mod reassembly;
 mod records;
 mod socket;
@@ -38,6 +39,7 @@ use uuid::Uuid;
 use self::connection::{Connection, Goodbye};
 pub use self::give_away::GiveAway;
 use self::history::History;
+pub use self::history::HistoryWindow;
 pub use self::idle::LeaveMemory;
 use self::reassembly::TurnEnd;
 pub use self::records::Opening;
@@ -58,8 +60,10 @@ use crate::storage::{Recorder, Storage, StoredSession};
 #[derive(Clone, Debug)]
 pub struct SessionLimits {
     pub max_message_bytes: usize,
+    /// Bytes of frames that may wait for a WebSocket client before it is let go.
+    pub max_unsent_bytes: usize,
     pub max_queued_turns: usize,
-    pub max_history_messages: usize,
+    pub history_window: HistoryWindow,
     pub turn_timeout: Duration,
     pub idle_timeout: Duration,
     pub client_timeout: Duration,
@@ -71,8 +75,12 @@ impl SessionLimits {
     pub fn from_config(config: &Config) -> Self {
         Self {
             max_message_bytes: config.http.max_message_bytes,
+            max_unsent_bytes: config.session.max_unsent_bytes,
             max_queued_turns: config.session.max_queued_turns,
-            max_history_messages: config.agent.max_history_messages,
+            history_window: HistoryWindow {
+                messages: config.agent.max_history_messages,
+                bytes: config.agent.max_history_bytes,
+            },
             turn_timeout: config.session.turn_timeout(),
             idle_timeout: config.session.idle_timeout(),
             client_timeout: config.session.client_timeout(),
@@ -132,7 +140,7 @@ impl SessionActor {
         history: Vec<ChatMessage>,
         user_id: Option<String>,
     ) -> (Uuid, Addr<Self>) {
-        let window = deps.limits.max_history_messages;
+        let window = deps.limits.history_window;
         let mut actor = Self::new(deps, Uuid::new_v4(), History::seeded(history, window));
         actor.user_id = user_id;
         (actor.id, actor.start())
@@ -146,7 +154,7 @@ impl SessionActor {
     /// A stored session as it was left: its conversation, and the turns that never
     /// ended, to run again once it starts.
     fn restored(deps: Arc<SessionDeps>, stored: StoredSession) -> Self {
-        let window = deps.limits.max_history_messages;
+        let window = deps.limits.history_window;
         let (history, pending) = records::take_back(&stored.messages, window);
         let mut actor = Self::new(deps, stored.record.id, history);
         actor.user_id = stored.record.user_id;

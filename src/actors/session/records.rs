@@ -11,7 +11,7 @@
 use uuid::Uuid;
 
 use super::SessionActor;
-use super::history::History;
+use super::history::{History, HistoryWindow};
 use super::reassembly::TurnEnd;
 use crate::conversation::{ChatError, ErrorCode, UserMessage};
 use crate::storage::{
@@ -116,7 +116,7 @@ impl SessionActor {
 /// and the questions still to answer, oldest first.
 pub(super) fn take_back(
     messages: &[SavedMessage],
-    window: usize,
+    window: HistoryWindow,
 ) -> (History, Vec<(Uuid, UserMessage)>) {
     let mut history = History::default();
     let mut pending = Vec::new();
@@ -179,7 +179,13 @@ mod tests {
             saved(two, StoredRole::Assistant, "a2", false),
             saved(three, StoredRole::User, "q3", true),
         ];
-        let (history, pending) = take_back(&stored, 10);
+        let (history, pending) = take_back(
+            &stored,
+            HistoryWindow {
+                messages: 10,
+                bytes: usize::MAX,
+            },
+        );
         assert_eq!(
             history.messages(),
             [
@@ -202,7 +208,13 @@ mod tests {
             saved(turn, StoredRole::Assistant, "a", false),
             saved(Uuid::new_v4(), StoredRole::User, "q", false),
         ];
-        let (history, pending) = take_back(&stored, 10);
+        let (history, pending) = take_back(
+            &stored,
+            HistoryWindow {
+                messages: 10,
+                bytes: usize::MAX,
+            },
+        );
         let roles: Vec<Role> = history.messages().iter().map(|m| m.role).collect();
         assert_eq!(roles, [Role::Assistant, Role::User]);
         assert!(pending.is_empty());

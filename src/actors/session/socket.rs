@@ -3,11 +3,10 @@
 //! [`connection::read`], pinging it, and letting it go. The socket itself is a
 //! [`Connection`].
 
-use actix::io::WriteHandler;
 use actix::prelude::*;
 use actix_ws::{AggregatedMessage, ProtocolError};
 
-use super::connection::{self, Connection, Goodbye, Received};
+use super::connection::{self, ClientBehind, Connection, Goodbye, Received, SocketWritten};
 use super::reassembly::Passed;
 use super::{SessionActor, SocketInput};
 use crate::conversation::{ErrorCode, Role, UserMessage};
@@ -29,7 +28,13 @@ impl SessionActor {
             old.close(Goodbye::Replaced);
         }
         self.cancel_idle_timer(ctx);
-        self.connection = Some(Connection::open(connection_id, socket, ctx));
+        let max_unsent_bytes = self.deps.limits.max_unsent_bytes;
+        self.connection = Some(Connection::open(
+            connection_id,
+            socket,
+            max_unsent_bytes,
+            ctx,
+        ));
         self.send_to_socket(&ServerFrame::Session {
             session_id: self.id,
         });
@@ -87,7 +92,8 @@ impl SessionActor {
         }
     }
 
-    /// Sends a frame to the attached WebSocket, if any.
+    /// Sends a frame to the attached WebSocket, if any. (A client too far behind
+    /// takes no more frames; [`ClientBehind`] lets it go.)
     pub(super) fn send_to_socket(&mut self, frame: &ServerFrame) {
         if let Some(connection) = &mut self.connection {
             connection.send(frame);
@@ -199,18 +205,30 @@ impl SessionActor {
     }
 }
 
-impl WriteHandler<actix_ws::Closed> for SessionActor {
-    fn error(&mut self, _: actix_ws::Closed, _: &mut Self::Context) -> Running {
-        // The socket is gone; its read side reports `Closed` and detaches it.
-        if self.leaving {
-            Running::Stop
-        } else {
-            Running::Continue
+impl Handler<ClientBehind> for SessionActor {
+    type Result = ();
+
+    /// The client does not read its frames: it is let go (docs/security.md). Its
+    /// session goes on as if it had left, and shows the frames it missed when it
+    /// comes back.
+    fn handle(&mut self, behind: ClientBehind, ctx: &mut Self::Context) {
+        if self
+            .connection
+            .as_ref()
+            .is_some_and(|c| c.id() == behind.connection_id)
+        {
+            tracing::info!(session_id = %self.id, "the client does not read; letting it go");
+            self.say_goodbye(Goodbye::NotReading, ctx);
         }
     }
+}
 
-    fn finished(&mut self, ctx: &mut Self::Context) {
-        // A socket closed (its close frame is out); a session given away can go.
+impl Handler<SocketWritten> for SessionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: SocketWritten, ctx: &mut Self::Context) {
+        // A socket's writer stopped (its close frame is out, or its client is
+        // gone); a session given away can go.
         if self.leaving {
             ctx.stop();
         }

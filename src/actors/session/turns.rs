@@ -211,7 +211,7 @@ impl SessionActor {
             ..
         } = *turn;
         trace::turn_ended(&span, &end, duration, reassembly.chunks());
-        let window = self.deps.limits.max_history_messages;
+        let window = self.deps.limits.history_window;
         let said = TurnText {
             turn_id: turn.turn_id,
             question: message.text,

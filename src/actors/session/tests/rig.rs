@@ -6,8 +6,12 @@ use super::*;
 pub(super) fn limits() -> SessionLimits {
     SessionLimits {
         max_message_bytes: 1024,
+        max_unsent_bytes: 1 << 20,
         max_queued_turns: 1,
-        max_history_messages: 8,
+        history_window: HistoryWindow {
+            messages: 8,
+            bytes: usize::MAX,
+        },
         turn_timeout: Duration::from_secs(30),
         idle_timeout: Duration::from_secs(300),
         client_timeout: Duration::from_secs(30),
