@@ -191,6 +191,10 @@ pub struct AgentConfig {
     /// Model calls of a turn that may call tools (at most
     /// [`AgentConfig::MAX_TOOL_ROUNDS`]); the one after them must answer.
     pub max_tool_rounds: usize,
+    /// The most bytes of answer text and reasoning one turn may produce; past it
+    /// the answer is cut and the turn ends with `done`/`length`, so a model that
+    /// never stops cannot grow memory, the history and later prompts without bound.
+    pub max_answer_bytes: usize,
 }
 
 impl Default for AgentConfig {
@@ -205,6 +209,7 @@ impl Default for AgentConfig {
             max_history_messages: 64,
             tool_timeout_ms: Millis::new(10_000),
             max_tool_rounds: 4,
+            max_answer_bytes: 131_072,
         }
     }
 }
