@@ -244,6 +244,9 @@ pub struct LlmConfig {
     /// Pacing of the built-in demo model (used when `base_url` is empty).
     pub demo_ttft_ms: Millis<0, 60_000>,
     pub demo_token_ms: Millis<0, 60_000>,
+    /// The most tokens the model may write per call (its `max_tokens`); 0: not
+    /// sent, the server's own limit applies.
+    pub max_tokens: u32,
 }
 
 impl Default for LlmConfig {
@@ -259,6 +262,7 @@ impl Default for LlmConfig {
             retry_backoff_ms: Millis::new(200),
             demo_ttft_ms: Millis::new(150),
             demo_token_ms: Millis::new(40),
+            max_tokens: 4096,
         }
     }
 }
