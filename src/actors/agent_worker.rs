@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, Span};
 use uuid::Uuid;
 
+use crate::agent::answer_cap::cap_answer;
 use crate::agent::coalesce::coalesce;
 use crate::agent::{Agent, AgentEvent, AgentRequest, AgentStream};
 use crate::broker::{Answer, AnswerBody, Broker, BrokerError, Delivery, Orphan, Question};
@@ -52,6 +53,8 @@ pub struct AgentWorker {
     broker: Arc<dyn Broker>,
     /// See [`coalesce`].
     chunk_window: Duration,
+    /// See [`cap_answer`].
+    max_answer_bytes: usize,
     /// The running turns by id.
     running: HashMap<Uuid, RunningTurn>,
 }
@@ -74,11 +77,17 @@ impl Drop for TurnTask {
 }
 
 impl AgentWorker {
-    pub fn new(agent: Arc<dyn Agent>, broker: Arc<dyn Broker>, chunk_window: Duration) -> Self {
+    pub fn new(
+        agent: Arc<dyn Agent>,
+        broker: Arc<dyn Broker>,
+        chunk_window: Duration,
+        max_answer_bytes: usize,
+    ) -> Self {
         Self {
             agent,
             broker,
             chunk_window,
+            max_answer_bytes,
             running: HashMap::new(),
         }
     }
@@ -163,6 +172,9 @@ impl Handler<RunTurn> for AgentWorker {
             text: question.text.clone(),
             tools: question.tools.take(),
         });
+        // Capped before coalescing, so the model is dropped the moment the limit
+        // is reached, not after a joined piece is complete.
+        let events = cap_answer(events, self.max_answer_bytes);
         let turn = answer_question(
             coalesce(events, self.chunk_window),
             self.broker.clone(),
@@ -373,8 +385,8 @@ mod tests {
         let broker = Arc::new(RecordingBroker::new());
         let replies = broker.open_reply_queue().await.unwrap();
         let mut questions = broker.consume_questions().await.unwrap();
-        let worker =
-            AgentWorker::new(Arc::new(ScriptedAgent), broker.clone(), Duration::ZERO).start();
+        let agent = Arc::new(ScriptedAgent);
+        let worker = AgentWorker::new(agent, broker.clone(), Duration::ZERO, 1 << 20).start();
         let mut deliver = async |text: &str| {
             let question = crate::broker::Question {
                 session_id: Uuid::new_v4(),

@@ -204,6 +204,7 @@ impl Rig {
             turns_per_worker,
             max_deliveries: 3,
             chunk_window: Duration::ZERO,
+            max_answer_bytes: 1 << 20,
         };
         let pool = AgentPool::new(
             settings,

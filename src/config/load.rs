@@ -142,6 +142,9 @@ impl Config {
                 ),
             ));
         }
+        if self.agent.max_answer_bytes == 0 {
+            return Err(invalid("agent.max_answer_bytes", "must be at least 1"));
+        }
         if let Some(id) = self.knowledge.duplicate_id() {
             return Err(invalid(
                 "knowledge.sources",
@@ -296,6 +299,11 @@ mod tests {
         let error = toml_error("[agent]\nmax_tool_rounds = 17\n");
         assert!(
             error.contains("agent.max_tool_rounds: must be between 0 and 16"),
+            "{error}"
+        );
+        let error = toml_error("[agent]\nmax_answer_bytes = 0\n");
+        assert!(
+            error.contains("agent.max_answer_bytes: must be at least 1"),
             "{error}"
         );
     }

@@ -194,6 +194,10 @@ pub struct AgentConfig {
     /// Model calls of a turn that may call tools (at most
     /// [`AgentConfig::MAX_TOOL_ROUNDS`]); the one after them must answer.
     pub max_tool_rounds: usize,
+    /// The most bytes of answer text and reasoning one turn may produce; past it
+    /// the answer is cut and the turn ends with `done`/`length`, so a model that
+    /// never stops cannot grow memory, the history and later prompts without bound.
+    pub max_answer_bytes: usize,
 }
 
 impl Default for AgentConfig {
@@ -209,6 +213,7 @@ impl Default for AgentConfig {
             max_history_bytes: 512 * 1024,
             tool_timeout_ms: Millis::new(10_000),
             max_tool_rounds: 4,
+            max_answer_bytes: 131_072,
         }
     }
 }
@@ -243,6 +248,9 @@ pub struct LlmConfig {
     /// Pacing of the built-in demo model (used when `base_url` is empty).
     pub demo_ttft_ms: Millis<0, 60_000>,
     pub demo_token_ms: Millis<0, 60_000>,
+    /// The most tokens the model may write per call (its `max_tokens`); 0: not
+    /// sent, the server's own limit applies.
+    pub max_tokens: u32,
 }
 
 impl Default for LlmConfig {
@@ -258,6 +266,7 @@ impl Default for LlmConfig {
             retry_backoff_ms: Millis::new(200),
             demo_ttft_ms: Millis::new(150),
             demo_token_ms: Millis::new(40),
+            max_tokens: 4096,
         }
     }
 }

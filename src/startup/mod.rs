@@ -252,6 +252,7 @@ fn pool_settings(config: &Config) -> PoolSettings {
         turns_per_worker: TURNS_PER_WORKER,
         max_deliveries: config.broker.max_deliveries,
         chunk_window: config.workers.chunk_window(),
+        max_answer_bytes: config.agent.max_answer_bytes,
     }
 }
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use crate::MockLlmOptions;
 use crate::answer::answer_chunks;
-use crate::fault::InjectedFault;
+use crate::plan::{End, Plan};
 use crate::reply::{Reply, ReplyBody};
 use crate::tools::{MockToolCall, argument_fragments};
 
@@ -54,24 +54,37 @@ pub(crate) fn deltas(reply: &Reply) -> Vec<Delta<'_>> {
     deltas
 }
 
+/// What every event of a reply starts with: `data: {...,"delta":`, up to the
+/// delta's JSON; [`OPEN_TAIL`] or [`write_finish`]'s tail closes it.
+pub(crate) fn event_head(id: &str, created: u64, model: &str) -> String {
+    let model_json = serde_json::to_string(model).unwrap_or_else(|_| "\"\"".into());
+    format!(
+        "data: {{\"id\":\"{id}\",\"object\":\"chat.completion.chunk\",\"created\":{created},\"model\":{model_json},\"choices\":[{{\"index\":0,\"delta\":"
+    )
+}
+
+/// Closes an event that is not the last one.
+pub(crate) const OPEN_TAIL: &[u8] = b",\"finish_reason\":null}]}\n\n";
+
+/// Writes the final event's delta and tail (after its [`event_head`]), and `[DONE]`.
+pub(crate) fn write_finish(b: &mut Vec<u8>, finish_reason: &str) {
+    b.extend_from_slice(b"{},\"finish_reason\":\"");
+    b.extend_from_slice(finish_reason.as_bytes());
+    b.extend_from_slice(b"\"}]}\n\ndata: [DONE]\n\n");
+}
+
 /// The streamed reply as body chunks, each with its send time (an offset from the
 /// request's arrival): the role event at once, the first delta after `ttft`, one
 /// more every `token_interval`, the finish with the last. Events due at the same
-/// time share one chunk.
+/// time share one chunk. Of the deltas, `plan` says how many go out, and whether
+/// the finish follows them (anything else after them is not sent from here).
 pub(crate) fn stream_batches(
-    id: &str,
-    created: u64,
-    model: &str,
+    head: &str,
     reply: &Reply,
-    fault: Option<InjectedFault>,
+    plan: &Plan,
     options: MockLlmOptions,
 ) -> Vec<(Duration, Bytes)> {
     // Every event is `data: {head}{delta}{tail}\n\n`.
-    let model_json = serde_json::to_string(model).unwrap_or_else(|_| "\"\"".into());
-    let head = format!(
-        "data: {{\"id\":\"{id}\",\"object\":\"chat.completion.chunk\",\"created\":{created},\"model\":{model_json},\"choices\":[{{\"index\":0,\"delta\":"
-    );
-    const OPEN_TAIL: &[u8] = b",\"finish_reason\":null}]}\n\n";
     let deltas = deltas(reply);
     let mut buffer = Vec::with_capacity((head.len() + 64) * (deltas.len() + 3));
     let mut events: Vec<(Duration, Range<usize>)> = Vec::new();
@@ -89,26 +102,16 @@ pub(crate) fn stream_batches(
         b.extend_from_slice(b"{\"role\":\"assistant\"}");
         b.extend_from_slice(OPEN_TAIL);
     });
-    let delta_limit = match fault {
-        Some(InjectedFault::Hang) => 0,
-        Some(InjectedFault::StallAfter(count)) => count,
-        _ => usize::MAX,
-    };
     let mut due = options.ttft;
-    for (index, delta) in deltas.iter().take(delta_limit).enumerate() {
+    for (index, delta) in deltas.iter().take(plan.deltas).enumerate() {
         due = options.ttft + options.token_interval * (index as u32);
         push(&mut buffer, due, &|b| {
             write_delta(b, delta);
             b.extend_from_slice(OPEN_TAIL);
         });
     }
-    if fault.is_none() {
-        let finish = reply.finish_reason();
-        push(&mut buffer, due, &|b| {
-            b.extend_from_slice(b"{},\"finish_reason\":\"");
-            b.extend_from_slice(finish.as_bytes());
-            b.extend_from_slice(b"\"}]}\n\ndata: [DONE]\n\n");
-        });
+    if let End::Finish(finish) = plan.end {
+        push(&mut buffer, due, &|b| write_finish(b, finish));
     }
     let buffer = Bytes::from(buffer);
     events
@@ -157,6 +160,7 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+    use crate::fault::InjectedFault;
     use crate::tools::mock_tool_call;
 
     fn text(answer: &str) -> Reply {
@@ -167,7 +171,9 @@ mod tests {
     }
 
     fn batches(options: MockLlmOptions, fault: Option<InjectedFault>) -> Vec<(Duration, Bytes)> {
-        stream_batches("chatcmpl-1", 0, "m", &text("a b c"), fault, options)
+        let reply = text("a b c");
+        let plan = Plan::new(&reply, 3, fault, None);
+        stream_batches(&event_head("chatcmpl-1", 0, "m"), &reply, &plan, options)
     }
 
     /// The `choices[0]` of every event, and whether `[DONE]` ended them.
@@ -224,6 +230,28 @@ mod tests {
     }
 
     #[test]
+    fn a_cut_reply_ends_with_length_after_its_first_deltas() {
+        let reply = text("a b c");
+        let plan = Plan::new(&reply, 3, None, Some(2));
+        let head = event_head("c", 0, "m");
+        let all = stream_batches(&head, &reply, &plan, MockLlmOptions::default());
+        let (events, done) = parse_events(&all);
+        assert!(done);
+        let words: Vec<&str> = events[1..3]
+            .iter()
+            .map(|e| e["delta"]["content"].as_str().unwrap())
+            .collect();
+        assert_eq!(words, ["a ", "b "]);
+        assert_eq!(events.len(), 4, "role, 2 words, finish");
+        assert_eq!(events[3]["finish_reason"], "length");
+        // An endless answer's words are not sent from here: no finish.
+        let plan = Plan::new(&reply, 3, Some(InjectedFault::Endless), None);
+        let all = stream_batches(&head, &reply, &plan, MockLlmOptions::default());
+        let (events, done) = parse_events(&all);
+        assert_eq!((events.len(), done), (4, false));
+    }
+
+    #[test]
     fn tool_calls_stream_as_fragments_after_the_reasoning() {
         let calls = vec![
             mock_tool_call(0, "docs", "tides and moon", 1),
@@ -234,7 +262,9 @@ mod tests {
             body: ReplyBody::ToolCalls(calls.clone()),
         };
         let options = MockLlmOptions::default();
-        let (events, done) = parse_events(&stream_batches("c", 0, "m", &reply, None, options));
+        let plan = Plan::new(&reply, super::deltas(&reply).len(), None, None);
+        let head = event_head("c", 0, "m");
+        let (events, done) = parse_events(&stream_batches(&head, &reply, &plan, options));
         assert!(done);
         let deltas: Vec<&Value> = events.iter().map(|e| &e["delta"]).collect();
         assert_eq!(deltas[1]["reasoning_content"], "Thinking ");

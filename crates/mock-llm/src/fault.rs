@@ -15,6 +15,9 @@ pub(crate) enum InjectedFault {
     /// `[mock:stall-after=K]`: go silent after K chunks (reasoning, text or tool-call
     /// fragments) following the role event.
     StallAfter(usize),
+    /// `[mock:endless]`: after the answer's words, keep sending `more ` until
+    /// `max_tokens` (or the client leaves); tool calls are unaffected.
+    Endless,
 }
 
 impl InjectedFault {
@@ -24,6 +27,8 @@ impl InjectedFault {
         markers(text).find_map(|marker| {
             if marker == "hang" {
                 Some(InjectedFault::Hang)
+            } else if marker == "endless" {
+                Some(InjectedFault::Endless)
             } else if let Some(code) = marker.strip_prefix("status=") {
                 code.parse::<u16>()
                     .ok()
@@ -58,5 +63,6 @@ mod tests {
             Some(InjectedFault::StallAfter(4))
         );
         assert_eq!(find("[mock:hang"), None);
+        assert_eq!(find("a [mock:endless]"), Some(InjectedFault::Endless));
     }
 }

@@ -9,6 +9,10 @@
 //! `ttft`, then one every `token_interval`. With both at zero the whole answer goes
 //! out as one body chunk, so the mock is never the bottleneck of a throughput test.
 //!
+//! A request's `max_tokens` counts deltas (words, reasoning words, tool-call
+//! fragments): a reply with more is cut to its first `max_tokens` and ends with
+//! `finish_reason` `length`, streamed or not.
+//!
 //! Routes: `POST /v1/chat/completions` (streaming and not), `GET /v1/models`, and
 //! `GET /stats` ([`MockStatsSnapshot`]: chat requests, streams active now, streams
 //! completed, streams cut off by their client before the final event).
@@ -62,6 +66,12 @@
 //!   nothing, keeping the connection open until the client leaves.
 //! - `[mock:stall-after=K]`: sends K chunks (words, reasoning words or tool-call
 //!   fragments), then goes silent the same way.
+//! - `[mock:endless]`: the streamed answer never ends: after its words come
+//!   [`ENDLESS_WORD`]s (`more `), one every `token_interval` (with none, as fast
+//!   as the client reads), up to `max_tokens` deltas in all and then `length`;
+//!   without `max_tokens`, until the client leaves (counted cancelled). Sent whole,
+//!   the answer with its `more ` words up to `max_tokens`, or never without it.
+//!   Tool calls are unaffected, so a tool loop still reaches its answer.
 //!
 //! The crate knows nothing of parlor's service: it speaks only the OpenAI wire
 //! format, so it can stand in for any model.
@@ -71,12 +81,15 @@ mod cited;
 mod events;
 mod fault;
 mod markers;
+mod more_words;
+mod plan;
 mod reply;
 mod request;
 mod routes;
 mod stats;
 mod stream;
 mod tools;
+mod whole;
 
 use std::any::Any;
 use std::net::{SocketAddr, TcpListener};
@@ -91,6 +104,7 @@ pub use answer::{answer_chunks, expected_answer};
 pub use cited::{
     CITED_ANSWER_INTRO, MAX_CITED_PASSAGES, NOTHING_FOUND_ANSWER, expected_cited_answer,
 };
+pub use more_words::ENDLESS_WORD;
 pub use reply::expected_reasoning;
 pub use stats::{MockStats, MockStatsSnapshot};
 pub use tools::{

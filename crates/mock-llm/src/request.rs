@@ -14,6 +14,10 @@ pub(crate) struct CompletionRequest {
     pub(crate) messages: Vec<RequestMessage>,
     #[serde(default)]
     pub(crate) stream: bool,
+    /// The most deltas (the mock's tokens) the reply may have; beyond them it is
+    /// cut and ends with `finish_reason` `length`.
+    #[serde(default)]
+    pub(crate) max_tokens: Option<usize>,
     /// Kept as raw JSON: the mock only looks for names and a `query` parameter, and
     /// a tool it cannot read must not make the whole request fail.
     #[serde(default)]

@@ -10,12 +10,15 @@ use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpResponse, web};
 use tokio::time::Instant;
 
-use crate::events::{deltas, stream_batches};
+use crate::events::{deltas, event_head, stream_batches};
 use crate::fault::InjectedFault;
-use crate::reply::{Reply, ReplyBody};
+use crate::more_words::MoreWords;
+use crate::plan::{End, Plan};
+use crate::reply::Reply;
 use crate::request::{CompletionRequest, last_user_and_turn};
 use crate::stats::MockStats;
-use crate::stream::WordStream;
+use crate::stream::{Then, WordStream};
+use crate::whole::complete;
 use crate::{MOCK_MODEL_ID, MockLlmOptions};
 
 /// What every request of one server shares.
@@ -66,71 +69,37 @@ async fn chat_completions(state: web::Data<MockState>, body: web::Bytes) -> Http
         return error_response(status, &message, "mock_error");
     }
     let reply = Reply::decide(&request, &last_user, turn, state.options.call_tools);
+    let plan = Plan::new(&reply, deltas(&reply).len(), fault, request.max_tokens);
     let model = request.model.unwrap_or_else(|| MOCK_MODEL_ID.to_owned());
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     if request.stream {
-        let batches = stream_batches(&id, created, &model, &reply, fault, state.options);
-        let body = WordStream::new(batches, fault.is_some(), received, state.stats.clone());
+        let options = state.options;
+        let head = event_head(&id, created, &model);
+        let batches = stream_batches(&head, &reply, &plan, options);
+        let then = match plan.end {
+            End::Finish(_) => Then::End,
+            End::Silence => Then::Stall,
+            End::MoreWords(left) => {
+                // Word `n` of a reply is due at ttft + n intervals; these follow
+                // the reply's own.
+                let first = options.ttft + options.token_interval * (plan.deltas as u32);
+                Then::More(MoreWords::new(
+                    &head,
+                    left,
+                    received + first,
+                    options.token_interval,
+                ))
+            }
+        };
+        let body = WordStream::new(batches, then, received, state.stats.clone());
         HttpResponse::Ok()
             .insert_header((CONTENT_TYPE, "text/event-stream"))
             .insert_header((CACHE_CONTROL, "no-cache"))
             .streaming(body)
     } else {
-        complete(id, created, model, reply, fault, state.options).await
+        complete(id, created, model, &reply, plan, state.options).await
     }
-}
-
-/// A non-streaming reply, after as long as streaming it would have taken.
-async fn complete(
-    id: String,
-    created: u64,
-    model: String,
-    reply: Reply,
-    fault: Option<InjectedFault>,
-    options: MockLlmOptions,
-) -> HttpResponse {
-    if fault.is_some() {
-        // Hang and stall: nothing complete ever comes; the client gives up.
-        std::future::pending::<()>().await;
-    }
-    let tokens = deltas(&reply).len();
-    let delay = options.ttft + options.token_interval * (tokens.saturating_sub(1) as u32);
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
-    let mut message = serde_json::json!({"role": "assistant", "content": null});
-    match &reply.body {
-        ReplyBody::Text(answer) => message["content"] = answer.as_str().into(),
-        ReplyBody::ToolCalls(calls) => {
-            let calls: Vec<_> = calls
-                .iter()
-                .map(|call| {
-                    serde_json::json!({
-                        "id": call.id,
-                        "type": "function",
-                        "function": {"name": call.name, "arguments": call.arguments},
-                    })
-                })
-                .collect();
-            message["tool_calls"] = calls.into();
-        }
-    }
-    if let Some(reasoning) = &reply.reasoning {
-        message["reasoning_content"] = reasoning.as_str().into();
-    }
-    HttpResponse::Ok().json(serde_json::json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "finish_reason": reply.finish_reason(),
-        }],
-        "usage": {"prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens},
-    }))
 }

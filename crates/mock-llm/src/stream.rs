@@ -1,5 +1,6 @@
 //! The body of a streamed reply: sends each batch of events (see `events`) when
-//! it is due, and counts how the stream ended.
+//! it is due, then what follows them (nothing, silence, or endless words), and
+//! counts how the stream ended.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,15 +12,25 @@ use bytes::Bytes;
 use futures_util::Stream;
 use tokio::time::{Instant, Sleep};
 
+use crate::more_words::MoreWords;
 use crate::stats::MockStats;
+
+/// What a reply's body does after its last batch.
+pub(crate) enum Then {
+    /// Ends (the last batch held the finish).
+    End,
+    /// Stays silent forever instead of ending (hang, stall).
+    Stall,
+    /// Goes on with generated words (`[mock:endless]`).
+    More(MoreWords),
+}
 
 /// The body of a streamed answer: sends each batch at its time. Dropped before the
 /// last batch went out means the client cut the stream off; the drop counts it.
 pub(crate) struct WordStream {
     batches: std::vec::IntoIter<(Duration, Bytes)>,
     next: Option<(Duration, Bytes)>,
-    /// After the last batch, stay silent forever instead of ending (hang, stall).
-    stall: bool,
+    then: Then,
     received: Instant,
     timer: Option<Pin<Box<Sleep>>>,
     finished: bool,
@@ -29,7 +40,7 @@ pub(crate) struct WordStream {
 impl WordStream {
     pub(crate) fn new(
         batches: Vec<(Duration, Bytes)>,
-        stall: bool,
+        then: Then,
         received: Instant,
         stats: Arc<MockStats>,
     ) -> Self {
@@ -39,7 +50,7 @@ impl WordStream {
         Self {
             batches,
             next,
-            stall,
+            then,
             received,
             timer: None,
             finished: false,
@@ -54,11 +65,11 @@ impl Stream for WordStream {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = Pin::into_inner(self);
         let Some((offset, _)) = &this.next else {
-            // A stalled stream is never woken again; it ends when the client leaves.
-            return if this.stall {
-                Poll::Pending
-            } else {
-                Poll::Ready(None)
+            return match &mut this.then {
+                Then::End => Poll::Ready(None),
+                // A stalled stream is never woken again; it ends when the client leaves.
+                Then::Stall => Poll::Pending,
+                Then::More(words) => Pin::new(words).poll_next(cx).map(|words| words.map(Ok)),
             };
         };
         if !offset.is_zero() {
@@ -77,7 +88,7 @@ impl Stream for WordStream {
         }
         let (_, bytes) = this.next.take().expect("checked above");
         this.next = this.batches.next();
-        if this.next.is_none() && !this.stall {
+        if this.next.is_none() && matches!(this.then, Then::End) {
             this.finished = true;
         }
         Poll::Ready(Some(Ok(bytes)))
@@ -87,7 +98,11 @@ impl Stream for WordStream {
 impl Drop for WordStream {
     fn drop(&mut self) {
         self.stats.streams_active.fetch_sub(1, Ordering::Relaxed);
-        let counter = if self.finished {
+        let finished = match &self.then {
+            Then::More(words) => words.finished(),
+            Then::End | Then::Stall => self.finished,
+        };
+        let counter = if finished {
             &self.stats.streams_completed
         } else {
             &self.stats.streams_cancelled

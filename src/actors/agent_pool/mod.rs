@@ -56,6 +56,9 @@ pub struct PoolSettings {
     pub max_deliveries: u32,
     /// How long a worker may hold answer text to send it with what follows.
     pub chunk_window: Duration,
+    /// The most bytes of answer and reasoning text one turn may produce
+    /// (`agent.max_answer_bytes`).
+    pub max_answer_bytes: usize,
 }
 
 impl PoolSettings {
@@ -137,6 +140,7 @@ impl AgentPool {
             self.agent.clone(),
             self.broker.clone(),
             self.settings.chunk_window,
+            self.settings.max_answer_bytes,
         );
         Tracked::new(worker.start(), stats)
     }

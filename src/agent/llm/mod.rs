@@ -237,7 +237,8 @@ impl LlmClient {
     /// Streams the model's answer to `request`. The stream ends after a
     /// `Finished` event or after the first error. Dropping it cancels the request.
     pub fn stream_request(&self, request: ModelRequest) -> LlmStream {
-        let body = match request_body(&self.inner.config.model, &request) {
+        let config = &self.inner.config;
+        let body = match request_body(&config.model, config.max_tokens, &request) {
             Ok(body) => body,
             Err(e) => {
                 let error = AgentError::Upstream(format!("cannot encode the request: {e}"));

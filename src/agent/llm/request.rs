@@ -7,10 +7,16 @@ use serde::{Serialize, Serializer};
 
 use super::{ModelRequest, PromptMessage, ToolCall, ToolSpec};
 
-/// The JSON body of a streamed chat completion request for `model`.
-pub(super) fn request_body(model: &str, request: &ModelRequest) -> serde_json::Result<Bytes> {
+/// The JSON body of a streamed chat completion request for `model`, asking for at
+/// most `max_tokens` tokens (0: no limit is sent).
+pub(super) fn request_body(
+    model: &str,
+    max_tokens: u32,
+    request: &ModelRequest,
+) -> serde_json::Result<Bytes> {
     let body = ChatRequest {
         model,
+        max_tokens: Some(max_tokens).filter(|&limit| limit > 0),
         messages: &request.messages,
         tools: request
             .tools
@@ -28,6 +34,9 @@ pub(super) fn request_body(model: &str, request: &ModelRequest) -> serde_json::R
 #[derive(Serialize)]
 struct ChatRequest<'a> {
     model: &'a str,
+    /// Left out when not configured, so the server's own limit applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
     messages: &'a [PromptMessage],
     /// Left out when there are none: some servers reject an empty list.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
@@ -182,7 +191,7 @@ mod tests {
     }
 
     fn body(request: &ModelRequest) -> Value {
-        serde_json::from_slice(&request_body("test-model", request).unwrap()).unwrap()
+        serde_json::from_slice(&request_body("test-model", 0, request).unwrap()).unwrap()
     }
 
     #[test]
@@ -250,5 +259,17 @@ mod tests {
                 "stream": true,
             })
         );
+    }
+
+    #[test]
+    fn max_tokens_is_sent_unless_zero() {
+        let request = ModelRequest {
+            messages: vec![ChatMessage::user("hi").into()],
+            tools: Vec::new(),
+        };
+        let limited: Value =
+            serde_json::from_slice(&request_body("test-model", 3, &request).unwrap()).unwrap();
+        assert_eq!(limited["max_tokens"], 3);
+        assert!(body(&request).get("max_tokens").is_none());
     }
 }
