@@ -156,7 +156,7 @@ mod tests {
 
     fn sessions(counters: &Arc<Counters>, grace: Duration) -> Sessions {
         let stats = ActorStats::new("session_registry", "0");
-        let registry = SessionRegistry::new(Duration::from_secs(20), 1_000).start();
+        let registry = SessionRegistry::new(Duration::from_secs(20), 1_000, usize::MAX).start();
         Sessions {
             counters: counters.clone(),
             registry: Tracked::new(registry, stats),

@@ -1,11 +1,14 @@
 //! `SessionRegistry`: which session id lives at which address. Each session owns
 //! its own state and registers itself when it starts and leaves when it stops.
 //! Knowing every session, the registry also paces their heartbeats with one timer,
-//! and keeps the sessions in memory within `session.max_in_memory`: sessions tell
-//! it when they become idle and busy again, and beyond the bound the one idle the
-//! longest is told to leave memory (it is stored; a client that comes back loads it).
+//! and keeps the sessions in memory within `session.max_in_memory` and the idle ones
+//! within `session.max_idle_bytes`: sessions tell it when they become idle and busy
+//! again, and beyond a bound the one idle the longest is told to leave memory (it is
+//! stored; a client that comes back loads it).
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actix::prelude::*;
 use uuid::Uuid;
@@ -17,25 +20,40 @@ use super::session::{GoingAway, Heartbeat, LeaveMemory, SessionActor};
 
 pub struct SessionRegistry {
     sessions: HashMap<Uuid, Addr<SessionActor>>,
+    /// How many sessions are in memory, for whoever decides on new ones.
+    live: Arc<AtomicUsize>,
     idle: IdleSessions,
     max_in_memory: usize,
+    max_idle_bytes: usize,
     heartbeat_interval: Duration,
 }
 
 impl SessionRegistry {
-    pub fn new(heartbeat_interval: Duration, max_in_memory: usize) -> Self {
+    pub fn new(heartbeat_interval: Duration, max_in_memory: usize, max_idle_bytes: usize) -> Self {
         Self {
+            max_idle_bytes,
             sessions: HashMap::new(),
+            live: Arc::default(),
             idle: IdleSessions::default(),
             max_in_memory,
             heartbeat_interval,
         }
     }
 
+    /// The number of sessions in memory, kept up to date from now on.
+    pub fn live_sessions(&self) -> Arc<AtomicUsize> {
+        self.live.clone()
+    }
+
+    fn count_sessions(&self) {
+        self.live.store(self.sessions.len(), Ordering::Relaxed);
+    }
+
     /// Sends idle sessions out of memory, the longest idle first, until the
-    /// sessions held are within the bound (or none is idle: busy ones stay).
+    /// sessions held, and the bytes the idle ones hold, are within the bounds (or
+    /// none is idle: busy ones stay).
     fn keep_within_bound(&mut self) {
-        while self.sessions.len() > self.max_in_memory {
+        while self.sessions.len() > self.max_in_memory || self.idle.bytes() > self.max_idle_bytes {
             let Some(session_id) = self.idle.take_oldest() else {
                 return;
             };
@@ -44,6 +62,7 @@ impl SessionRegistry {
                 session.do_send(LeaveMemory);
             }
         }
+        self.count_sessions();
     }
 }
 
@@ -94,6 +113,8 @@ pub struct Lookup {
 pub struct Idle {
     pub session_id: Uuid,
     pub idle: bool,
+    /// The bytes of conversation it holds.
+    pub bytes: usize,
 }
 
 crate::counted_messages!(SessionRegistry => Register, Unregister, Lookup, Idle, CloseAllSessions);
@@ -118,6 +139,7 @@ impl Handler<Unregister> for SessionRegistry {
         if self.sessions.get(&session_id) == Some(&session) {
             self.sessions.remove(&session_id);
             self.idle.no_longer_idle(session_id);
+            self.count_sessions();
         }
     }
 }
@@ -130,7 +152,7 @@ impl Handler<Idle> for SessionRegistry {
             return; // sent away already
         }
         if message.idle {
-            self.idle.became_idle(message.session_id);
+            self.idle.became_idle(message.session_id, message.bytes);
             self.keep_within_bound();
         } else {
             self.idle.no_longer_idle(message.session_id);

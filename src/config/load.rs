@@ -124,6 +124,9 @@ impl Config {
         if !(1..=4096).contains(&self.workers.count) {
             return Err(invalid("workers.count", "must be between 1 and 4096"));
         }
+        if self.session.max_sessions == 0 {
+            return Err(invalid("session.max_sessions", "must be at least 1"));
+        }
         if self.session.max_unsent_bytes == 0 {
             return Err(invalid("session.max_unsent_bytes", "must be at least 1"));
         }

@@ -314,6 +314,18 @@ pub struct SessionConfig {
     /// Bytes of frames that may wait for a WebSocket client that does not read;
     /// beyond them it is disconnected (1008) and finds its turns when it comes back.
     pub max_unsent_bytes: usize,
+    /// The most bytes of conversation the idle sessions in memory may hold together;
+    /// beyond it, the ones idle the longest leave memory (they stay stored).
+    pub max_idle_bytes: usize,
+    /// Sessions a gateway may hold in memory at all (busy ones included); beyond
+    /// it, new sessions are refused with 429.
+    pub max_sessions: usize,
+    /// New sessions one client address may start per minute (0: no limit); beyond
+    /// it, 429.
+    pub max_new_per_address_per_minute: u32,
+    /// Whether the per-address limit applies to loopback clients too. Off, so load
+    /// tests and a reverse proxy on the same machine are not limited as one client.
+    pub limit_loopback: bool,
 }
 
 impl Default for SessionConfig {
@@ -327,6 +339,10 @@ impl Default for SessionConfig {
             cancel_on_disconnect: false,
             max_in_memory: 100_000,
             max_unsent_bytes: 1024 * 1024,
+            max_idle_bytes: 64 * 1024 * 1024,
+            max_sessions: 100_000,
+            max_new_per_address_per_minute: 600,
+            limit_loopback: false,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! ([`operations`]).
 
 pub mod admin;
+pub mod admission;
 pub mod chat;
 pub mod data_source;
 mod frame_guard;
@@ -11,6 +12,7 @@ pub mod health;
 pub mod metrics;
 pub mod ws;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix::Addr;
@@ -27,6 +29,7 @@ use crate::agent::knowledge::DataSource;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::storage::{PurgerHandle, StorageError, StoredSession};
+use admission::{Admission, Refusal};
 use health::Readiness;
 
 /// What the routes reach: the actors and the few facts they answer from.
@@ -48,6 +51,8 @@ pub struct AppState {
     pub admin_token: Arc<str>,
     /// Purges old conversations while it is kept.
     pub retention: Arc<PurgerHandle>,
+    /// Whether a new session may start.
+    pub admission: Arc<Admission>,
 }
 
 impl AppState {
@@ -61,6 +66,25 @@ impl AppState {
             .await
             .ok()??;
         Some((session_id, session))
+    }
+
+    /// Like [`AppState::find_session`], for a client at `peer` that may be about to
+    /// start a session: refused when the gateway is full, or (for a new session)
+    /// when the client's address starts too many.
+    pub async fn admit_and_find(
+        &self,
+        asked: Option<String>,
+        peer: Option<IpAddr>,
+    ) -> Result<Found, Refusal> {
+        if let Some((session_id, session)) = self.live_session(asked.as_deref()).await {
+            return Ok(Found::Live(session_id, session));
+        }
+        self.admission.has_room()?;
+        let found = self.find_session(asked).await;
+        if let Found::Nothing | Found::Unknown(_) = found {
+            self.admission.admit_new(peer)?;
+        }
+        Ok(found)
     }
 
     /// The session a client names: live in this gateway, or else in storage (then

@@ -54,7 +54,12 @@ async fn chat_socket(
     let connection_id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
     let asked = query.into_inner().session_id;
     let sessions = state.sessions.clone();
-    let opening = match state.find_session(asked).await {
+    let peer = request.peer_addr().map(|address| address.ip());
+    let found = match state.admit_and_find(asked, peer).await {
+        Ok(found) => found,
+        Err(refusal) => return Ok(refusal.response()),
+    };
+    let opening = match found {
         Found::Live(_, session) => {
             // A re-attached session handles only its own client's frames and
             // answers: its mailbox is all but empty.

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::conversation::KnownTools;
 use crate::draining::Draining;
 use crate::http::AppState;
+use crate::http::admission::Admission;
 use crate::storage::{self, Recorder, spawn_purger};
 
 /// Starts the gateway's actors: the session registry and the broker actor on this
@@ -46,7 +47,13 @@ pub(super) async fn gateway_state(
     let registry_stats = ActorStats::new("session_registry", "0");
     bookkeeping.directory.register(&registry_stats);
     let heartbeat_interval = config.session.heartbeat_interval();
-    let registry = SessionRegistry::new(heartbeat_interval, config.session.max_in_memory).start();
+    let registry = SessionRegistry::new(
+        heartbeat_interval,
+        config.session.max_in_memory,
+        config.session.max_idle_bytes,
+    );
+    let admission = Arc::new(Admission::new(&config.session, registry.live_sessions()));
+    let registry = registry.start();
 
     let ReplyQueue {
         address: reply_to,
@@ -103,6 +110,7 @@ pub(super) async fn gateway_state(
         metrics: bookkeeping.metrics.clone(),
         admin_token: admin_token(config).into(),
         retention,
+        admission,
     })
 }
 

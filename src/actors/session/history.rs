@@ -45,6 +45,11 @@ impl History {
         history
     }
 
+    /// The bytes of the messages' text: most of what a session holds.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// The messages to send with a question, oldest first.
     pub fn messages(&self) -> Vec<ChatMessage> {
         self.messages.iter().map(|m| m.message.clone()).collect()

@@ -50,6 +50,7 @@ impl SessionActor {
         self.deps.registry.do_send(Idle {
             session_id: self.id,
             idle,
+            bytes: self.history.bytes(),
         });
     }
 }

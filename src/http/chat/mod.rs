@@ -4,7 +4,7 @@
 use actix_cors::Cors;
 use actix_web::http::StatusCode;
 use actix_web::web::Bytes;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -140,7 +140,7 @@ fn split_conversation(
     }
 }
 
-async fn chat(body: Bytes, state: web::Data<AppState>) -> HttpResponse {
+async fn chat(http_request: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
     let request: ChatRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(error) => {
@@ -177,7 +177,12 @@ async fn chat(body: Bytes, state: web::Data<AppState>) -> HttpResponse {
     }
 
     // A known session remembers the conversation; otherwise the request carries it.
-    let (session_id, session) = match state.find_session(request.session_id).await {
+    let peer = http_request.peer_addr().map(|address| address.ip());
+    let found = match state.admit_and_find(request.session_id, peer).await {
+        Ok(found) => found,
+        Err(refusal) => return refusal.response(),
+    };
+    let (session_id, session) = match found {
         Found::Live(session_id, session) => (session_id, session),
         Found::Stored(stored) => (
             stored.record.id,

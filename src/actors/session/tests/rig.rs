@@ -34,7 +34,7 @@ impl Gateway {
         let questions = broker.consume_questions().await.unwrap();
         let cancels = broker.subscribe_cancels().await.unwrap();
         let registry_stats = ActorStats::new("session_registry", "0");
-        let registry = SessionRegistry::new(Duration::from_secs(3600), 1_000);
+        let registry = SessionRegistry::new(Duration::from_secs(3600), 1_000, usize::MAX);
         let reply_queue = broker.open_reply_queue().await.unwrap();
         let broker_stats = ActorStats::new("broker", reply_queue.address.clone());
         let counters = Arc::new(Counters::default());
