@@ -114,3 +114,56 @@ async fn serve_over_rabbitmq_gives_back_what_outlasts_the_grace() {
     // The question is back in the queue.
     wait_for_message_count(&queue, 1).await;
 }
+
+#[tokio::test]
+async fn turns_cut_at_the_end_of_the_grace_get_an_error_before_the_close() {
+    let model = mock_llm(0, 50);
+    let mut server = serve(&model, &[("PARLOR_HTTP__SHUTDOWN_GRACE_S", "1")]);
+    let long = "word ".repeat(100);
+
+    let mut client = Client::connect(&server).await;
+    let (turn_id, _) = mid_answer(&mut client, &long).await;
+    let body = serde_json::json!({ "messages": [{ "role": "user", "content": long }] });
+    let mut stream = reqwest::Client::new()
+        .post(server.http("/chat"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(WAIT, stream.chunk()).await.unwrap();
+    assert!(first.unwrap().is_some(), "the answer has begun");
+
+    server.terminate();
+    // The WebSocket: the turn's error, then the close (1001).
+    loop {
+        match client.next_frame().await {
+            ServerFrame::Chunk { .. } => continue,
+            ServerFrame::Error {
+                turn_id: Some(id),
+                error,
+            } => {
+                assert_eq!(id, turn_id);
+                assert_eq!(error.code.to_string(), "unavailable");
+                break;
+            }
+            other => panic!("expected the turn's error, got {other:?}"),
+        }
+    }
+    assert_eq!(client.close_code().await, Some(1001));
+    // POST /chat: `[error]`, then `end`.
+    let rest = tokio::time::timeout(WAIT, async {
+        let mut rest = Vec::new();
+        while let Some(bytes) = stream.chunk().await.unwrap() {
+            rest.extend_from_slice(&bytes);
+        }
+        String::from_utf8(rest).unwrap()
+    })
+    .await
+    .expect("the stream ends");
+    let error_at = rest.find("[error] ").expect("an [error] event");
+    let end_at = rest.find("event: end").expect("an end event");
+    assert!(error_at < end_at, "{rest}");
+
+    let status = server.wait_exit(WAIT).expect("parlor exits");
+    assert!(status.success());
+}

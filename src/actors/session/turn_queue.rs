@@ -131,6 +131,15 @@ impl TurnQueue {
         Some(turn)
     }
 
+    /// Every turn, the running one first, with its `POST /chat` listener if any.
+    pub fn every_turn(&self) -> impl Iterator<Item = (Uuid, Option<&TurnListener>)> {
+        let running = self
+            .running()
+            .map(|turn| (turn.turn_id, turn.listener.as_ref()));
+        let waiting = (self.waiting.iter()).map(|turn| (turn.turn_id, turn.listener.as_ref()));
+        running.into_iter().chain(waiting)
+    }
+
     pub fn running(&self) -> Option<&ActiveTurn> {
         self.running.as_deref()
     }
