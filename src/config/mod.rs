@@ -323,7 +323,10 @@ pub struct SessionConfig {
     /// New sessions one client address may start per minute (0: no limit); beyond
     /// it, 429.
     pub max_new_per_address_per_minute: u32,
-    /// Whether the per-address limit applies to loopback clients too. Off, so load
+    /// Turns one client (a user; without auth, an address) may run at once across
+    /// its sessions (0: no limit); beyond it, `busy`.
+    pub max_turns_per_client: usize,
+    /// Whether the per-address limits apply to loopback clients too. Off, so load
     /// tests and a reverse proxy on the same machine are not limited as one client.
     pub limit_loopback: bool,
 }
@@ -342,6 +345,7 @@ impl Default for SessionConfig {
             max_idle_bytes: 64 * 1024 * 1024,
             max_sessions: 100_000,
             max_new_per_address_per_minute: 600,
+            max_turns_per_client: 8,
             limit_loopback: false,
         }
     }

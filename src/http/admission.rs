@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use actix_web::HttpResponse;
 use actix_web::http::header::RETRY_AFTER;
 
+use crate::actors::session::ClientKey;
 use crate::config::SessionConfig;
 
 /// Why a new session was refused.
@@ -63,6 +64,13 @@ impl Admission {
             per_address: (per_minute > 0).then(|| Mutex::new(AddressRates::new(per_minute))),
             limit_loopback: config.limit_loopback,
         }
+    }
+
+    /// Who a client at `peer` counts as for the limits per client: its address,
+    /// unless it is a loopback one and `session.limit_loopback` is off.
+    pub fn client_key(&self, peer: Option<IpAddr>) -> Option<ClientKey> {
+        let peer = peer?;
+        (self.limit_loopback || !peer.is_loopback()).then_some(ClientKey::Address(peer))
     }
 
     /// Whether the gateway has room for one more session in memory.

@@ -55,6 +55,7 @@ async fn chat_socket(
     let asked = query.into_inner().session_id;
     let sessions = state.sessions.clone();
     let peer = request.peer_addr().map(|address| address.ip());
+    let client = state.admission.client_key(peer);
     let found = match state.admit_and_find(asked, peer).await {
         Ok(found) => found,
         Err(refusal) => return Ok(refusal.response()),
@@ -66,6 +67,7 @@ async fn chat_socket(
             session.do_send(Attach {
                 socket,
                 connection_id,
+                client,
             });
             actix_web::rt::spawn(pass_frames_on(frames, session, connection_id));
             return Ok(response);
@@ -74,7 +76,7 @@ async fn chat_socket(
         Found::Unknown(asked) => Opening::Unknown(asked),
         Found::Stored(stored) => Opening::Stored(stored),
     };
-    SessionActor::start_connected(sessions, socket, frames, connection_id, opening);
+    SessionActor::start_connected(sessions, socket, frames, connection_id, opening, client);
     Ok(response)
 }
 

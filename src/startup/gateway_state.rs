@@ -12,7 +12,7 @@ use crate::actors::agent_pool::AgentPool;
 use crate::actors::broker::BrokerActor;
 use crate::actors::handover::HandoverActor;
 use crate::actors::registry::SessionRegistry;
-use crate::actors::session::{SessionDeps, SessionLimits};
+use crate::actors::session::{ClientTurns, SessionDeps, SessionLimits};
 use crate::actors::stats::{ActorStats, Tracked};
 use crate::agent::knowledge::{DataSource, KnowledgeSource};
 use crate::broker::{Broker, ReplyQueue};
@@ -89,6 +89,7 @@ pub(super) async fn gateway_state(
     )
     .start();
     let sessions = SessionDeps {
+        client_turns: ClientTurns::new(config.session.max_turns_per_client),
         registry,
         broker: Tracked::new(broker_actor, broker_stats),
         counters,

@@ -266,6 +266,30 @@ impl Client {
             .await
             .expect("connect timed out")
             .expect("connect");
+        Self::opened(socket).await
+    }
+
+    /// Connects from the local address `from` (any of 127.0.0.0/8 on Linux), as a
+    /// client on another machine would: the gateway tells clients apart by address.
+    pub async fn connect_from(server: &Process, from: &str) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+        socket
+            .bind(format!("{from}:0").parse().expect("an IPv4 address"))
+            .expect("bind the local address");
+        let stream = socket
+            .connect(server.addr.parse().expect("IP:port"))
+            .await
+            .expect("connect");
+        let handshake =
+            tokio_tungstenite::client_async(server.ws_url(""), MaybeTlsStream::Plain(stream));
+        let (socket, _) = tokio::time::timeout(WAIT, handshake)
+            .await
+            .expect("handshake timed out")
+            .expect("handshake");
+        Self::opened(socket).await
+    }
+
+    async fn opened(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
         let mut client = Client {
             socket,
             session_id: Uuid::nil(),

@@ -12,6 +12,7 @@
 //! [`socket`] (attaching, reading and letting go of the WebSocket). The wire
 //! protocol is in `docs/protocol.md`.
 
+mod client_turns;
 mod connection;
 mod give_away;
 mod history;
@@ -36,6 +37,8 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use self::client_turns::TurnPermit;
+pub use self::client_turns::{ClientKey, ClientTurns};
 use self::connection::{Connection, Goodbye};
 pub use self::give_away::GiveAway;
 use self::history::History;
@@ -94,6 +97,8 @@ impl SessionLimits {
 /// What every session of a gateway shares.
 pub struct SessionDeps {
     pub registry: Tracked<SessionRegistry>,
+    /// The running turns of each client, across sessions.
+    pub client_turns: Arc<ClientTurns>,
     pub broker: Tracked<BrokerActor>,
     pub counters: Arc<Counters>,
     pub limits: SessionLimits,
@@ -126,6 +131,11 @@ pub struct SessionActor {
     idle_timer: Option<SpawnHandle>,
     /// Given away to another gateway: it stops once its socket is closed.
     leaving: bool,
+    /// Who uses the session now, for `session.max_turns_per_client` (`None`: not
+    /// limited).
+    client: Option<ClientKey>,
+    /// The count of the turn being admitted among its client's running turns.
+    next_permit: Option<TurnPermit>,
 }
 
 impl SessionActor {
@@ -177,6 +187,7 @@ impl SessionActor {
         frames: actix_ws::AggregatedMessageStream,
         connection_id: u64,
         opening: Opening,
+        client: Option<ClientKey>,
     ) -> Addr<Self> {
         Self::create(move |ctx| {
             let (mut actor, arrival) = match opening {
@@ -184,6 +195,7 @@ impl SessionActor {
                 Opening::Unknown(asked) => (Self::fresh(deps), Arrival::Unknown(asked)),
                 Opening::Stored(stored) => (Self::restored(deps, stored), Arrival::Returning),
             };
+            actor.client = client;
             actor.attach(socket, connection_id, arrival, ctx);
             let closed =
                 futures_util::stream::once(async move { SocketInput::Closed { connection_id } });
@@ -211,6 +223,8 @@ impl SessionActor {
             turn_deadline: None,
             idle_timer: None,
             leaving: false,
+            client: None,
+            next_permit: None,
         }
     }
 }
@@ -268,12 +282,14 @@ impl Actor for SessionActor {
 pub struct Attach {
     pub socket: actix_ws::Session,
     pub connection_id: u64,
+    pub client: Option<ClientKey>,
 }
 
 impl Handler<Attach> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, message: Attach, ctx: &mut Self::Context) {
+        self.client = message.client;
         self.attach(
             message.socket,
             message.connection_id,
@@ -336,12 +352,15 @@ impl Handler<GoingAway> for SessionActor {
 pub struct StartTurn {
     pub message: UserMessage,
     pub listener: TurnListener,
+    /// Who asks (`None`: not limited by `session.max_turns_per_client`).
+    pub client: Option<ClientKey>,
 }
 
 impl Handler<StartTurn> for SessionActor {
     type Result = Result<Uuid, ChatError>;
 
     fn handle(&mut self, message: StartTurn, ctx: &mut Self::Context) -> Self::Result {
+        self.client = message.client;
         self.queue_turn(message.message, Some(message.listener), ctx)
     }
 }

@@ -8,6 +8,7 @@ use tracing::Span;
 use uuid::Uuid;
 
 use super::TurnListener;
+use super::client_turns::TurnPermit;
 use super::reassembly::Reassembly;
 use crate::conversation::{ChatError, ErrorCode, UserMessage};
 use crate::protocol::ServerFrame;
@@ -46,6 +47,8 @@ pub struct ActiveTurn {
     pub reassembly: Reassembly,
     /// The turn's `turn` span (see [`trace`](super::trace)).
     pub span: Span,
+    /// Counts the turn among its client's running turns while it runs.
+    _permit: Option<TurnPermit>,
 }
 
 impl ActiveTurn {
@@ -109,8 +112,9 @@ impl TurnQueue {
         (self.waiting.iter()).map(|turn| (turn.turn_id, turn.message.text.as_str()))
     }
 
-    /// Starts the first waiting turn at `now`, unless a turn runs or none waits.
-    pub fn start_next(&mut self, now: Instant) -> Option<&ActiveTurn> {
+    /// Starts the first waiting turn at `now`, unless a turn runs or none waits;
+    /// the turn holds `permit` while it runs.
+    pub fn start_next(&mut self, now: Instant, permit: Option<TurnPermit>) -> Option<&ActiveTurn> {
         if self.running.is_some() {
             return None;
         }
@@ -127,6 +131,7 @@ impl TurnQueue {
             started: now,
             reassembly: Reassembly::default(),
             span,
+            _permit: permit,
         }));
         Some(turn)
     }
@@ -218,7 +223,7 @@ mod tests {
 
     fn start(queue: &mut TurnQueue) -> Option<String> {
         queue
-            .start_next(Instant::now())
+            .start_next(Instant::now(), None)
             .map(|turn| turn.message.text.clone())
     }
 
@@ -345,7 +350,7 @@ mod tests {
         let turn_id = queue
             .admit("hi".into(), Some(listener), false, MAX_WAITING, no_span)
             .unwrap();
-        let turn = queue.start_next(Instant::now()).unwrap();
+        let turn = queue.start_next(Instant::now(), None).unwrap();
         turn.tell_listener(ServerFrame::Accepted { turn_id });
         assert_eq!(frames.try_recv(), Ok(ServerFrame::Accepted { turn_id }));
 

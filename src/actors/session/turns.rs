@@ -11,6 +11,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use uuid::Uuid;
 
+use super::client_turns::AtLimit;
 use super::history::TurnText;
 use super::reassembly::{Outcome, Step, TurnEnd};
 use super::turn_queue::ActiveTurn;
@@ -31,6 +32,16 @@ impl SessionActor {
     ) -> Result<Uuid, ChatError> {
         self.deps.tools.check(message.tools.as_deref())?;
         self.check_storage()?;
+        let starts_now = self.turns.running().is_none() && self.turns.waiting().next().is_none();
+        if starts_now && let Some(client) = &self.client {
+            let permit = (self.deps.client_turns.try_start(client)).map_err(|AtLimit { limit }| {
+                let message = format!(
+                    "you have {limit} turns running in other conversations; try again when one ends"
+                );
+                ChatError::new(ErrorCode::Busy, message)
+            })?;
+            self.next_permit = Some(permit);
+        }
         let watch = listener.clone();
         let draining = self.deps.draining.is_draining();
         let max_waiting = self.deps.limits.max_queued_turns;
@@ -38,15 +49,21 @@ impl SessionActor {
         let via = if listener.is_some() { "http" } else { "ws" };
         // Kept to be stored once the turn is admitted.
         let question = message.text.clone();
-        let turn_id = self
-            .turns
+        let admitted = (self.turns)
             .admit(message, listener, draining, max_waiting, |turn_id| {
                 trace::turn_span(session_id, turn_id, 1)
             })
             .inspect_err(|refusal| {
                 let code = refusal.code;
                 tracing::debug!(%session_id, %code, via, "message refused");
-            })?;
+            });
+        let turn_id = match admitted {
+            Ok(turn_id) => turn_id,
+            Err(refusal) => {
+                self.next_permit = None;
+                return Err(refusal);
+            }
+        };
         self.record_question(turn_id, question);
         if let Some(gone) = watch.filter(|_| self.deps.limits.cancel_on_disconnect) {
             // With `session.cancel_on_disconnect`, an HTTP client that leaves cancels
@@ -67,7 +84,13 @@ impl SessionActor {
     }
 
     fn start_next_turn(&mut self, ctx: &mut Context<Self>) {
-        let Some(turn) = self.turns.start_next(Instant::now()) else {
+        // A turn admitted now was counted in its client's turns already; one that
+        // waited behind its session's last turn takes that turn's place.
+        let permit = (self.next_permit.take()).or_else(|| {
+            let client = self.client.as_ref()?;
+            Some(self.deps.client_turns.start(client))
+        });
+        let Some(turn) = self.turns.start_next(Instant::now(), permit) else {
             self.arm_idle_timer(ctx);
             return;
         };

@@ -195,7 +195,15 @@ async fn chat(http_request: HttpRequest, body: Bytes, state: web::Data<AppState>
 
     let (listener, frames) = tokio::sync::mpsc::unbounded_channel();
     let message = UserMessage { text, tools };
-    match session.send(StartTurn { message, listener }).await {
+    let client = state.admission.client_key(peer);
+    match session
+        .send(StartTurn {
+            message,
+            listener,
+            client,
+        })
+        .await
+    {
         Ok(Ok(_)) => {}
         Ok(Err(refusal)) => return refuse(status_for(refusal.code), refusal.message),
         Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "the session ended"),

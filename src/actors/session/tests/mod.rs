@@ -20,6 +20,7 @@ use crate::storage::{MemoryStorage, Recorder, Storage};
 /// How long any one step may take (virtual time where the test pauses the clock).
 const WAIT: Duration = Duration::from_secs(5);
 
+mod client_limits;
 mod rig;
 
 use rig::*;
@@ -126,14 +127,7 @@ async fn messages_wait_for_the_running_turn_and_beyond_the_limit_get_busy() {
     let (_, session) = SessionActor::start(gateway.deps.clone(), Vec::new());
     let (first, mut first_frames) = start_turn(&session, "one").await;
     let (second, mut second_frames) = start_turn(&session, "two").await;
-    let (listener, _frames) = mpsc::unbounded_channel();
-    let refused = session
-        .send(StartTurn {
-            message: "three".into(),
-            listener,
-        })
-        .await
-        .unwrap();
+    let (refused, _frames) = ask(&session, "three", None).await;
     assert!(
         matches!(
             refused,
@@ -279,9 +273,7 @@ async fn a_draining_session_refuses_new_turns() {
     let gateway = Gateway::start(8).await;
     let (_, session) = SessionActor::start(gateway.deps.clone(), Vec::new());
     gateway.deps.draining.begin();
-    let (listener, _frames) = mpsc::unbounded_channel();
-    let message = "hello".into();
-    let refused = session.send(StartTurn { message, listener }).await.unwrap();
+    let (refused, _frames) = ask(&session, "hello", None).await;
     assert!(
         matches!(
             refused,

@@ -47,6 +47,7 @@ impl Gateway {
             counters.clone(),
         );
         let deps = SessionDeps {
+            client_turns: ClientTurns::new(1),
             registry: Tracked::new(registry.start(), registry_stats),
             broker: Tracked::new(broker_actor.start(), broker_stats),
             counters,
@@ -105,14 +106,31 @@ pub(super) async fn start_turn(
     session: &Addr<SessionActor>,
     text: &str,
 ) -> (Uuid, mpsc::UnboundedReceiver<ServerFrame>) {
+    let (turn_id, frames) = ask(session, text, None).await;
+    (turn_id.expect("the turn is admitted"), frames)
+}
+
+/// Asks `session` for a turn as `client`: its id or why it was refused, and where
+/// its frames go.
+pub(super) async fn ask(
+    session: &Addr<SessionActor>,
+    text: &str,
+    client: Option<ClientKey>,
+) -> (
+    Result<Uuid, ChatError>,
+    mpsc::UnboundedReceiver<ServerFrame>,
+) {
     let (listener, frames) = mpsc::unbounded_channel();
     let message = text.into();
-    let turn_id = session
-        .send(StartTurn { message, listener })
+    let asked = session
+        .send(StartTurn {
+            message,
+            listener,
+            client,
+        })
         .await
-        .expect("the session is running")
-        .expect("the turn is admitted");
-    (turn_id, frames)
+        .expect("the session is running");
+    (asked, frames)
 }
 
 pub(super) fn chunk(seq: u64, text: &str) -> AnswerBody {
