@@ -187,7 +187,8 @@ impl SessionActor {
         }
         let started = turn.started;
         if reset {
-            let reason = "the worker answering this turn failed; it restarted on another";
+            // A worker that died, or one that stopped and gave the question back.
+            let reason = "the worker answering this turn stopped; it restarted on another";
             self.send_turn_frame(ServerFrame::Reset {
                 turn_id,
                 reason: reason.into(),

@@ -1,15 +1,19 @@
 //! `BrokerActor`: the gateway's link to the broker. It publishes the questions of
 //! this gateway's sessions and routes each answer from the reply queue to the
 //! session whose turn it belongs to. It watches the broker's connection, and when
-//! it is lost it ends the turns waiting for answers at once. What it does for a
-//! turn it does inside the turn's span, which the session hands over with the
-//! question.
+//! it is lost it ends the turns waiting for answers at once; when it is back, it
+//! asks the workers to drop those turns' questions ([`lost_turns`]). What it does
+//! for a turn it does inside the turn's span, which the session hands over with
+//! the question.
+
+mod lost_turns;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
-use futures_util::stream::BoxStream;
+use futures_util::stream::{self, BoxStream, StreamExt};
 use tokio::sync::watch;
 use tokio_stream::wrappers::WatchStream;
 use tracing::{Instrument, Span};
@@ -20,6 +24,13 @@ use super::stats::ActorStats;
 use crate::broker::{Answer, Broker, BrokerError, ConnectionState, Question};
 use crate::conversation::{ChatError, ErrorCode};
 use crate::counters::Counters;
+use lost_turns::LostTurns;
+
+/// Cancellations of lost turns published at once after a reconnection.
+const CANCELS_IN_FLIGHT: usize = 32;
+/// How long to wait before publishing again the cancellations that failed while
+/// the connection seemed up.
+const CANCEL_RETRY: Duration = Duration::from_secs(1);
 
 pub struct BrokerActor {
     broker: Arc<dyn Broker>,
@@ -32,6 +43,8 @@ pub struct BrokerActor {
     connection: Option<watch::Receiver<ConnectionState>>,
     /// The broker's count of lost connections when this actor last heard of it.
     connections_lost: u64,
+    /// The turns failed for a lost connection, whose questions workers are to drop.
+    lost_turns: LostTurns,
     stats: Arc<ActorStats>,
     counters: Arc<Counters>,
 }
@@ -53,6 +66,7 @@ impl BrokerActor {
             broker,
             reply_to,
             routes: HashMap::new(),
+            lost_turns: LostTurns::default(),
             answers: Some(answers),
             stats,
             counters,
@@ -91,24 +105,17 @@ impl Actor for BrokerActor {
 }
 
 /// When the connection drops, answers in flight are lost with it: the turns
-/// waiting for them end now with `unavailable` instead of at their deadline.
+/// waiting for them end now with `unavailable` instead of at their deadline. Their
+/// questions are not lost, though: once the connection is back, the workers are
+/// told to drop them.
 impl StreamHandler<ConnectionState> for BrokerActor {
-    fn handle(&mut self, state: ConnectionState, _: &mut Self::Context) {
-        if state.lost == self.connections_lost {
-            return;
+    fn handle(&mut self, state: ConnectionState, ctx: &mut Self::Context) {
+        if state.lost != self.connections_lost {
+            self.connections_lost = state.lost;
+            self.fail_routed_turns();
         }
-        self.connections_lost = state.lost;
-        tracing::warn!(
-            turns = self.routes.len(),
-            "lost the broker; failing the turns in flight"
-        );
-        for (turn_id, Route { session, span, .. }) in self.routes.drain() {
-            tracing::debug!(parent: &span, "failing the turn: its answers were lost");
-            let message = "the connection to the broker was lost; please ask again";
-            session.do_send(TurnFailed {
-                turn_id,
-                error: ChatError::new(ErrorCode::Unavailable, message),
-            });
+        if state.connected {
+            self.cancel_lost_turns(ctx);
         }
     }
 
@@ -136,6 +143,70 @@ pub struct ForgetTurn {
 }
 
 crate::counted_messages!(BrokerActor => AskQuestion, ForgetTurn);
+
+impl BrokerActor {
+    fn fail_routed_turns(&mut self) {
+        tracing::warn!(
+            turns = self.routes.len(),
+            "lost the broker; failing the turns in flight"
+        );
+        for (turn_id, Route { session, span, .. }) in self.routes.drain() {
+            tracing::debug!(parent: &span, "failing the turn: its answers were lost");
+            let message = "the connection to the broker was lost; please ask again";
+            session.do_send(TurnFailed {
+                turn_id,
+                error: ChatError::new(ErrorCode::Unavailable, message),
+            });
+            self.lost_turns.remember(turn_id);
+        }
+    }
+
+    /// Publishes the cancellations of the lost turns not yet sent; those that fail
+    /// wait for the next reconnection, or a moment if the connection seems up.
+    fn cancel_lost_turns(&mut self, ctx: &mut Context<Self>) {
+        let turns = self.lost_turns.take_unsent();
+        if turns.is_empty() {
+            return;
+        }
+        tracing::info!(
+            turns = turns.len(),
+            "the broker is back; asking the workers to drop the questions of the turns failed"
+        );
+        let broker = self.broker.clone();
+        let publish = stream::iter(turns)
+            .map(move |turn_id| {
+                let publish = broker.publish_cancel(turn_id);
+                async move { publish.await.err().map(|error| (turn_id, error)) }
+            })
+            .buffer_unordered(CANCELS_IN_FLIGHT)
+            .filter_map(futures_util::future::ready)
+            .collect::<Vec<_>>();
+        ctx.spawn(publish.into_actor(self).map(|failed, actor, ctx| {
+            let Some((_, error)) = failed.first() else {
+                return;
+            };
+            tracing::warn!(turns = failed.len(), %error, "could not publish cancellations of lost turns");
+            for (turn_id, _) in &failed {
+                actor.lost_turns.not_sent(*turn_id);
+            }
+            // A reconnection sends them; without one in sight, try again soon.
+            if actor.broker.is_connected() {
+                ctx.run_later(CANCEL_RETRY, |actor, ctx| actor.cancel_lost_turns(ctx));
+            }
+        }));
+    }
+
+    fn publish_cancel(&self, turn_id: Uuid, span: Span, ctx: &mut Context<Self>) {
+        tracing::debug!(parent: &span, "publishing a cancellation");
+        let publish = self.broker.publish_cancel(turn_id);
+        let publish = publish.instrument(span.clone());
+        ctx.spawn(publish.into_actor(self).map(move |result, _, _| {
+            if let Err(error) = result {
+                tracing::warn!(parent: &span, %turn_id, %error, "could not publish a cancellation");
+            }
+        }));
+    }
+}
 
 impl Handler<AskQuestion> for BrokerActor {
     type Result = ResponseActFuture<Self, Result<(), BrokerError>>;
@@ -183,20 +254,13 @@ impl Handler<ForgetTurn> for BrokerActor {
             .remove(&turn_id)
             .map_or_else(Span::none, |route| route.span);
         if message.cancel {
-            tracing::debug!(parent: &span, "publishing a cancellation");
-            let publish = self.broker.publish_cancel(turn_id);
-            let publish = publish.instrument(span.clone());
-            ctx.spawn(publish.into_actor(self).map(move |result, _, _| {
-                if let Err(error) = result {
-                    tracing::warn!(parent: &span, %turn_id, %error, "could not publish a cancellation");
-                }
-            }));
+            self.publish_cancel(turn_id, span, ctx);
         }
     }
 }
 
 impl StreamHandler<Answer> for BrokerActor {
-    fn handle(&mut self, answer: Answer, _: &mut Self::Context) {
+    fn handle(&mut self, answer: Answer, ctx: &mut Self::Context) {
         let turn_id = answer.turn_id;
         let Some(route) = self.routes.get_mut(&turn_id) else {
             let span = tracing::debug_span!(
@@ -207,6 +271,11 @@ impl StreamHandler<Answer> for BrokerActor {
                 attempt = answer.attempt
             );
             tracing::debug!(parent: &span, "answer for a turn nobody waits for; dropped");
+            let ends_turn = answer.body.ends_turn();
+            if self.lost_turns.answered(turn_id, answer.attempt, ends_turn) {
+                // Its cancellation went out before this worker could hear it.
+                self.publish_cancel(turn_id, span, ctx);
+            }
             return;
         };
         route.attempt = route.attempt.max(answer.attempt);
