@@ -30,6 +30,10 @@ pub const DOCUMENTS: &[(&str, &str)] = &[
         "docs/protocol.md",
         include_str!("../../../docs/protocol.md"),
     ),
+    (
+        "docs/security.md",
+        include_str!("../../../docs/security.md"),
+    ),
     ("docs/storage.md", include_str!("../../../docs/storage.md")),
 ];
 
@@ -38,7 +42,7 @@ pub fn source() -> KnowledgeSource {
         id: ID.to_owned(),
         name: "parlor documentation".to_owned(),
         description: "parlor's own documentation: what it is, how to run, configure and \
-                      operate it, its protocol, architecture and benchmarks"
+                      operate it, its protocol, architecture, security and benchmarks"
             .to_owned(),
         kind: SourceKind::KnowledgeBase,
         documents: Documents::Embedded(DOCUMENTS),
