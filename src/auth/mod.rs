@@ -66,7 +66,10 @@ impl AuthError {
 impl fmt::Display for AuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AuthError::Missing => f.write_str("a bearer token is required"),
+            AuthError::Missing => f.write_str(
+                "a bearer token is required: `Authorization: Bearer <token>` \
+                 (a WebSocket may pass ?access_token=<token> instead)",
+            ),
             AuthError::Invalid(why) | AuthError::Unavailable(why) => f.write_str(why),
         }
     }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::frame_guard::guard_frames;
 use super::{AppState, Found};
 use crate::actors::session::{Attach, Opening, SessionActor, SocketInput};
+use crate::auth::Caller;
 
 /// Frames above `http.max_message_bytes` get a `too_large` error and the connection
 /// stays; only frames beyond this many times the limit (or 1 MiB, if larger) break
@@ -30,7 +31,10 @@ struct SocketQuery {
     session_id: Option<String>,
 }
 
+/// `caller` comes first: without a valid credential the answer is 401 and the
+/// connection is never upgraded.
 async fn chat_socket(
+    caller: Caller,
     request: HttpRequest,
     body: web::Payload,
     query: web::Query<SocketQuery>,
@@ -54,7 +58,7 @@ async fn chat_socket(
     let connection_id = NEXT_CONNECTION_ID.fetch_add(1, Ordering::Relaxed);
     let asked = query.into_inner().session_id;
     let sessions = state.sessions.clone();
-    let opening = match state.find_session(asked).await {
+    let opening = match state.find_session(asked, &caller).await {
         Found::Live(_, session) => {
             // A re-attached session handles only its own client's frames and
             // answers: its mailbox is all but empty.
@@ -69,7 +73,8 @@ async fn chat_socket(
         Found::Unknown(asked) => Opening::Unknown(asked),
         Found::Stored(stored) => Opening::Stored(stored),
     };
-    SessionActor::start_connected(sessions, socket, frames, connection_id, opening);
+    let owner = caller.user_id().map(str::to_owned);
+    SessionActor::start_connected(sessions, socket, frames, connection_id, opening, owner);
     Ok(response)
 }
 

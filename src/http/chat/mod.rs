@@ -16,6 +16,7 @@ mod seed_json;
 use super::health::Readiness;
 use super::{AppState, Found};
 use crate::actors::session::{SessionActor, StartTurn};
+use crate::auth::Caller;
 use crate::conversation::{ChatMessage, ErrorCode, UserMessage};
 use crate::protocol::ServerFrame;
 
@@ -140,7 +141,9 @@ fn split_conversation(
     }
 }
 
-async fn chat(body: Bytes, state: web::Data<AppState>) -> HttpResponse {
+/// `caller` comes first, so a request without a valid credential is answered 401
+/// before its body is even read.
+async fn chat(caller: Caller, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
     let request: ChatRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(error) => {
@@ -150,7 +153,11 @@ async fn chat(body: Bytes, state: web::Data<AppState>) -> HttpResponse {
             );
         }
     };
-    let named_user = request.user_id;
+    // Authenticated, the user is who the credential says, whatever the body says.
+    let named_user = match caller.user_id() {
+        Some(user) => Some(user.to_owned()),
+        None => request.user_id,
+    };
     let user_id = named_user.clone().unwrap_or_else(|| "anonymous".into());
     let tools = match chosen_tools(&request.attachment) {
         Ok(tools) => tools,
@@ -177,7 +184,7 @@ async fn chat(body: Bytes, state: web::Data<AppState>) -> HttpResponse {
     }
 
     // A known session remembers the conversation; otherwise the request carries it.
-    let (session_id, session) = match state.find_session(request.session_id).await {
+    let (session_id, session) = match state.find_session(request.session_id, &caller).await {
         Found::Live(session_id, session) => (session_id, session),
         Found::Stored(stored) => (
             stored.record.id,
