@@ -14,6 +14,7 @@
 pub mod actors;
 pub mod admin_view;
 pub mod agent;
+pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod config;

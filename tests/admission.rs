@@ -62,6 +62,8 @@ async fn an_address_starting_sessions_in_a_loop_meets_its_limit_and_memory_stays
             ("PARLOR_SESSION__MAX_NEW_PER_ADDRESS_PER_MINUTE", "300"),
             ("PARLOR_SESSION__LIMIT_LOOPBACK", "true"),
             ("PARLOR_SESSION__MAX_IDLE_BYTES", "16777216"),
+            // Only the limit on new sessions here, not the one on turns at once.
+            ("PARLOR_SESSION__MAX_TURNS_PER_CLIENT", "0"),
         ],
     );
     // One session of this address, started before the flood, keeps working.

@@ -30,6 +30,7 @@ use uuid::Uuid;
 use super::registry::{Lookup, SessionRegistry};
 use super::session::GiveAway;
 use super::stats::Tracked;
+use crate::auth::Caller;
 use crate::broker::{Adoption, Broker, Notice, Orphan};
 use crate::storage::{Recorder, Storage, StorageError};
 
@@ -178,17 +179,20 @@ impl StreamHandler<Notice> for HandoverActor {
 
 /// Makes this gateway the holder of a stored session; answers once the session may
 /// be loaded (whoever held it let go, or could not be waited for).
-/// [`StorageError::NotFound`] when there is no such session.
+/// [`StorageError::NotFound`] when there is no such session, or when it is not
+/// `caller`'s to use.
 #[derive(Message)]
 #[rtype(result = "Result<(), StorageError>")]
 pub struct Claim {
     pub session_id: Uuid,
+    pub caller: Caller,
 }
 
 impl Handler<Claim> for HandoverActor {
     type Result = ResponseActFuture<Self, Result<(), StorageError>>;
 
-    fn handle(&mut self, Claim { session_id }: Claim, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, claim: Claim, _: &mut Self::Context) -> Self::Result {
+        let Claim { session_id, caller } = claim;
         // Waiting before asking, so that no answer can come before it is awaited.
         let (waiter, released) = oneshot::channel();
         self.releases.entry(session_id).or_default().push(waiter);
@@ -196,6 +200,16 @@ impl Handler<Claim> for HandoverActor {
         let broker = self.broker.clone();
         let me = self.me.clone();
         let claim = async move {
+            // Before claiming: a claim takes the session from the gateway holding
+            // it, closing its owner's socket. The owner is written when the session
+            // is created and never changes, so it cannot change between the two.
+            if caller != Caller::Anyone {
+                let stored = storage.load_session(session_id, 0).await?;
+                let owner = stored.as_ref().and_then(|s| s.record.user_id.as_deref());
+                if stored.is_none() || !caller.may_use(owner) {
+                    return Err(StorageError::NotFound);
+                }
+            }
             let Some(holder) = storage.claim(session_id, me.clone()).await? else {
                 return Ok(());
             };
@@ -225,3 +239,6 @@ impl Handler<Claim> for HandoverActor {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -19,7 +19,7 @@ use super::idle_sessions::IdleSessions;
 use super::session::{GoingAway, Heartbeat, LeaveMemory, SessionActor};
 
 pub struct SessionRegistry {
-    sessions: HashMap<Uuid, Addr<SessionActor>>,
+    sessions: HashMap<Uuid, Listed>,
     /// How many sessions are in memory, for whoever decides on new ones.
     live: Arc<AtomicUsize>,
     idle: IdleSessions,
@@ -57,9 +57,9 @@ impl SessionRegistry {
             let Some(session_id) = self.idle.take_oldest() else {
                 return;
             };
-            if let Some(session) = self.sessions.remove(&session_id) {
+            if let Some(listed) = self.sessions.remove(&session_id) {
                 // Once per session sent away, and only beyond the bound.
-                session.do_send(LeaveMemory);
+                listed.session.do_send(LeaveMemory);
             }
         }
         self.count_sessions();
@@ -74,9 +74,9 @@ impl Actor for SessionRegistry {
         // keeps a connection burst from blocking handlers.
         ctx.set_mailbox_capacity(65_536);
         ctx.run_interval(self.heartbeat_interval, |registry, _| {
-            for session in registry.sessions.values() {
+            for listed in registry.sessions.values() {
                 // One tiny message per session per interval: a steady trickle.
-                session.do_send(Heartbeat);
+                listed.session.do_send(Heartbeat);
             }
         });
     }
@@ -88,6 +88,17 @@ impl Actor for SessionRegistry {
 pub struct Register {
     pub session_id: Uuid,
     pub session: Addr<SessionActor>,
+    /// The user it belongs to, if any (see [`Find`]).
+    pub owner: Option<String>,
+}
+
+/// A live session and the user it belongs to.
+#[derive(Clone)]
+pub struct Listed {
+    pub session: Addr<SessionActor>,
+    /// Kept here rather than asked of the session, so that a client naming
+    /// another user's session is turned away without the session hearing of it.
+    pub owner: Option<String>,
 }
 
 /// A session stopped.
@@ -107,6 +118,13 @@ pub struct Lookup {
     pub session_id: Uuid,
 }
 
+/// The session with this id, if it is alive, with its owner.
+#[derive(Message)]
+#[rtype(result = "Option<Listed>")]
+pub struct Find {
+    pub session_id: Uuid,
+}
+
 /// A session has no connection and no turn now (`idle: true`), or has one again.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -117,13 +135,17 @@ pub struct Idle {
     pub bytes: usize,
 }
 
-crate::counted_messages!(SessionRegistry => Register, Unregister, Lookup, Idle, CloseAllSessions);
+crate::counted_messages!(SessionRegistry => Register, Unregister, Lookup, Find, Idle, CloseAllSessions);
 
 impl Handler<Register> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, message: Register, _: &mut Self::Context) {
-        self.sessions.insert(message.session_id, message.session);
+        let listed = Listed {
+            session: message.session,
+            owner: message.owner,
+        };
+        self.sessions.insert(message.session_id, listed);
         self.keep_within_bound();
     }
 }
@@ -136,7 +158,7 @@ impl Handler<Unregister> for SessionRegistry {
             session_id,
             session,
         } = message;
-        if self.sessions.get(&session_id) == Some(&session) {
+        if self.sessions.get(&session_id).map(|listed| &listed.session) == Some(&session) {
             self.sessions.remove(&session_id);
             self.idle.no_longer_idle(session_id);
             self.count_sessions();
@@ -164,10 +186,24 @@ impl Handler<Lookup> for SessionRegistry {
     type Result = Option<Addr<SessionActor>>;
 
     fn handle(&mut self, message: Lookup, _: &mut Self::Context) -> Self::Result {
+        self.live(message.session_id)
+            .map(|listed| listed.session.clone())
+    }
+}
+
+impl Handler<Find> for SessionRegistry {
+    type Result = Option<Listed>;
+
+    fn handle(&mut self, message: Find, _: &mut Self::Context) -> Self::Result {
+        self.live(message.session_id).cloned()
+    }
+}
+
+impl SessionRegistry {
+    fn live(&self, session_id: Uuid) -> Option<&Listed> {
         self.sessions
-            .get(&message.session_id)
-            .filter(|addr| addr.connected())
-            .cloned()
+            .get(&session_id)
+            .filter(|listed| listed.session.connected())
     }
 }
 
@@ -180,9 +216,9 @@ impl Handler<CloseAllSessions> for SessionRegistry {
     type Result = ();
 
     fn handle(&mut self, _: CloseAllSessions, _: &mut Self::Context) {
-        for session in self.sessions.values() {
+        for listed in self.sessions.values() {
             // Once per session, at shutdown: nothing piles up.
-            session.do_send(GoingAway);
+            listed.session.do_send(GoingAway);
         }
     }
 }

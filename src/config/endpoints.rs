@@ -159,7 +159,7 @@ impl FromStr for AgentLocation {
 }
 
 /// `text` as an `http://` or `https://` URL, or what is wrong with it.
-fn http_url(text: &str) -> Result<Url, String> {
+pub(super) fn http_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|problem| format!("is not a URL ({problem})"))?;
     match url.scheme() {
         "http" | "https" if url.has_host() => Ok(url),

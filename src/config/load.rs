@@ -169,6 +169,9 @@ impl Config {
                 ),
             ));
         }
+        if let Some((key, problem)) = self.auth.problem() {
+            return Err(invalid(key, problem));
+        }
         if self.session.client_timeout() <= self.session.heartbeat_interval() {
             return Err(invalid(
                 "session.client_timeout_s",

@@ -7,6 +7,7 @@
 //! program never interprets a string. Each key is still written as before.
 //! Secrets never show in `Debug`.
 
+mod auth;
 mod duration;
 mod endpoints;
 mod knowledge;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use auth::{AuthConfig, AuthMode, AuthUser};
 pub use duration::{BoundedDuration, Millis, Milliseconds, Seconds, Secs, TimeUnit};
 pub use endpoints::{AgentLocation, AmqpUrl, BrokerEngine, ModelEndpoint};
 pub use knowledge::{KnowledgeConfig, KnowledgeSourceConfig, SourceId, SourceKind};
@@ -39,6 +41,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub storage: StorageConfig,
     pub knowledge: KnowledgeConfig,
+    pub auth: AuthConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

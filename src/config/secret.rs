@@ -1,11 +1,16 @@
-//! Secrets in the configuration (`llm.api_key`, `admin.token`). Their `Debug` never
-//! shows the value, so a configuration can be logged or printed whole.
+//! Secrets in the configuration (`llm.api_key`, `admin.token`, `auth.users` tokens,
+//! `auth.jwt_secret`). Their `Debug` never shows the value, so a configuration can
+//! be logged or printed whole.
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// A secret string. There is deliberately no `Display`: the value is reached
-/// only through [`Secret::expose`], where it is used.
-#[derive(Clone, PartialEq, Eq)]
+/// only through [`Secret::expose`], where it is used. Serde reads and writes it
+/// as the plain string (the configuration's defaults go through serde).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Secret(String);
 
 impl Secret {

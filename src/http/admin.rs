@@ -6,7 +6,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::AppState;
+use super::auth::bearer_token;
 use crate::actors::stats::ActorSnapshot;
+use crate::auth::constant_time_eq;
 use crate::counters::TurnTotals;
 
 pub fn routes(config: &mut web::ServiceConfig) {
@@ -87,42 +89,4 @@ fn is_authorized(request: &HttpRequest, token: &str) -> bool {
         .and_then(|value| value.to_str().ok())
         .and_then(bearer_token);
     presented.is_some_and(|presented| constant_time_eq(presented.as_bytes(), token.as_bytes()))
-}
-
-/// The token of an `Authorization: Bearer <token>` value. The scheme is
-/// case-insensitive (RFC 9110, section 11.1), so `bearer` works as well.
-fn bearer_token(value: &str) -> Option<&str> {
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim_start_matches(' '))
-}
-
-/// Compares without stopping at the first difference, so timing tells nothing
-/// about how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{bearer_token, constant_time_eq};
-
-    #[test]
-    fn the_bearer_scheme_is_case_insensitive() {
-        for value in ["Bearer abc", "bearer abc", "BEARER  abc"] {
-            assert_eq!(bearer_token(value), Some("abc"), "{value}");
-        }
-        assert_eq!(bearer_token("Basic abc"), None);
-        assert_eq!(bearer_token("Bearer"), None);
-        assert_eq!(bearer_token("Bearerabc"), None);
-    }
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
-    }
 }

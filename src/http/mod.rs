@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod admission;
+mod auth;
 pub mod chat;
 pub mod data_source;
 mod frame_guard;
@@ -22,10 +23,11 @@ use uuid::Uuid;
 
 use crate::actors::agent_pool::AgentPool;
 use crate::actors::handover::{Claim, HandoverActor};
-use crate::actors::registry::Lookup;
-use crate::actors::session::{SessionActor, SessionDeps};
+use crate::actors::registry::Find;
+use crate::actors::session::{ClientKey, SessionActor, SessionDeps};
 use crate::actors::stats::{ActorDirectory, Tracked};
 use crate::agent::knowledge::DataSource;
+use crate::auth::{Authenticator, Caller};
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::storage::{PurgerHandle, StorageError, StoredSession};
@@ -53,19 +55,18 @@ pub struct AppState {
     pub retention: Arc<PurgerHandle>,
     /// Whether a new session may start.
     pub admission: Arc<Admission>,
+    /// Checks the credentials of chat requests (`[auth]`).
+    pub auth: Arc<Authenticator>,
 }
 
 impl AppState {
-    /// The live session a client names (by its id as text), if there is one.
-    pub async fn live_session(&self, asked: Option<&str>) -> Option<(Uuid, Addr<SessionActor>)> {
-        let session_id = parse_session_id(asked?)?;
-        let session = self
-            .sessions
-            .registry
-            .send(Lookup { session_id })
-            .await
-            .ok()??;
-        Some((session_id, session))
+    /// Who `caller`, connecting from `peer`, counts as for the limits per client:
+    /// the user when signed in, else the address (see [`Admission::client_key`]).
+    pub fn client_key(&self, caller: &Caller, peer: Option<IpAddr>) -> Option<ClientKey> {
+        match caller.user_id() {
+            Some(user) => Some(ClientKey::User(user.to_owned())),
+            None => self.admission.client_key(peer),
+        }
     }
 
     /// Like [`AppState::find_session`], for a client at `peer` that may be about to
@@ -74,33 +75,42 @@ impl AppState {
     pub async fn admit_and_find(
         &self,
         asked: Option<String>,
+        caller: &Caller,
         peer: Option<IpAddr>,
     ) -> Result<Found, Refusal> {
-        if let Some((session_id, session)) = self.live_session(asked.as_deref()).await {
-            return Ok(Found::Live(session_id, session));
-        }
-        self.admission.has_room()?;
-        let found = self.find_session(asked).await;
-        if let Found::Nothing | Found::Unknown(_) = found {
-            self.admission.admit_new(peer)?;
+        let found = self.find_session(asked, caller).await;
+        match found {
+            Found::Live(..) => {}
+            Found::Stored(_) => self.admission.has_room()?,
+            Found::Nothing | Found::Unknown(_) => self.admission.admit_new(peer)?,
         }
         Ok(found)
     }
 
     /// The session a client names: live in this gateway, or else in storage (then
-    /// claimed for this gateway, from whichever held it before).
-    pub async fn find_session(&self, asked: Option<String>) -> Found {
+    /// claimed for this gateway, from whichever held it before). With
+    /// authentication on, another user's session is, to `caller`, no session at
+    /// all: nothing of it is claimed, shown or changed.
+    pub async fn find_session(&self, asked: Option<String>, caller: &Caller) -> Found {
         let Some(asked) = asked else {
             return Found::Nothing;
         };
-        if let Some((session_id, session)) = self.live_session(Some(&asked)).await {
-            return Found::Live(session_id, session);
-        }
         let Some(session_id) = parse_session_id(&asked) else {
             return Found::Unknown(asked);
         };
+        let live = self.sessions.registry.send(Find { session_id }).await;
+        if let Ok(Some(listed)) = live {
+            if !caller.may_use(listed.owner.as_deref()) {
+                return Found::Unknown(asked);
+            }
+            return Found::Live(session_id, listed.session);
+        }
         let window = self.config.agent.max_history_messages;
-        let claimed = match self.handover.send(Claim { session_id }).await {
+        let claim = Claim {
+            session_id,
+            caller: caller.clone(),
+        };
+        let claimed = match self.handover.send(claim).await {
             Ok(claimed) => claimed,
             Err(_) => Err(StorageError::Unavailable("the gateway is stopping".into())),
         };

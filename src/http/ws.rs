@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::frame_guard::guard_frames;
 use super::{AppState, Found};
 use crate::actors::session::{Attach, Opening, SessionActor, SocketInput};
+use crate::auth::Caller;
 
 /// Frames above `http.max_message_bytes` get a `too_large` error and the connection
 /// stays; only frames beyond this many times the limit (or 1 MiB, if larger) break
@@ -30,7 +31,10 @@ struct SocketQuery {
     session_id: Option<String>,
 }
 
+/// `caller` comes first: without a valid credential the answer is 401 and the
+/// connection is never upgraded.
 async fn chat_socket(
+    caller: Caller,
     request: HttpRequest,
     body: web::Payload,
     query: web::Query<SocketQuery>,
@@ -55,8 +59,8 @@ async fn chat_socket(
     let asked = query.into_inner().session_id;
     let sessions = state.sessions.clone();
     let peer = request.peer_addr().map(|address| address.ip());
-    let client = state.admission.client_key(peer);
-    let found = match state.admit_and_find(asked, peer).await {
+    let client = state.client_key(&caller, peer);
+    let found = match state.admit_and_find(asked, &caller, peer).await {
         Ok(found) => found,
         Err(refusal) => return Ok(refusal.response()),
     };
@@ -76,7 +80,16 @@ async fn chat_socket(
         Found::Unknown(asked) => Opening::Unknown(asked),
         Found::Stored(stored) => Opening::Stored(stored),
     };
-    SessionActor::start_connected(sessions, socket, frames, connection_id, opening, client);
+    let owner = caller.user_id().map(str::to_owned);
+    SessionActor::start_connected(
+        sessions,
+        socket,
+        frames,
+        connection_id,
+        opening,
+        owner,
+        client,
+    );
     Ok(response)
 }
 

@@ -15,8 +15,9 @@ use crate::actors::registry::SessionRegistry;
 use crate::actors::session::{ClientTurns, SessionDeps, SessionLimits};
 use crate::actors::stats::{ActorStats, Tracked};
 use crate::agent::knowledge::{DataSource, KnowledgeSource};
+use crate::auth::Authenticator;
 use crate::broker::{Broker, ReplyQueue};
-use crate::config::Config;
+use crate::config::{AuthMode, Config};
 use crate::conversation::KnownTools;
 use crate::draining::Draining;
 use crate::http::AppState;
@@ -112,7 +113,25 @@ pub(super) async fn gateway_state(
         admin_token: admin_token(config).into(),
         retention,
         admission,
+        auth: Arc::new(authenticator(config)?),
     })
+}
+
+/// The checker of `[auth]`, announced in the log (never a token).
+fn authenticator(config: &Config) -> anyhow::Result<Authenticator> {
+    let auth = &config.auth;
+    match auth.mode {
+        AuthMode::None => {}
+        AuthMode::Token => tracing::info!(
+            users = auth.users.len(),
+            "chat requests need a user's bearer token"
+        ),
+        AuthMode::Jwt => tracing::info!(
+            jwks_url = auth.jwks_url.as_ref().map(|url| url.as_str()),
+            "chat requests need a JSON Web Token"
+        ),
+    }
+    Authenticator::from_config(auth).context("cannot set up [auth]")
 }
 
 /// `admin.token`, or a random one (logged once, so an operator can use it).

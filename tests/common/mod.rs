@@ -21,6 +21,7 @@ use parlor::protocol::ServerFrame;
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
@@ -262,7 +263,12 @@ impl Client {
     }
 
     pub async fn connect_url(url: &str) -> Client {
-        let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        Self::connect_request(url).await
+    }
+
+    /// Connects with a request of its own (headers such as `Authorization`).
+    pub async fn connect_request(request: impl IntoClientRequest + Unpin) -> Client {
+        let (socket, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
             .await
             .expect("connect timed out")
             .expect("connect");

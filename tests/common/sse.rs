@@ -14,7 +14,20 @@ pub struct Event {
 
 /// Posts a chat and reads the whole event stream.
 pub async fn post_chat(url: &str, body: Value) -> (reqwest::StatusCode, Vec<Event>, String) {
-    let response = tokio::time::timeout(WAIT, reqwest::Client::new().post(url).json(&body).send())
+    post_chat_with(url, body, &[]).await
+}
+
+/// Like [`post_chat`], with extra request headers (such as `Authorization`).
+pub async fn post_chat_with(
+    url: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> (reqwest::StatusCode, Vec<Event>, String) {
+    let request = headers.iter().fold(
+        reqwest::Client::new().post(url).json(&body),
+        |request, (name, value)| request.header(*name, *value),
+    );
+    let response = tokio::time::timeout(WAIT, request.send())
         .await
         .expect("no response within the wait")
         .expect("request failed");

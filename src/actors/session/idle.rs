@@ -73,6 +73,7 @@ impl Handler<LeaveMemory> for SessionActor {
             self.deps.registry.do_send(Register {
                 session_id: self.id,
                 session: ctx.address(),
+                owner: self.user_id.clone(),
             });
         }
     }

@@ -120,7 +120,8 @@ pub type TurnListener = mpsc::UnboundedSender<ServerFrame>;
 
 pub struct SessionActor {
     id: Uuid,
-    /// Who the client said the user is, if it did (stored with the session).
+    /// Who the session belongs to (stored with it): the authenticated user, or
+    /// with authentication off whoever a `POST /chat` client said, if it did.
     user_id: Option<String>,
     deps: Arc<SessionDeps>,
     connection: Option<Connection>,
@@ -145,8 +146,8 @@ impl SessionActor {
         Self::start_for(deps, history, None)
     }
 
-    /// Like [`SessionActor::start`], for the user a client named (`POST /chat`'s
-    /// `userId`), which is stored with the session.
+    /// Like [`SessionActor::start`], for a user (the authenticated one, or else
+    /// `POST /chat`'s `userId`), which is stored with the session.
     pub fn start_for(
         deps: Arc<SessionDeps>,
         history: Vec<ChatMessage>,
@@ -180,19 +181,21 @@ impl SessionActor {
     /// Starts a session on the current arbiter for a freshly upgraded WebSocket,
     /// which it reads itself (the frame stream cannot leave this thread; a session
     /// re-attached from another thread gets its frames as [`SocketInput`]
-    /// messages instead). The session is new, or `opening` a stored one.
+    /// messages instead). The session is new (belonging to `owner`, the
+    /// authenticated user if there is one), or `opening` a stored one.
     pub fn start_connected(
         deps: Arc<SessionDeps>,
         socket: actix_ws::Session,
         frames: actix_ws::AggregatedMessageStream,
         connection_id: u64,
         opening: Opening,
+        owner: Option<String>,
         client: Option<ClientKey>,
     ) -> Addr<Self> {
         Self::create(move |ctx| {
             let (mut actor, arrival) = match opening {
-                Opening::New => (Self::fresh(deps), Arrival::New),
-                Opening::Unknown(asked) => (Self::fresh(deps), Arrival::Unknown(asked)),
+                Opening::New => (Self::fresh(deps, owner), Arrival::New),
+                Opening::Unknown(asked) => (Self::fresh(deps, owner), Arrival::Unknown(asked)),
                 Opening::Stored(stored) => (Self::restored(deps, stored), Arrival::Returning),
             };
             actor.client = client;
@@ -208,8 +211,10 @@ impl SessionActor {
         })
     }
 
-    fn fresh(deps: Arc<SessionDeps>) -> Self {
-        Self::new(deps, Uuid::new_v4(), History::default())
+    fn fresh(deps: Arc<SessionDeps>, owner: Option<String>) -> Self {
+        let mut actor = Self::new(deps, Uuid::new_v4(), History::default());
+        actor.user_id = owner;
+        actor
     }
 
     fn new(deps: Arc<SessionDeps>, id: Uuid, history: History) -> Self {
@@ -241,6 +246,7 @@ impl Actor for SessionActor {
         self.deps.registry.do_send(Register {
             session_id: self.id,
             session: ctx.address(),
+            owner: self.user_id.clone(),
         });
         // A session just started is about to be used (its first turn or socket is
         // on its way): it does not count as idle for leaving memory, only for

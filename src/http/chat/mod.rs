@@ -16,6 +16,7 @@ mod seed_json;
 use super::health::Readiness;
 use super::{AppState, Found};
 use crate::actors::session::{SessionActor, StartTurn};
+use crate::auth::Caller;
 use crate::conversation::{ChatMessage, ErrorCode, UserMessage};
 use crate::protocol::ServerFrame;
 
@@ -140,7 +141,14 @@ fn split_conversation(
     }
 }
 
-async fn chat(http_request: HttpRequest, body: Bytes, state: web::Data<AppState>) -> HttpResponse {
+/// `caller` comes first, so a request without a valid credential is answered 401
+/// before its body is even read.
+async fn chat(
+    caller: Caller,
+    http_request: HttpRequest,
+    body: Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
     let request: ChatRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(error) => {
@@ -150,7 +158,11 @@ async fn chat(http_request: HttpRequest, body: Bytes, state: web::Data<AppState>
             );
         }
     };
-    let named_user = request.user_id;
+    // Authenticated, the user is who the credential says, whatever the body says.
+    let named_user = match caller.user_id() {
+        Some(user) => Some(user.to_owned()),
+        None => request.user_id,
+    };
     let user_id = named_user.clone().unwrap_or_else(|| "anonymous".into());
     let tools = match chosen_tools(&request.attachment) {
         Ok(tools) => tools,
@@ -178,7 +190,10 @@ async fn chat(http_request: HttpRequest, body: Bytes, state: web::Data<AppState>
 
     // A known session remembers the conversation; otherwise the request carries it.
     let peer = http_request.peer_addr().map(|address| address.ip());
-    let found = match state.admit_and_find(request.session_id, peer).await {
+    let found = match state
+        .admit_and_find(request.session_id, &caller, peer)
+        .await
+    {
         Ok(found) => found,
         Err(refusal) => return refusal.response(),
     };
@@ -195,7 +210,7 @@ async fn chat(http_request: HttpRequest, body: Bytes, state: web::Data<AppState>
 
     let (listener, frames) = tokio::sync::mpsc::unbounded_channel();
     let message = UserMessage { text, tools };
-    let client = state.admission.client_key(peer);
+    let client = state.client_key(&caller, peer);
     match session
         .send(StartTurn {
             message,
