@@ -130,11 +130,7 @@ async fn a_failing_model_gives_upstream() {
     for internal in [model.addr.as_str(), "mock failure", "500", "http"] {
         assert!(!message.contains(internal), "{internal:?} in {message:?}");
     }
-    let log = server.log();
-    let logged = log
-        .lines()
-        .find(|line| line.contains(error_id))
-        .expect("the error id in the log");
+    let logged = server.wait_for_log_line(error_id).await;
     assert!(logged.contains("mock failure"), "{logged}");
     let requests = common::mock_stats(&model).await["requests"]
         .as_u64()

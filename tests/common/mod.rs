@@ -105,6 +105,29 @@ impl Process {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// The first line of the log containing `text`, waiting for it (the log is read
+    /// from the process's stderr by a thread of its own) at most [`WAIT`].
+    pub async fn wait_for_log_line(&self, text: &str) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let found = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(text))
+                .cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{text:?} never logged"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Sends SIGTERM, as a service manager stopping parlor would.
     pub fn terminate(&self) {
         self.signal("-TERM");
