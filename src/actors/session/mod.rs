@@ -15,6 +15,7 @@
 mod client_turns;
 mod connection;
 mod give_away;
+mod going_away;
 mod history;
 mod idle;
 mod outbox;
@@ -39,8 +40,9 @@ use uuid::Uuid;
 
 use self::client_turns::TurnPermit;
 pub use self::client_turns::{ClientKey, ClientTurns};
-use self::connection::{Connection, Goodbye};
+use self::connection::Connection;
 pub use self::give_away::GiveAway;
+pub use self::going_away::GoingAway;
 use self::history::History;
 pub use self::history::HistoryWindow;
 pub use self::idle::LeaveMemory;
@@ -53,9 +55,7 @@ use super::registry::{Register, SessionRegistry, Unregister};
 use super::stats::Tracked;
 use crate::broker::Answer;
 use crate::config::Config;
-use crate::conversation::{
-    ChatError, ChatMessage, ErrorCode, FinishReason, KnownTools, UserMessage,
-};
+use crate::conversation::{ChatError, ChatMessage, FinishReason, KnownTools, UserMessage};
 use crate::counters::Counters;
 use crate::draining::Draining;
 use crate::protocol::ServerFrame;
@@ -316,38 +316,6 @@ impl Handler<Heartbeat> for SessionActor {
 
     fn handle(&mut self, _: Heartbeat, ctx: &mut Self::Context) {
         self.heartbeat(ctx);
-    }
-}
-
-/// The process is stopping: close the socket (`1001 going away`). Turns still
-/// running were given their grace period already.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct GoingAway;
-
-impl Handler<GoingAway> for SessionActor {
-    type Result = ();
-
-    /// The grace period is over: every turn still here is cut, and its client is
-    /// told so before its socket closes or its `POST /chat` stream ends. The turns
-    /// stay pending in storage, to be asked again when the session is next loaded
-    /// (by another gateway, or this one restarted).
-    fn handle(&mut self, _: GoingAway, ctx: &mut Self::Context) {
-        let message = "parlor is restarting; ask again in a moment";
-        let cut: Vec<ServerFrame> = (self.turns.every_turn())
-            .map(|(turn_id, listener)| {
-                let error = ChatError::new(ErrorCode::Unavailable, message);
-                let frame = ServerFrame::failed(Some(turn_id), error);
-                if let Some(listener) = listener {
-                    let _ = listener.send(frame.clone());
-                }
-                frame
-            })
-            .collect();
-        for frame in &cut {
-            self.send_to_socket(frame);
-        }
-        self.say_goodbye(Goodbye::GoingAway, ctx);
     }
 }
 
