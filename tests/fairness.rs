@@ -64,3 +64,38 @@ async fn a_client_using_many_sessions_leaves_workers_for_others() {
         assert!(first_chunk < ended, "the other client waited for a worker");
     }
 }
+
+#[tokio::test]
+async fn post_chat_beyond_the_clients_turns_gets_429_with_retry_after() {
+    let model = mock_llm(0, 100);
+    let server = serve(
+        &model,
+        &[
+            ("PARLOR_SESSION__MAX_TURNS_PER_CLIENT", "1"),
+            ("PARLOR_SESSION__LIMIT_LOOPBACK", "true"),
+        ],
+    );
+    let body =
+        |text: &str| serde_json::json!({ "messages": [{ "role": "user", "content": text }] });
+    let http = reqwest::Client::new();
+    let mut running = http
+        .post(server.http("/chat"))
+        .json(&body("a slow answer please"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(running.status(), 200);
+    assert!(
+        running.chunk().await.unwrap().is_some(),
+        "the answer has begun"
+    );
+
+    let refused = http
+        .post(server.http("/chat"))
+        .json(&body("me too"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.headers()["retry-after"], "1");
+}

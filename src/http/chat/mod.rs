@@ -3,6 +3,7 @@
 
 use actix_cors::Cors;
 use actix_web::http::StatusCode;
+use actix_web::http::header::RETRY_AFTER;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::{Stream, StreamExt};
@@ -88,7 +89,12 @@ struct SeedMessage {
 }
 
 fn refuse(status: StatusCode, detail: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status).json(json!({ "detail": detail.into() }))
+    let mut response = HttpResponse::build(status);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        // A turn or a queue slot frees up within a turn's time: try again soon.
+        response.insert_header((RETRY_AFTER, "1"));
+    }
+    response.json(json!({ "detail": detail.into() }))
 }
 
 fn status_for(code: ErrorCode) -> StatusCode {
