@@ -269,3 +269,22 @@ async fn json_web_tokens_signed_with_the_secret() {
     assert_ne!(other.session_id, client.session_id);
     expect_not_found(&mut other).await;
 }
+
+#[tokio::test]
+async fn the_load_tester_signs_in_with_its_token() {
+    let model = mock_llm(0, 0);
+    let (server, _config) = serve_with_users(&model, &[]);
+    for (mode, url) in [("ws", server.ws_url("")), ("sse", server.http("/chat"))] {
+        let run = |token: Option<&str>| {
+            let mut args = vec!["loadtest", "--mode", mode, "--url", &url];
+            args.extend(["--sessions", "3", "--turns", "2", "--max-error-rate", "0"]);
+            args.extend(token.map(|token| ["--token", token]).into_iter().flatten());
+            common::run_to_end(&args, std::time::Duration::from_secs(60))
+        };
+        let (signed_in, stdout, stderr) = run(Some(ALICE));
+        assert!(signed_in.success(), "{mode}: {stdout}\n{stderr}");
+        let (anonymous, stdout, _) = run(None);
+        assert!(!anonymous.success(), "{mode} without a token: {stdout}");
+        assert!(stdout.contains("http_401"), "{mode}: {stdout}");
+    }
+}

@@ -89,6 +89,15 @@ pub struct LoadtestArgs {
     /// still checked
     #[arg(long)]
     pub no_check: bool,
+    /// Bearer token sent with every request and WebSocket upgrade (a gateway with
+    /// `auth.mode` set, or a model server that wants a key)
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "PARLOR_LOADTEST_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
     /// Model name sent in openai mode
     #[arg(long, value_name = "NAME", default_value = "parlor-mock")]
     pub model: String,
@@ -125,6 +134,7 @@ pub struct Plan {
     pub message_words: usize,
     pub check_answers: bool,
     pub model: String,
+    pub token: Option<String>,
     pub json: Option<PathBuf>,
     pub max_error_rate: Option<f64>,
     pub max_ttft_p99_ms: Option<f64>,
@@ -202,6 +212,7 @@ impl LoadtestArgs {
         };
         Ok(Plan {
             mode: self.mode,
+            token: self.token.clone(),
             url,
             sessions,
             turns: self.turns,

@@ -132,6 +132,7 @@ async fn post_for_events(
 pub enum Driver {
     Ws {
         url: String,
+        token: Option<String>,
     },
     Sse {
         client: reqwest::Client,
@@ -153,16 +154,24 @@ pub enum Session {
 
 impl Driver {
     pub fn new(plan: &Plan) -> anyhow::Result<Driver> {
-        let http = || {
-            reqwest::Client::builder()
+        let http = || -> anyhow::Result<reqwest::Client> {
+            let mut headers = reqwest::header::HeaderMap::new();
+            if let Some(token) = &plan.token {
+                let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {token}"))?;
+                value.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, value);
+            }
+            Ok(reqwest::Client::builder()
                 .connect_timeout(plan.turn_timeout)
                 .tcp_nodelay(true)
                 .pool_max_idle_per_host(usize::MAX)
-                .build()
+                .default_headers(headers)
+                .build()?)
         };
         Ok(match plan.mode {
             Mode::Ws => Driver::Ws {
                 url: plan.url.clone(),
+                token: plan.token.clone(),
             },
             Mode::Sse => Driver::Sse {
                 client: http()?,
@@ -180,7 +189,9 @@ impl Driver {
     /// nothing yet over HTTP, whose connections come from the pool turn by turn.
     pub async fn open(&self) -> Result<Session, TurnFailure> {
         Ok(match self {
-            Driver::Ws { url } => Session::Ws(Box::new(ws::WsSession::open(url).await?)),
+            Driver::Ws { url, token } => {
+                Session::Ws(Box::new(ws::WsSession::open(url, token.as_deref()).await?))
+            }
             Driver::Sse { .. } => Session::Sse(chat_sse::ChatSession::default()),
             Driver::Openai { .. } => Session::Openai(openai::OpenaiSession::default()),
         })

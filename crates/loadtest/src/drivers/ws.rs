@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -87,10 +88,20 @@ fn is_turn(frame_turn: Option<&str>, in_flight: Option<Uuid>) -> bool {
 }
 
 impl WsSession {
-    /// Connects and reads the `session` frame that always comes first.
-    pub async fn open(url: &str) -> Result<WsSession, TurnFailure> {
+    /// Connects (with `token` as a bearer token, if given) and reads the `session`
+    /// frame that always comes first.
+    pub async fn open(url: &str, token: Option<&str>) -> Result<WsSession, TurnFailure> {
+        let mut request = url
+            .into_client_request()
+            .map_err(|error| TurnFailure::new("connect", error))?;
+        if let Some(token) = token {
+            let value = format!("Bearer {token}").parse().map_err(|_| {
+                TurnFailure::new("connect", "the token is not a valid header value")
+            })?;
+            request.headers_mut().insert("Authorization", value);
+        }
         let (socket, _) =
-            tokio_tungstenite::connect_async_with_config(url, Some(socket_config()), true)
+            tokio_tungstenite::connect_async_with_config(request, Some(socket_config()), true)
                 .await
                 .map_err(|error| match error {
                     tungstenite::Error::Io(io) => TurnFailure::new(io_code(&io, "connect"), io),
