@@ -102,18 +102,15 @@ async fn write_frames(
         let Some(message) = message else {
             return; // the session let the socket go without a word
         };
+        if let Message::Close(reason) = message {
+            break reason;
+        }
         let bytes = size(&message);
-        let written = match message {
-            Message::Close(reason) => break reason,
-            Message::Text(text) => tokio::select! {
-                biased;
-                () = abandon.cancelled() => break last_close(queued),
-                written = socket.text(text) => written,
-            },
-            Message::Ping(payload) => socket.ping(&payload).await,
-            Message::Pong(payload) => socket.pong(&payload).await,
-            // The session sends nothing else.
-            _ => Ok(()),
+        // Waits while the client does not read, unless the session gives up on it.
+        let written = tokio::select! {
+            biased;
+            () = abandon.cancelled() => break last_close(queued),
+            written = write(&mut socket, message) => written,
         };
         unsent.fetch_sub(bytes, Ordering::Relaxed);
         if written.is_err() {
@@ -122,6 +119,17 @@ async fn write_frames(
     };
     // A client that does not read may never make room for the close frame.
     let _ = tokio::time::timeout(CLOSE_PATIENCE, socket.close(reason)).await;
+}
+
+/// Hands one frame (not a close) to the socket.
+async fn write(socket: &mut actix_ws::Session, message: Message) -> Result<(), actix_ws::Closed> {
+    match message {
+        Message::Text(text) => socket.text(text).await,
+        Message::Ping(payload) => socket.ping(&payload).await,
+        Message::Pong(payload) => socket.pong(&payload).await,
+        // The session sends nothing else.
+        _ => Ok(()),
+    }
 }
 
 /// Drops the frames still queued; the reason of the close frame among them.
