@@ -205,13 +205,38 @@ impl From<&str> for UserMessage {
 }
 
 /// The tool names a user message may ask for: those of the configured knowledge
-/// sources. A turn naming any other is refused with `bad_request`.
+/// sources, and `<server>__<tool>` for a configured MCP server (what tools a
+/// server has is the server's to say, and it can change; a worker leaves out a
+/// name its servers do not offer). A turn naming any other is refused with
+/// `bad_request`.
 #[derive(Clone, Debug, Default)]
-pub struct KnownTools(std::sync::Arc<[String]>);
+pub struct KnownTools {
+    sources: std::sync::Arc<[String]>,
+    mcp_servers: std::sync::Arc<[String]>,
+}
 
 impl KnownTools {
-    pub fn new(names: impl IntoIterator<Item = String>) -> Self {
-        Self(names.into_iter().collect())
+    pub fn new(sources: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            sources: sources.into_iter().collect(),
+            mcp_servers: std::sync::Arc::default(),
+        }
+    }
+
+    /// Also knows the tools of the MCP servers named `servers`.
+    pub fn with_mcp_servers(self, servers: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            mcp_servers: servers.into_iter().collect(),
+            ..self
+        }
+    }
+
+    fn knows(&self, name: &str) -> bool {
+        self.sources.iter().any(|source| source == name)
+            || crate::agent::mcp::names::belongs_to_a_server(
+                name,
+                self.mcp_servers.iter().map(String::as_str),
+            )
     }
 
     /// Refuses a choice of tools that names one not known here.
@@ -219,18 +244,46 @@ impl KnownTools {
         let Some(unknown) = requested
             .unwrap_or_default()
             .iter()
-            .find(|name| !self.0.contains(name))
+            .find(|name| !self.knows(name))
         else {
             return Ok(());
         };
-        let known = if self.0.is_empty() {
+        let mut known: Vec<String> = self.sources.to_vec();
+        known.extend(self.mcp_servers.iter().map(|server| format!("{server}__<tool>")));
+        let known = if known.is_empty() {
             "none".to_owned()
         } else {
-            self.0.join(", ")
+            known.join(", ")
         };
         Err(ChatError::new(
             ErrorCode::BadRequest,
             format!("unknown tool {unknown:?} (the tools here: {known})"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_turn_may_name_sources_and_tools_of_configured_mcp_servers() {
+        let known = KnownTools::new(names(&["handbook"])).with_mcp_servers(names(&["tickets"]));
+        assert_eq!(known.check(None), Ok(()));
+        assert_eq!(known.check(Some(&[])), Ok(()));
+        let chosen = names(&["handbook", "tickets__lookup"]);
+        assert_eq!(known.check(Some(&chosen)), Ok(()));
+        let error = known.check(Some(&names(&["files__read"]))).unwrap_err();
+        assert_eq!(error.code, ErrorCode::BadRequest);
+        assert_eq!(
+            error.message,
+            "unknown tool \"files__read\" (the tools here: handbook, tickets__<tool>)"
+        );
+        let none = KnownTools::default().check(Some(&names(&["x"]))).unwrap_err();
+        assert!(none.message.ends_with("(the tools here: none)"), "{}", none.message);
     }
 }

@@ -38,7 +38,9 @@ pub fn init() -> WorkerGuard {
         .thread_name("parlor-log")
         .finish(std::io::stderr());
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // rmcp logs every connection's handshake, with the whole server info, at
+        // INFO; parlor logs its own line per MCP connection.
+        .unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"))
         // lapin logs every message RabbitMQ returns, whole, at WARN: an answer
         // whose gateway went away, with its text. Message text stays out of logs;
         // parlor logs the fact itself (the turn ends `nobody_listening`).

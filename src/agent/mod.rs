@@ -6,6 +6,7 @@ pub mod answer_cap;
 pub mod coalesce;
 pub mod knowledge;
 pub mod llm;
+pub mod mcp;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod tool_loop;

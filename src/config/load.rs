@@ -169,6 +169,9 @@ impl Config {
                 ),
             ));
         }
+        if let Some((key, problem)) = self.mcp.problem() {
+            return Err(invalid(key, problem));
+        }
         if let Some((key, problem)) = self.auth.problem() {
             return Err(invalid(key, problem));
         }

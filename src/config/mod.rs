@@ -12,6 +12,7 @@ mod duration;
 mod endpoints;
 mod knowledge;
 mod load;
+mod mcp;
 mod secret;
 mod storage;
 
@@ -25,6 +26,7 @@ pub use duration::{BoundedDuration, Millis, Milliseconds, Seconds, Secs, TimeUni
 pub use endpoints::{AgentLocation, AmqpUrl, BrokerEngine, ModelEndpoint};
 pub use knowledge::{KnowledgeConfig, KnowledgeSourceConfig, SourceId, SourceKind};
 pub use load::{ConfigError, DEFAULT_CONFIG_FILE, Overrides};
+pub use mcp::{McpConfig, McpServerConfig, McpTransport};
 pub use secret::Secret;
 pub use storage::{StorageConfig, StorageUrl};
 
@@ -42,6 +44,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub knowledge: KnowledgeConfig,
     pub auth: AuthConfig,
+    pub mcp: McpConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -8,6 +8,7 @@ use serde_json::json;
 use super::AppState;
 use super::auth::bearer_token;
 use crate::actors::stats::ActorSnapshot;
+use crate::agent::mcp::ServerStatus;
 use crate::auth::constant_time_eq;
 use crate::counters::TurnTotals;
 
@@ -23,6 +24,8 @@ pub struct Stats {
     pub workers: WorkerTotals,
     pub broker: BrokerTotals,
     pub actors: Vec<ActorSnapshot>,
+    /// The MCP servers and how their connections stand.
+    pub mcp_servers: Vec<ServerStatus>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -70,6 +73,7 @@ fn collect(state: &AppState) -> Stats {
             redelivered_total: totals.questions_redelivered,
         },
         actors: state.actors.snapshot(),
+        mcp_servers: state.mcp.statuses(),
     }
 }
 

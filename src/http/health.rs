@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use super::AppState;
 use crate::actors::agent_pool::PoolStatus;
+use crate::agent::mcp::McpServers;
 use crate::broker::Broker;
 use crate::draining::Draining;
 
@@ -17,6 +18,12 @@ use crate::draining::Draining;
 pub trait Readiness: Send + Sync + 'static {
     /// Why it cannot, if it cannot.
     fn not_ready_because(&self) -> Option<&'static str>;
+
+    /// The MCP servers the process connects to. One that is down leaves its tools
+    /// out but does not make the process unready; `/readyz` names it.
+    fn mcp(&self) -> Option<&McpServers> {
+        None
+    }
 }
 
 pub fn routes(config: &mut web::ServiceConfig, readiness: Arc<dyn Readiness>) {
@@ -31,11 +38,33 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(readiness: web::Data<dyn Readiness>) -> HttpResponse {
-    match readiness.not_ready_because() {
-        None => HttpResponse::Ok().json(json!({ "status": "ready" })),
-        Some(reason) => HttpResponse::ServiceUnavailable()
-            .json(json!({ "status": "unavailable", "reason": reason })),
+    let mut body = match readiness.not_ready_because() {
+        None => json!({ "status": "ready" }),
+        Some(reason) => json!({ "status": "unavailable", "reason": reason }),
+    };
+    if let Some(mcp) = readiness.mcp().filter(|mcp| !mcp.is_empty()) {
+        body["mcp_servers"] = mcp_detail(mcp);
     }
+    if body["status"] == "ready" {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Each MCP server's state, without the reasons (they may name hosts; operators
+/// read them in `/admin/stats` and the log).
+fn mcp_detail(mcp: &McpServers) -> serde_json::Value {
+    mcp.statuses()
+        .into_iter()
+        .map(|server| {
+            json!({
+                "name": server.name,
+                "state": server.state,
+                "tools": server.tools,
+            })
+        })
+        .collect()
 }
 
 const SHUTTING_DOWN: &str = "parlor is shutting down";
@@ -60,6 +89,10 @@ impl Readiness for AppState {
         }
         None
     }
+
+    fn mcp(&self) -> Option<&McpServers> {
+        Some(&self.mcp)
+    }
 }
 
 /// A `parlor worker` can take questions: it is not stopping, its broker is
@@ -69,6 +102,7 @@ pub struct WorkerReadiness {
     pub broker: Arc<dyn Broker>,
     /// The pool's status; closed when the pool stops.
     pub pool: watch::Receiver<PoolStatus>,
+    pub mcp: McpServers,
 }
 
 impl Readiness for WorkerReadiness {
@@ -87,6 +121,10 @@ impl Readiness for WorkerReadiness {
         }
         None
     }
+
+    fn mcp(&self) -> Option<&McpServers> {
+        Some(&self.mcp)
+    }
 }
 
 #[cfg(test)]
@@ -100,6 +138,7 @@ mod tests {
             draining: Draining::default(),
             broker: Arc::new(EmbeddedBroker::new(1)),
             pool,
+            mcp: McpServers::default(),
         };
         (readiness, sender)
     }

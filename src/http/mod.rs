@@ -11,6 +11,8 @@ pub mod data_source;
 mod frame_guard;
 pub mod health;
 pub mod metrics;
+pub mod tools;
+pub mod validate_mcp;
 pub mod ws;
 
 use std::net::IpAddr;
@@ -27,6 +29,7 @@ use crate::actors::registry::Find;
 use crate::actors::session::{ClientKey, SessionActor, SessionDeps};
 use crate::actors::stats::{ActorDirectory, Tracked};
 use crate::agent::knowledge::DataSource;
+use crate::agent::mcp::McpServers;
 use crate::auth::{Authenticator, Caller};
 use crate::broker::Broker;
 use crate::config::Config;
@@ -57,6 +60,8 @@ pub struct AppState {
     pub admission: Arc<Admission>,
     /// Checks the credentials of chat requests (`[auth]`).
     pub auth: Arc<Authenticator>,
+    /// The MCP servers whose tools turns may use, and how their connections stand.
+    pub mcp: McpServers,
 }
 
 impl AppState {
@@ -158,7 +163,9 @@ pub fn routes(config: &mut web::ServiceConfig, state: &AppState) {
         .configure(admin::routes)
         .configure(ws::routes)
         .configure(|c| chat::routes(c, state))
-        .configure(|c| data_source::routes(c, state));
+        .configure(|c| data_source::routes(c, state))
+        .configure(|c| tools::routes(c, state))
+        .configure(|c| validate_mcp::routes(c, state));
 }
 
 /// Registers `/healthz`, `/readyz` (answered by `readiness`) and `/metrics`.

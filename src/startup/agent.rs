@@ -10,13 +10,16 @@ use parlor_mock_llm::{MockLlmOptions, MockLlmServer};
 
 use crate::agent::knowledge::{KnowledgeAgent, Library};
 use crate::agent::llm::LlmClient;
+use crate::agent::mcp::McpServers;
 use crate::agent::tools::Toolbox;
 use crate::config::{Config, ModelEndpoint};
 
 /// The knowledge agent over the configured model — or over the built-in demo model,
-/// started here, when `llm.base_url` is empty (keep the returned server alive).
+/// started here, when `llm.base_url` is empty (keep the returned server alive) —
+/// with the tools of the knowledge sources and of the MCP servers of `mcp`.
 pub(super) async fn knowledge_agent(
     config: &Config,
+    mcp: McpServers,
 ) -> anyhow::Result<(KnowledgeAgent, Option<MockLlmServer>)> {
     // Built off the runtime's threads; a source that cannot be read stops the start.
     let (library, reports) = Library::open(config)
@@ -57,7 +60,8 @@ pub(super) async fn knowledge_agent(
     };
     let llm = LlmClient::new(&llm_config).context("cannot build the model client")?;
     Ok((
-        KnowledgeAgent::new(llm, &config.agent, Toolbox::knowledge(Arc::new(library))),
+        KnowledgeAgent::new(llm, &config.agent, Toolbox::knowledge(Arc::new(library)))
+            .with_mcp(mcp),
         demo_model,
     ))
 }

@@ -15,6 +15,7 @@ use crate::actors::registry::SessionRegistry;
 use crate::actors::session::{ClientTurns, SessionDeps, SessionLimits};
 use crate::actors::stats::{ActorStats, Tracked};
 use crate::agent::knowledge::{DataSource, KnowledgeSource};
+use crate::agent::mcp::McpServers;
 use crate::auth::Authenticator;
 use crate::broker::{Broker, ReplyQueue};
 use crate::config::{AuthMode, Config};
@@ -30,6 +31,7 @@ pub(super) async fn gateway_state(
     config: &Config,
     broker: Arc<dyn Broker>,
     pool: Option<Tracked<AgentPool>>,
+    mcp: McpServers,
     bookkeeping: &Bookkeeping,
 ) -> anyhow::Result<AppState> {
     // The sources come from the configuration, which the workers share, so a
@@ -38,7 +40,8 @@ pub(super) async fn gateway_state(
         .iter()
         .map(KnowledgeSource::data_source)
         .collect();
-    let tools = KnownTools::new(data_sources.iter().map(|source| source.id.clone()));
+    let tools = KnownTools::new(data_sources.iter().map(|source| source.id.clone()))
+        .with_mcp_servers(config.mcp.servers.iter().map(|server| server.name.clone()));
     let storage = storage::open(&config.storage)
         .await
         .context("cannot open the conversation storage")?;
@@ -114,6 +117,7 @@ pub(super) async fn gateway_state(
         retention,
         admission,
         auth: Arc::new(authenticator(config)?),
+        mcp,
     })
 }
 

@@ -47,6 +47,7 @@ use self::http_server::HttpService;
 use crate::actors::agent_pool::{AgentPool, PoolSettings, PoolStatusWatch, WatchPoolStatus};
 use crate::actors::stats::{ActorDirectory, Tracked};
 use crate::agent::Agent;
+use crate::agent::mcp::McpServers;
 use crate::broker::Broker;
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::rabbitmq::RabbitBroker;
@@ -91,9 +92,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = bind(config.http.bind, "http.bind")?;
     let bookkeeping = Bookkeeping::new()?;
     let broker = connect_broker(&config, &bookkeeping).await?;
-    let (agent, _demo_model) = agent::knowledge_agent(&config).await?;
+    let mcp = McpServers::start(&config.mcp);
+    let (agent, _demo_model) = agent::knowledge_agent(&config, mcp.clone()).await?;
     let pool = start_pool(&config, Arc::new(agent), broker.clone(), &bookkeeping);
-    let state = gateway_state(&config, broker, Some(pool.clone()), &bookkeeping).await?;
+    let state = gateway_state(&config, broker, Some(pool.clone()), mcp, &bookkeeping).await?;
     // One process, one grace: the gateway's turns are the pool's turns.
     let pool = pool_to_drain(&config, pool, config.http.shutdown_grace());
     run_gateway(state, listener, Some(pool)).await
@@ -105,7 +107,9 @@ pub async fn gateway(config: Config) -> anyhow::Result<()> {
     let listener = bind(config.http.bind, "http.bind")?;
     let bookkeeping = Bookkeeping::new()?;
     let broker = connect_broker(&config, &bookkeeping).await?;
-    let state = gateway_state(&config, broker, None, &bookkeeping).await?;
+    // Only to list the servers' tools (`GET /tools`): the workers call them.
+    let mcp = McpServers::start(&config.mcp);
+    let state = gateway_state(&config, broker, None, mcp, &bookkeeping).await?;
     run_gateway(state, listener, None).await
 }
 
@@ -118,7 +122,8 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
     let listener = bind(config.worker.bind, "worker.bind")?;
     let bookkeeping = Bookkeeping::new()?;
     let broker = connect_broker(&config, &bookkeeping).await?;
-    let (agent, _demo_model) = agent::knowledge_agent(&config).await?;
+    let mcp = McpServers::start(&config.mcp);
+    let (agent, _demo_model) = agent::knowledge_agent(&config, mcp.clone()).await?;
     let pool = start_pool(&config, Arc::new(agent), broker.clone(), &bookkeeping);
     let PoolStatusWatch(status) = pool
         .send(WatchPoolStatus)
@@ -129,6 +134,7 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
         draining: draining.clone(),
         broker,
         pool: status,
+        mcp: mcp.clone(),
     });
     let metrics = bookkeeping.metrics.clone();
     let mut http = HttpService::start(listener, OPERATIONS_THREADS, move |routes| {
@@ -156,6 +162,7 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
         pool: Some(pool),
     })
     .await;
+    mcp.stop().await;
     http.stop().await
 }
 
@@ -308,6 +315,7 @@ async fn run_gateway(
     if !state.sessions.recorder.flush(STORAGE_FLUSH_GRACE).await {
         tracing::warn!("stopping with conversation writes not stored: the storage is unavailable");
     }
+    state.mcp.stop().await;
     http.stop().await
 }
 

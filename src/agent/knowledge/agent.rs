@@ -1,10 +1,11 @@
-//! The knowledge agent itself: answers a turn with the model and the knowledge
-//! sources as its tools, from the system prompt, a bounded window of the
-//! conversation's history and the new user text.
+//! The knowledge agent itself: answers a turn with the model, and the knowledge
+//! sources and the connected MCP servers' tools as its tools, from the system
+//! prompt, a bounded window of the conversation's history and the new user text.
 
 use std::sync::Arc;
 
 use crate::agent::llm::{ChatModel, PromptMessage};
+use crate::agent::mcp::McpServers;
 use crate::agent::tool_loop::{ToolLimits, ToolLoop};
 use crate::agent::tools::Toolbox;
 use crate::agent::{Agent, AgentRequest, AgentStream};
@@ -16,6 +17,7 @@ use crate::conversation::ChatMessage;
 pub struct KnowledgeAgent {
     tool_loop: ToolLoop<dyn ChatModel>,
     toolbox: Toolbox,
+    mcp: McpServers,
     system_prompt: String,
     max_history_messages: usize,
 }
@@ -37,14 +39,24 @@ impl KnowledgeAgent {
         Self {
             tool_loop: ToolLoop::new(model, ToolLimits::from_config(config)),
             toolbox,
+            mcp: McpServers::default(),
             system_prompt: config.system_prompt.clone(),
             max_history_messages: config.max_history_messages,
         }
     }
 
-    /// The tools the agent has; a turn may use all of them or some.
-    pub fn toolbox(&self) -> &Toolbox {
-        &self.toolbox
+    /// Offers the model the tools of `mcp`'s servers too, those connected when a
+    /// turn starts.
+    pub fn with_mcp(self, mcp: McpServers) -> Self {
+        Self { mcp, ..self }
+    }
+
+    /// The tools the agent has now; a turn may use all of them or some.
+    pub fn toolbox(&self) -> Toolbox {
+        if self.mcp.is_empty() {
+            return self.toolbox.clone();
+        }
+        self.toolbox.extended(self.mcp.agent_tools())
     }
 
     /// What the model is sent first: the system prompt (unless empty), the newest
@@ -70,7 +82,7 @@ impl Agent for KnowledgeAgent {
             tools,
             ..
         } = request;
-        let tools = self.toolbox.select(tools.as_deref());
+        let tools = self.toolbox().select(tools.as_deref());
         let messages = self
             .prompt(history, text)
             .into_iter()

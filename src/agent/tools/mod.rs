@@ -102,6 +102,16 @@ impl Toolbox {
         Self::new(tools)
     }
 
+    /// These tools and then `more` (of which a name already here is left out).
+    pub fn extended(&self, more: impl IntoIterator<Item = Arc<dyn Tool>>) -> Self {
+        Self::new(self.tools.iter().cloned().chain(more))
+    }
+
+    /// The tools in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Tool>> {
+        self.tools.iter()
+    }
+
     /// The tools a turn may use: all of them for `None`, none for `[]`, otherwise
     /// those named (names not here are skipped), in this toolbox's order.
     pub fn select(&self, names: Option<&[String]>) -> Toolbox {
@@ -193,6 +203,9 @@ mod tests {
         let toolbox = toolbox();
         assert_eq!(names(&toolbox), ["a", "b", "c"]);
         assert_eq!(toolbox.get("a").unwrap().label(), "first a");
+        let extended = toolbox.extended([Named::tool("d", "d"), Named::tool("b", "second b")]);
+        assert_eq!(names(&extended), ["a", "b", "c", "d"]);
+        assert_eq!(extended.get("b").unwrap().label(), "b");
         assert!(toolbox.get("d").is_none());
         let specs = toolbox.specs();
         assert_eq!(specs.len(), 3);
