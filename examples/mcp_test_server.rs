@@ -112,9 +112,9 @@ impl ServerHandler for TicketServer {
             .to_owned();
         let result = match request.name.as_ref() {
             "lookup" => text(format!("Ticket 42 is about {query:?} and it is open.")),
-            "fail" => CallToolResult::error(vec![ContentBlock::text(
-                "the ticket system is read-only",
-            )]),
+            "fail" => {
+                CallToolResult::error(vec![ContentBlock::text("the ticket system is read-only")])
+            }
             "hang" => {
                 context.ct.cancelled().await;
                 eprintln!("hang: cancelled by the client");

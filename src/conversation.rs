@@ -249,7 +249,11 @@ impl KnownTools {
             return Ok(());
         };
         let mut known: Vec<String> = self.sources.to_vec();
-        known.extend(self.mcp_servers.iter().map(|server| format!("{server}__<tool>")));
+        known.extend(
+            self.mcp_servers
+                .iter()
+                .map(|server| format!("{server}__<tool>")),
+        );
         let known = if known.is_empty() {
             "none".to_owned()
         } else {
@@ -283,7 +287,13 @@ mod tests {
             error.message,
             "unknown tool \"files__read\" (the tools here: handbook, tickets__<tool>)"
         );
-        let none = KnownTools::default().check(Some(&names(&["x"]))).unwrap_err();
-        assert!(none.message.ends_with("(the tools here: none)"), "{}", none.message);
+        let none = KnownTools::default()
+            .check(Some(&names(&["x"])))
+            .unwrap_err();
+        assert!(
+            none.message.ends_with("(the tools here: none)"),
+            "{}",
+            none.message
+        );
     }
 }

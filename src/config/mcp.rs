@@ -174,7 +174,10 @@ mod tests {
 
     #[test]
     fn a_server_has_a_tool_friendly_name_and_one_transport() {
-        assert_eq!(problem(vec![http("tickets", "http://127.0.0.1:1/mcp")]), None);
+        assert_eq!(
+            problem(vec![http("tickets", "http://127.0.0.1:1/mcp")]),
+            None
+        );
         for name in ["", "has space", "a.b", "x__y", &"n".repeat(33)] {
             let found = problem(vec![http(name, "http://h/mcp")]);
             assert!(found.is_some(), "{name:?} was accepted");
@@ -183,7 +186,11 @@ mod tests {
         assert!(found.contains("http(s) URL"), "{found}");
         let mut both = http("t", "http://h/mcp");
         both.command = Some("server".into());
-        assert!(problem(vec![both]).unwrap().contains("both url and command"));
+        assert!(
+            problem(vec![both])
+                .unwrap()
+                .contains("both url and command")
+        );
         let mut neither = http("t", "http://h/mcp");
         neither.url = None;
         assert!(problem(vec![neither]).unwrap().contains("needs url"));
@@ -207,7 +214,9 @@ mod tests {
             stdio.transport(),
             McpTransport::Stdio { command: "npx", .. }
         ));
-        stdio.headers.insert("Authorization".into(), Secret::new("x"));
+        stdio
+            .headers
+            .insert("Authorization".into(), Secret::new("x"));
         assert!(problem(vec![stdio]).unwrap().contains("headers"));
     }
 }

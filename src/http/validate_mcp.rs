@@ -153,7 +153,9 @@ fn error(status: StatusCode, message: String) -> HttpResponse {
 }
 
 fn cut(text: &str, chars: usize) -> &str {
-    text.char_indices().nth(chars).map_or(text, |(at, _)| &text[..at])
+    text.char_indices()
+        .nth(chars)
+        .map_or(text, |(at, _)| &text[..at])
 }
 
 #[cfg(test)]
@@ -167,12 +169,18 @@ mod tests {
 
     #[test]
     fn only_listed_hosts_are_reached() {
-        assert_eq!(check("http://mcp.example:7003/mcp", &["mcp.example"]), Ok(()));
+        assert_eq!(
+            check("http://mcp.example:7003/mcp", &["mcp.example"]),
+            Ok(())
+        );
         assert_eq!(check("http://MCP.Example/mcp", &["mcp.example:80"]), Ok(()));
         assert_eq!(check("http://127.0.0.1:9/mcp", &["127.0.0.1:9"]), Ok(()));
         assert_eq!(check("http://[::1]:9/mcp", &["[::1]"]), Ok(()));
         let refused = check("http://127.0.0.1:9/mcp", &["127.0.0.1:10"]).unwrap_err();
-        assert!(refused.contains("may not connect to 127.0.0.1"), "{refused}");
+        assert!(
+            refused.contains("may not connect to 127.0.0.1"),
+            "{refused}"
+        );
         let refused = check("http://other.example/mcp", &["mcp.example"]).unwrap_err();
         assert!(refused.contains("mcp.validate_allowed_hosts"), "{refused}");
     }

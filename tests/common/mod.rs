@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test file uses a different part of this module
 
 pub mod deployment;
+pub mod mcp;
 pub mod postgres;
 pub mod proxy;
 pub mod rabbitmq;

@@ -141,11 +141,16 @@ impl Link {
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, LinkState> {
         // A panic while holding the lock leaves plain data behind; go on with it.
-        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn update(&self, change: impl FnOnce(&mut LinkState)) {
-        let mut state = self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let before = state.status;
         change(&mut state);
         if state.status != before {
@@ -280,7 +285,10 @@ async fn relist(link: &Arc<Link>, peer: &Peer<RoleClient>) -> Result<(), String>
 }
 
 /// Lists the server's tools, as the model will see them.
-async fn list_tools(link: &Arc<Link>, peer: &Peer<RoleClient>) -> Result<Vec<Arc<McpTool>>, String> {
+async fn list_tools(
+    link: &Arc<Link>,
+    peer: &Peer<RoleClient>,
+) -> Result<Vec<Arc<McpTool>>, String> {
     let listed = tokio::time::timeout(CONNECT_TIMEOUT, peer.list_all_tools())
         .await
         .map_err(|_| "listing its tools took too long".to_owned())?

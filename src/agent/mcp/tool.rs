@@ -42,9 +42,7 @@ impl McpTool {
         // OpenAI requires an object schema with properties, even an empty one.
         if let Some(schema) = parameters.as_object_mut() {
             schema.entry("type").or_insert_with(|| json!("object"));
-            schema
-                .entry("properties")
-                .or_insert_with(|| json!({}));
+            schema.entry("properties").or_insert_with(|| json!({}));
         }
         let title = listed.title.as_deref().unwrap_or(&listed.name);
         Self {
@@ -175,7 +173,10 @@ mod tests {
             None,
         ))
         .unwrap();
-        assert_eq!(output.text, "first\n[an image (image/png), not shown]\nsecond");
+        assert_eq!(
+            output.text,
+            "first\n[an image (image/png), not shown]\nsecond"
+        );
         assert_eq!(output.references, None);
     }
 
@@ -188,7 +189,10 @@ mod tests {
 
     #[test]
     fn an_error_result_is_a_failed_call_with_its_text() {
-        let failed = read_result(result(vec![ContentBlock::text("no such ticket")], Some(true)));
+        let failed = read_result(result(
+            vec![ContentBlock::text("no such ticket")],
+            Some(true),
+        ));
         assert_eq!(failed, Err(ToolError::Failed("no such ticket".into())));
         let silent = read_result(result(Vec::new(), Some(true)));
         assert_eq!(
