@@ -26,6 +26,7 @@ pub const DOCUMENTS: &[(&str, &str)] = &[
         "docs/knowledge.md",
         include_str!("../../../docs/knowledge.md"),
     ),
+    ("docs/mcp.md", include_str!("../../../docs/mcp.md")),
     (
         "docs/protocol.md",
         include_str!("../../../docs/protocol.md"),

@@ -28,8 +28,12 @@ use crate::config::{McpServerConfig, McpTransport};
 pub const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// The longest delay between attempts.
 pub const LAST_RETRY: Duration = Duration::from_secs(30);
-/// How long connecting (and the handshake, and listing the tools) may take.
+/// How long connecting to an HTTP server (and the handshake) may take, and
+/// listing any server's tools.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long starting a stdio server and its handshake may take: starting it may
+/// mean installing it first (`npx -y …` took 17 s here with a warm cache).
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// A connection that lasted this long was a good one: the next failure retries soon.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
 /// How long a ping may take when a call raised doubts about the connection.
@@ -206,9 +210,13 @@ pub async fn supervise(link: Arc<Link>, stop: CancellationToken) {
         let listener = Listener {
             tools_changed: link.tools_changed.clone(),
         };
+        let timeout = match link.config.transport() {
+            McpTransport::Http { .. } => CONNECT_TIMEOUT,
+            McpTransport::Stdio { .. } => START_TIMEOUT,
+        };
         let opened = tokio::select! {
             () = stop.cancelled() => return,
-            opened = tokio::time::timeout(CONNECT_TIMEOUT, connect::open(&link.config, listener)) => opened,
+            opened = tokio::time::timeout(timeout, connect::open(&link.config, listener)) => opened,
         };
         let reason = match opened {
             Err(_) => "connecting took too long".to_owned(),

@@ -13,10 +13,16 @@ const NO_URL: &str = "#";
 /// output and a `display` saying it failed.
 pub fn tool_status(activity: &ToolActivity) -> Value {
     let label = &activity.label;
-    let (status, display) = match activity.status {
-        ToolStatus::Working => ("Working", format!("Searching {label}…\n")),
-        ToolStatus::Done => ("Done", format!("Searched {label}\n")),
-        ToolStatus::Error => ("Done", format!("Searching {label} failed\n")),
+    // A knowledge source is searched; an MCP server's tool (`<server>__<tool>`) is
+    // called, and may do anything.
+    let is_mcp_tool = activity.name.contains(crate::agent::mcp::names::SEPARATOR);
+    let (status, display) = match (activity.status, is_mcp_tool) {
+        (ToolStatus::Working, false) => ("Working", format!("Searching {label}…\n")),
+        (ToolStatus::Done, false) => ("Done", format!("Searched {label}\n")),
+        (ToolStatus::Error, false) => ("Done", format!("Searching {label} failed\n")),
+        (ToolStatus::Working, true) => ("Working", format!("Calling {label}…\n")),
+        (ToolStatus::Done, true) => ("Done", format!("Called {label}\n")),
+        (ToolStatus::Error, true) => ("Done", format!("Calling {label} failed\n")),
     };
     let mut entry = json!({
         "id": activity.call_id,
@@ -107,6 +113,20 @@ mod tests {
         let failed = tool_status(&activity(ToolStatus::Error, Some("error: timed out")));
         assert_eq!(failed[0]["status"], "Done");
         assert_eq!(failed[0]["display"], "Searching Handbook failed\n");
+    }
+
+    #[test]
+    fn an_mcp_tool_is_called_rather_than_searched() {
+        let mut call = activity(ToolStatus::Working, None);
+        call.name = "tickets__lookup".into();
+        call.label = "tickets: lookup".into();
+        assert_eq!(tool_status(&call)[0]["display"], "Calling tickets: lookup…\n");
+        call.status = ToolStatus::Error;
+        call.output = Some("read-only".into());
+        assert_eq!(
+            tool_status(&call)[0]["display"],
+            "Calling tickets: lookup failed\n"
+        );
     }
 
     #[test]
