@@ -110,9 +110,15 @@ impl Tool for McpTool {
     }
 }
 
+/// The most text of one result the model reads; the rest is cut, with a note. A
+/// search answers a few passages, but an MCP tool may answer anything (a whole
+/// file), and the model's context is not the place for it.
+pub const MAX_RESULT_BYTES: usize = 64 * 1024;
+
 /// What the model reads of a call's result: its text content in order, a short
-/// note for each part that is not text, or else its structured content. A result
-/// flagged `isError` is a failed call the model sees as such.
+/// note for each part that is not text, or else its structured content, cut to
+/// [`MAX_RESULT_BYTES`]. A result flagged `isError` is a failed call the model sees
+/// as such.
 fn read_result(result: CallToolResult) -> Result<ToolOutput, ToolError> {
     let mut parts: Vec<String> = result.content.iter().map(describe).collect();
     if parts.is_empty()
@@ -120,7 +126,7 @@ fn read_result(result: CallToolResult) -> Result<ToolOutput, ToolError> {
     {
         parts.push(structured.to_string());
     }
-    let text = parts.join("\n");
+    let text = cut_to_fit(parts.join("\n"));
     if result.is_error == Some(true) {
         let text = if text.is_empty() {
             "the tool reported an error".to_owned()
@@ -133,6 +139,20 @@ fn read_result(result: CallToolResult) -> Result<ToolOutput, ToolError> {
         text,
         references: None,
     })
+}
+
+fn cut_to_fit(mut text: String) -> String {
+    if text.len() <= MAX_RESULT_BYTES {
+        return text;
+    }
+    let whole = text.len();
+    let mut end = MAX_RESULT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(&format!("\n[cut: the tool answered {whole} bytes]"));
+    text
 }
 
 fn describe(content: &ContentBlock) -> String {
@@ -178,6 +198,18 @@ mod tests {
             "first\n[an image (image/png), not shown]\nsecond"
         );
         assert_eq!(output.references, None);
+    }
+
+    #[test]
+    fn a_long_result_is_cut_with_a_note() {
+        let long = "é".repeat(MAX_RESULT_BYTES);
+        let output = read_result(result(vec![ContentBlock::text(long)], None)).unwrap();
+        let (kept, note) = output.text.rsplit_once('\n').unwrap();
+        assert!(kept.len() <= MAX_RESULT_BYTES && kept.len() > MAX_RESULT_BYTES - 2);
+        assert_eq!(
+            note,
+            format!("[cut: the tool answered {} bytes]", 2 * MAX_RESULT_BYTES)
+        );
     }
 
     #[test]

@@ -120,7 +120,10 @@ mod tests {
         let mut call = activity(ToolStatus::Working, None);
         call.name = "tickets__lookup".into();
         call.label = "tickets: lookup".into();
-        assert_eq!(tool_status(&call)[0]["display"], "Calling tickets: lookup…\n");
+        assert_eq!(
+            tool_status(&call)[0]["display"],
+            "Calling tickets: lookup…\n"
+        );
         call.status = ToolStatus::Error;
         call.output = Some("read-only".into());
         assert_eq!(
