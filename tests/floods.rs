@@ -80,9 +80,11 @@ async fn clients_that_never_read_are_let_go_and_their_frames_freed() {
             "let go as not reading"
         );
     }
-    // Unbounded, the frames they did not read took 168 MiB here; bounded, what
-    // remains is the turns' own work (500 KB questions, answers and histories).
-    assert!(grown < 32 * MIB, "RSS grew by {} MiB", grown / MIB);
+    // Unbounded, no client is let go (the close codes above time out), and on one
+    // machine the frames they did not read took 168 MiB. Bounded, what remains is
+    // the turns' own work (500 KB questions, answers, histories and their writes to
+    // storage): 20 to 60 MiB on the machines this ran on.
+    assert!(grown < 96 * MIB, "RSS grew by {} MiB", grown / MIB);
 
     let mut client = Client::connect(&server).await;
     assert_eq!(

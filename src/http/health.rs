@@ -38,17 +38,17 @@ async fn healthz() -> HttpResponse {
 }
 
 async fn readyz(readiness: web::Data<dyn Readiness>) -> HttpResponse {
-    let mut body = match readiness.not_ready_because() {
+    let not_ready_because = readiness.not_ready_because();
+    let mut body = match not_ready_because {
         None => json!({ "status": "ready" }),
         Some(reason) => json!({ "status": "unavailable", "reason": reason }),
     };
     if let Some(mcp) = readiness.mcp().filter(|mcp| !mcp.is_empty()) {
         body["mcp_servers"] = mcp_detail(mcp);
     }
-    if body["status"] == "ready" {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
+    match not_ready_because {
+        None => HttpResponse::Ok().json(body),
+        Some(_) => HttpResponse::ServiceUnavailable().json(body),
     }
 }
 

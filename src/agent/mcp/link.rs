@@ -2,7 +2,7 @@
 //!
 //! The task connects, lists the server's tools, and then watches the connection:
 //! it lists them again when the server says its list changed, and checks the
-//! connection with a ping when a call on it failed. When the connection ends (a
+//! connection with a ping when a call on it failed, and every [`PING_EVERY`]. When the connection ends (a
 //! stdio server exited, an HTTP server stopped answering) the server's tools are
 //! left out of new turns and the task connects again, after a delay that doubles
 //! from [`FIRST_RETRY`] to [`LAST_RETRY`] while attempts keep failing. A stdio
@@ -36,8 +36,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// A connection that lasted this long was a good one: the next failure retries soon.
 const STABLE_AFTER: Duration = Duration::from_secs(30);
-/// How long a ping may take when a call raised doubts about the connection.
+/// How long a ping may take.
 const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often an idle connection is pinged, so a server that went away without
+/// closing it (an HTTP server's host lost) is noticed without a call failing.
+const PING_EVERY: Duration = Duration::from_secs(20);
 
 /// A configured server, what parlor knows of it now, and its current connection.
 pub struct Link {
@@ -185,13 +188,18 @@ impl Link {
         });
     }
 
+    /// Not connected (any more): why, and when the next attempt is (`None`: there
+    /// is none, parlor is stopping).
     fn down(&self, reason: String, retry_in: Option<Duration>) {
-        tracing::warn!(
-            mcp_server = %self.name(),
-            reason,
-            retry_in_ms = retry_in.map(crate::telemetry::millis),
-            "MCP server unavailable; its tools are left out meanwhile"
-        );
+        match retry_in {
+            Some(retry_in) => tracing::warn!(
+                mcp_server = %self.name(),
+                reason,
+                retry_in_ms = crate::telemetry::millis(retry_in),
+                "MCP server unavailable; its tools are left out meanwhile"
+            ),
+            None => tracing::info!(mcp_server = %self.name(), "MCP connection closed"),
+        }
         self.update(|state| {
             state.status = ServerState::Down;
             state.peer = None;
@@ -239,8 +247,13 @@ pub async fn supervise(link: Arc<Link>, stop: CancellationToken) {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(delay) => {}
         }
-        delay = (delay * 2).min(LAST_RETRY);
+        delay = next_retry(delay);
     }
+}
+
+/// The delay after `delay`, while attempts keep failing.
+fn next_retry(delay: Duration) -> Duration {
+    (delay * 2).min(LAST_RETRY)
 }
 
 /// Serves one connection: lists its tools, then follows it until it ends (why it
@@ -269,11 +282,13 @@ async fn watch(link: &Arc<Link>, connection: Connection, stop: &CancellationToke
                 }
             }
             () = link.doubted.notified() => {
-                let ping = peer.send_request(ClientRequest::PingRequest(PingRequest::default()));
-                match tokio::time::timeout(PING_TIMEOUT, ping).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(error)) => break format!("it did not answer a ping: {error}"),
-                    Err(_) => break "it did not answer a ping in time".to_owned(),
+                if let Err(reason) = ping(&peer).await {
+                    break reason;
+                }
+            }
+            () = tokio::time::sleep(PING_EVERY) => {
+                if let Err(reason) = ping(&peer).await {
+                    break reason;
                 }
             }
         }
@@ -282,6 +297,16 @@ async fn watch(link: &Arc<Link>, connection: Connection, stop: &CancellationToke
     // Closing a stdio server waits for its process (it is killed after a few seconds).
     let _ = ended.await;
     reason
+}
+
+/// Whether the server answers a ping in time.
+async fn ping(peer: &Peer<RoleClient>) -> Result<(), String> {
+    let ping = peer.send_request(ClientRequest::PingRequest(PingRequest::default()));
+    match tokio::time::timeout(PING_TIMEOUT, ping).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(format!("it did not answer a ping: {error}")),
+        Err(_) => Err("it did not answer a ping in time".to_owned()),
+    }
 }
 
 /// Lists the tools again after the server said they changed.
@@ -305,4 +330,78 @@ async fn list_tools(
         .iter()
         .map(|tool| Arc::new(McpTool::new(link.clone(), tool)))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn link() -> Arc<Link> {
+        Link::new(McpServerConfig {
+            name: "tickets".into(),
+            url: None,
+            headers: BTreeMap::new(),
+            command: Some("true".into()),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+        })
+    }
+
+    #[test]
+    fn a_new_link_is_connecting_with_no_tools() {
+        let link = link();
+        let status = link.status();
+        assert_eq!(status.state, ServerState::Connecting);
+        assert_eq!((status.tools, status.connections), (0, 0));
+        assert_eq!(status.transport, "stdio");
+        assert!(link.peer().is_none());
+        assert!(link.tools().is_empty());
+    }
+
+    #[test]
+    fn going_down_keeps_the_reason_and_clears_the_tools() {
+        let link = link();
+        link.down("it exited".into(), Some(FIRST_RETRY));
+        let status = link.status();
+        assert_eq!(status.state, ServerState::Down);
+        assert_eq!(status.last_error.as_deref(), Some("it exited"));
+        link.connecting();
+        assert_eq!(link.status().state, ServerState::Connecting);
+        assert_eq!(link.status().last_error.as_deref(), Some("it exited"));
+    }
+
+    #[test]
+    fn retries_double_up_to_the_last_delay() {
+        let mut delay = FIRST_RETRY;
+        let mut delays = Vec::new();
+        for _ in 0..9 {
+            delays.push(delay.as_millis());
+            delay = next_retry(delay);
+        }
+        assert_eq!(
+            delays,
+            [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_that_is_not_an_mcp_server_is_retried_and_stops_on_request() {
+        // `true` exits at once: the handshake fails, and the link says so.
+        let link = link();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(supervise(link.clone(), stop.clone()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while link.status().state != ServerState::Down {
+            assert!(Instant::now() < deadline, "never down: {:?}", link.status());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(link.status().last_error.is_some());
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the supervisor stops when asked")
+            .unwrap();
+    }
 }
