@@ -29,6 +29,8 @@ pub enum Command {
     Gateway(GatewayArgs),
     /// The question consumer with its agent worker pool (needs RabbitMQ: broker.url)
     Worker(WorkerArgs),
+    /// The knowledge agent alone, as an A2A 1.0 server (JSON-RPC over HTTP)
+    Agent(AgentArgs),
     /// An OpenAI-compatible mock model server, for development and tests
     MockLlm(parlor_mock_llm::MockLlmArgs),
     /// The load-testing harness: drives chat sessions and checks every answer
@@ -79,6 +81,16 @@ pub struct WorkerArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// A2A listen address (overrides agent.bind)
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// OpenAI-compatible /v1 base URL of the model (overrides llm.base_url)
+    #[arg(long, value_name = "URL")]
+    pub llm_base_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct IndexArgs {
     /// Where the indexes are written, under indexes/ (overrides storage.data_dir)
     #[arg(long, value_name = "PATH")]
@@ -110,6 +122,15 @@ impl WorkerArgs {
         let overrides = Overrides::default()
             .set("workers.count", self.workers)
             .set("broker.url", self.broker_url.clone())
+            .set("llm.base_url", self.llm_base_url.clone());
+        Config::load(file, overrides)
+    }
+}
+
+impl AgentArgs {
+    pub fn load_config(&self, file: Option<&std::path::Path>) -> Result<Config, ConfigError> {
+        let overrides = Overrides::default()
+            .set("agent.bind", self.bind.clone())
             .set("llm.base_url", self.llm_base_url.clone());
         Config::load(file, overrides)
     }

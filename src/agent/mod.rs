@@ -2,6 +2,7 @@
 //! answer text. It knows neither actors nor queues, so it can be tested alone, run
 //! inside a worker, or served over A2A.
 
+pub mod a2a;
 pub mod answer_cap;
 pub mod coalesce;
 pub mod knowledge;

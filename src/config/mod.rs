@@ -187,6 +187,9 @@ impl WorkerConfig {
 pub struct AgentConfig {
     /// `""`: the knowledge agent runs in-process. Otherwise a remote A2A agent's URL.
     pub url: AgentLocation,
+    /// Where `parlor agent` serves A2A.
+    #[serde(with = "endpoints::socket_address")]
+    pub bind: SocketAddr,
     /// The system prompt put before every conversation.
     pub system_prompt: String,
     /// How many earlier messages of a conversation the model sees (user and assistant
@@ -210,6 +213,7 @@ impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             url: AgentLocation::InProcess,
+            bind: SocketAddr::from((Ipv4Addr::LOCALHOST, 8090)),
             system_prompt: "You are a helpful knowledge assistant. Search the knowledge sources \
                             with your tools, answer from the passages you find, and cite each \
                             passage you use by its key, as [^id]. If the passages do not cover \

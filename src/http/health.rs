@@ -127,6 +127,22 @@ impl Readiness for WorkerReadiness {
     }
 }
 
+/// `parlor agent` can take tasks while it is not stopping.
+pub struct AgentReadiness {
+    pub draining: Draining,
+    pub mcp: McpServers,
+}
+
+impl Readiness for AgentReadiness {
+    fn not_ready_because(&self) -> Option<&'static str> {
+        self.draining.is_draining().then_some(SHUTTING_DOWN)
+    }
+
+    fn mcp(&self) -> Option<&McpServers> {
+        Some(&self.mcp)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! serves them all ([`routes`]); a `parlor worker` only the operations routes
 //! ([`operations`]).
 
+pub mod a2a;
 pub mod admin;
 pub mod admission;
 mod auth;

@@ -14,7 +14,7 @@ use crate::actors::handover::HandoverActor;
 use crate::actors::registry::SessionRegistry;
 use crate::actors::session::{ClientTurns, SessionDeps, SessionLimits};
 use crate::actors::stats::{ActorStats, Tracked};
-use crate::agent::knowledge::{DataSource, KnowledgeSource};
+use crate::agent::knowledge::DataSource;
 use crate::agent::mcp::McpServers;
 use crate::auth::Authenticator;
 use crate::broker::{Broker, ReplyQueue};
@@ -36,10 +36,7 @@ pub(super) async fn gateway_state(
 ) -> anyhow::Result<AppState> {
     // The sources come from the configuration, which the workers share, so a
     // gateway lists them and checks a turn's choice without asking a worker.
-    let data_sources: Vec<DataSource> = KnowledgeSource::configured(&config.knowledge)
-        .iter()
-        .map(KnowledgeSource::data_source)
-        .collect();
+    let data_sources: Vec<DataSource> = super::data_sources(config);
     let tools = KnownTools::new(data_sources.iter().map(|source| source.id.clone()))
         .with_mcp_servers(config.mcp.servers.iter().map(|server| server.name.clone()));
     let storage = storage::open(&config.storage)

@@ -47,6 +47,7 @@ use self::http_server::HttpService;
 use crate::actors::agent_pool::{AgentPool, PoolSettings, PoolStatusWatch, WatchPoolStatus};
 use crate::actors::stats::{ActorDirectory, Tracked};
 use crate::agent::Agent;
+use crate::agent::a2a::A2aAgent;
 use crate::agent::mcp::McpServers;
 use crate::broker::Broker;
 use crate::broker::embedded::EmbeddedBroker;
@@ -55,7 +56,8 @@ use crate::cli::{Cli, Command};
 use crate::config::{AgentLocation, BrokerEngine, Config};
 use crate::counters::Counters;
 use crate::draining::Draining;
-use crate::http::health::WorkerReadiness;
+use crate::http::a2a::A2aState;
+use crate::http::health::{AgentReadiness, WorkerReadiness};
 use crate::http::{self, AppState};
 use crate::shutdown;
 
@@ -69,6 +71,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args.load_config(file)?).await,
         Command::Gateway(args) => gateway(args.load_config(file)?).await,
         Command::Worker(args) => worker(args.load_config(file)?).await,
+        Command::Agent(args) => a2a_agent(args.load_config(file)?).await,
         Command::MockLlm(args) => Ok(parlor_mock_llm::run(&args.bind, args.options()).await?),
         Command::Loadtest(args) => parlor_loadtest::run(args).await,
         Command::Stats(args) => crate::admin_view::run(args).await,
@@ -164,6 +167,60 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
     .await;
     mcp.stop().await;
     http.stop().await
+}
+
+/// `parlor agent`: the knowledge agent alone, as an A2A server on `agent.bind`
+/// (with `/healthz`, `/readyz` and `/metrics`), until signalled; then running tasks
+/// get `http.shutdown_grace_s` to finish.
+pub async fn a2a_agent(config: Config) -> anyhow::Result<()> {
+    require_in_process_agent(&config)?;
+    let listener = bind(config.agent.bind, "agent.bind")?;
+    let bookkeeping = Bookkeeping::new()?;
+    let mcp = McpServers::start(&config.mcp);
+    let (agent, _demo_model) = agent::knowledge_agent(&config, mcp.clone()).await?;
+    let state = A2aState {
+        agent: Arc::new(A2aAgent::new(Arc::new(agent), &config.agent)),
+        sources: Arc::new(data_sources(&config)),
+        max_message_bytes: config.http.max_message_bytes,
+    };
+    let draining = Draining::default();
+    let readiness = Arc::new(AgentReadiness {
+        draining: draining.clone(),
+        mcp: mcp.clone(),
+    });
+    let metrics = bookkeeping.metrics.clone();
+    let routes_state = state.clone();
+    let mut http = HttpService::start(listener, None, move |routes| {
+        http::operations(routes, readiness.clone(), metrics.clone());
+        http::a2a::routes(routes, routes_state.clone());
+    })?;
+    tracing::info!("agent listening on http://{}", http.address);
+    let Some(signal) = http.until_signalled().await? else {
+        return Ok(());
+    };
+    draining.begin();
+    let grace = config.http.shutdown_grace();
+    tracing::info!(
+        signal,
+        grace_s = grace.as_secs(),
+        "stopping: running tasks may finish"
+    );
+    if tokio::time::timeout(grace, state.agent.all_finished())
+        .await
+        .is_err()
+    {
+        tracing::warn!("stopping with tasks still running: the grace period ended");
+    }
+    mcp.stop().await;
+    http.stop().await
+}
+
+/// The knowledge sources as `GET /get_data_source` and the agent card list them.
+pub(crate) fn data_sources(config: &Config) -> Vec<crate::agent::knowledge::DataSource> {
+    crate::agent::knowledge::KnowledgeSource::configured(&config.knowledge)
+        .iter()
+        .map(crate::agent::knowledge::KnowledgeSource::data_source)
+        .collect()
 }
 
 fn pool_to_drain(config: &Config, pool: Tracked<AgentPool>, grace: Duration) -> shutdown::Pool {

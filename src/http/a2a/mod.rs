@@ -1,0 +1,230 @@
+//! The A2A 1.0 JSON-RPC binding (docs/a2a.md): the agent card at
+//! `GET /.well-known/agent-card.json`, and every method at `POST /`.
+//!
+//! The version a request speaks is its `A2A-Version` header (or query
+//! parameter). This server speaks 1.0; a version it does not speak is refused with
+//! -32009. A request without one is 0.3 by the specification, but the 1.0 and 0.3
+//! method names differ (`SendMessage`, `message/send`), so a 1.0 method without
+//! the header is served as 1.0 rather than refused.
+
+mod jsonrpc;
+mod stream;
+
+use std::sync::Arc;
+
+use a2a::{
+    CancelTaskRequest, GetTaskRequest, ListTasksRequest, SendMessageRequest, SendMessageResponse,
+    SubscribeToTaskRequest,
+};
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::agent::a2a::card::agent_card;
+use crate::agent::a2a::{A2aAgent, A2aError, trim_history};
+use crate::agent::knowledge::DataSource;
+use jsonrpc::{RpcError, RpcRequest, code, error_response, success};
+
+/// The largest request body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// What the A2A routes reach.
+#[derive(Clone)]
+pub struct A2aState {
+    pub agent: Arc<A2aAgent>,
+    /// The knowledge sources, one skill each on the card.
+    pub sources: Arc<Vec<DataSource>>,
+    /// The longest question a message may carry (`http.max_message_bytes`).
+    pub max_message_bytes: usize,
+}
+
+pub fn routes(config: &mut web::ServiceConfig, state: A2aState) {
+    config
+        .app_data(web::Data::new(state))
+        .route("/.well-known/agent-card.json", web::get().to(card))
+        .route("/", web::post().to(rpc));
+}
+
+/// The card, naming the URL it was asked at as the JSON-RPC endpoint.
+async fn card(request: HttpRequest, state: web::Data<A2aState>) -> HttpResponse {
+    let url = {
+        let info = request.connection_info();
+        format!("{}://{}/", info.scheme(), info.host())
+    };
+    HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, "public, max-age=300"))
+        .json(agent_card(&url, &state.sources))
+}
+
+async fn rpc(
+    request: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<A2aState>,
+) -> HttpResponse {
+    if let Some(content_type) = request.headers().get(CONTENT_TYPE) {
+        let content_type = content_type.to_str().unwrap_or_default();
+        let essence = content_type.split(';').next().unwrap_or_default().trim();
+        if !(essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")) {
+            let error = RpcError::new(
+                code::CONTENT_TYPE_NOT_SUPPORTED,
+                format!("requests are application/json, not {essence:?}"),
+            );
+            return error_response(&Value::Null, &error);
+        }
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let Ok(chunk) = chunk else {
+            return HttpResponse::BadRequest().finish();
+        };
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            let error = RpcError::new(
+                code::INVALID_REQUEST,
+                format!("the request is larger than {MAX_BODY_BYTES} bytes"),
+            );
+            return HttpResponse::PayloadTooLarge().json(jsonrpc::failure(&Value::Null, &error));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let RpcRequest { id, method, params } = match jsonrpc::parse(&body) {
+        Ok(request) => request,
+        Err((id, error)) => return error_response(&id, &error),
+    };
+    if let Err(error) = check_version(&request, &method) {
+        return error_response(&id, &error);
+    }
+    let answered = match method.as_str() {
+        "SendMessage" => send_message(&state, params).await,
+        "SendStreamingMessage" => return send_streaming_message(&state, id, params),
+        "SubscribeToTask" => return subscribe_to_task(&state, id, params),
+        "GetTask" => get_task(&state, params),
+        "CancelTask" => cancel_task(&state, params).await,
+        "ListTasks" => jsonrpc::params::<ListTasksRequest>(params)
+            .map(|request| serde_json::to_value(state.agent.list(&request)).unwrap_or_default()),
+        "GetExtendedAgentCard" => Err(RpcError::new(
+            code::EXTENDED_CARD_NOT_CONFIGURED,
+            "this agent has no extended card",
+        )),
+        "CreateTaskPushNotificationConfig"
+        | "GetTaskPushNotificationConfig"
+        | "ListTaskPushNotificationConfigs"
+        | "DeleteTaskPushNotificationConfig" => Err(RpcError::new(
+            code::PUSH_NOTIFICATION_NOT_SUPPORTED,
+            "push notifications are not supported; use SendStreamingMessage or SubscribeToTask",
+        )),
+        other => Err(RpcError::new(
+            code::METHOD_NOT_FOUND,
+            format!("there is no method {other:?}"),
+        )),
+    };
+    match answered {
+        Ok(result) => HttpResponse::Ok().json(success(&id, result)),
+        Err(error) => error_response(&id, &error),
+    }
+}
+
+/// The `A2A-Version` the request speaks, if this server speaks it (see the module doc).
+fn check_version(request: &HttpRequest, method: &str) -> Result<(), RpcError> {
+    let from_query = || {
+        web::Query::<std::collections::HashMap<String, String>>::from_query(request.query_string())
+            .ok()
+            .and_then(|query| query.get("A2A-Version").cloned())
+    };
+    let version = request
+        .headers()
+        .get("A2A-Version")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .or_else(from_query);
+    match version.as_deref().map(str::trim) {
+        None | Some("1.0") | Some("1") => Ok(()),
+        Some(other) => Err(RpcError::new(
+            code::VERSION_NOT_SUPPORTED,
+            format!(
+                "A2A-Version {other:?} is not supported: this agent speaks 1.0 ({method} is a \
+                 1.0 method)"
+            ),
+        )),
+    }
+}
+
+async fn send_message(state: &A2aState, params: Value) -> Result<Value, RpcError> {
+    let request: SendMessageRequest = jsonrpc::params(params)?;
+    check_length(state, &request)?;
+    let configuration = request.configuration.clone();
+    let cell = state.agent.start(request)?;
+    let wait = !configuration
+        .as_ref()
+        .and_then(|configuration| configuration.return_immediately)
+        .unwrap_or(false);
+    if wait {
+        cell.finished().await;
+    }
+    let mut task = cell.snapshot();
+    trim_history(
+        &mut task,
+        configuration.and_then(|configuration| configuration.history_length),
+    );
+    Ok(serde_json::to_value(SendMessageResponse::Task(task)).unwrap_or_default())
+}
+
+fn send_streaming_message(state: &A2aState, id: Value, params: Value) -> HttpResponse {
+    let started = jsonrpc::params::<SendMessageRequest>(params)
+        .and_then(|request| check_length(state, &request).map(|()| request))
+        .and_then(|request| state.agent.start(request).map_err(RpcError::from));
+    match started {
+        Ok(cell) => stream::events(id, &cell),
+        Err(error) => error_response(&id, &error),
+    }
+}
+
+fn subscribe_to_task(state: &A2aState, id: Value, params: Value) -> HttpResponse {
+    let found = jsonrpc::params::<SubscribeToTaskRequest>(params)
+        .and_then(|request| state.agent.task(&request.id).map_err(RpcError::from));
+    match found {
+        Ok(cell) if cell.state().is_terminal() => {
+            let error = A2aError::Unsupported(format!(
+                "task {} has finished; GetTask answers it",
+                cell.snapshot().id
+            ));
+            error_response(&id, &error.into())
+        }
+        Ok(cell) => stream::events(id, &cell),
+        Err(error) => error_response(&id, &error),
+    }
+}
+
+fn get_task(state: &A2aState, params: Value) -> Result<Value, RpcError> {
+    let request: GetTaskRequest = jsonrpc::params(params)?;
+    let mut task = state.agent.task(&request.id)?.snapshot();
+    trim_history(&mut task, request.history_length);
+    Ok(serde_json::to_value(task).unwrap_or_default())
+}
+
+async fn cancel_task(state: &A2aState, params: Value) -> Result<Value, RpcError> {
+    let request: CancelTaskRequest = jsonrpc::params(params)?;
+    let task = state.agent.cancel(&request.id).await?;
+    Ok(serde_json::to_value(task).unwrap_or_default())
+}
+
+/// Refuses a question longer than `http.max_message_bytes`.
+fn check_length(state: &A2aState, request: &SendMessageRequest) -> Result<(), RpcError> {
+    let bytes: usize = request
+        .message
+        .parts
+        .iter()
+        .filter_map(|part| part.as_text())
+        .map(str::len)
+        .sum();
+    if bytes > state.max_message_bytes {
+        return Err(RpcError::new(
+            code::INVALID_PARAMS,
+            format!(
+                "the message's text is {bytes} bytes; the limit is {}",
+                state.max_message_bytes
+            ),
+        ));
+    }
+    Ok(())
+}

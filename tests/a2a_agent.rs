@@ -1,0 +1,442 @@
+//! `parlor agent` seen from outside (docs/a2a.md): a real A2A server over the mock
+//! model, driven with a plain HTTP client speaking JSON-RPC.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Process, WAIT, expected_answer, mock_llm, mock_stats, wait_for_mock};
+use serde_json::{Value, json};
+
+/// `parlor agent` on a port of its own, answering with `model`.
+fn agent(model: &Process) -> Process {
+    let env = [
+        ("PARLOR_AGENT__BIND", "127.0.0.1:0".to_owned()),
+        ("PARLOR_LLM__BASE_URL", model.http("/v1")),
+    ];
+    Process::start_until(&["agent"], &env, "agent listening on http://")
+}
+
+fn message(text: &str, context_id: Option<&str>) -> Value {
+    let mut message = json!({
+        "messageId": uuid::Uuid::new_v4().to_string(),
+        "role": "ROLE_USER",
+        "parts": [{"text": text}],
+    });
+    if let Some(context_id) = context_id {
+        message["contextId"] = json!(context_id);
+    }
+    message
+}
+
+/// Posts a JSON-RPC request (with `A2A-Version: 1.0`); answers the whole reply.
+async fn call(agent: &Process, method: &str, params: Value) -> Value {
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    post(agent, &body.to_string(), &[("A2A-Version", "1.0")]).await
+}
+
+async fn post(agent: &Process, body: &str, headers: &[(&str, &str)]) -> Value {
+    let request = headers.iter().fold(
+        reqwest::Client::new()
+            .post(agent.http("/"))
+            .header("Content-Type", "application/json")
+            .body(body.to_owned()),
+        |request, (name, value)| request.header(*name, *value),
+    );
+    let response = tokio::time::timeout(WAIT, request.send())
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+fn error_code(reply: &Value) -> i64 {
+    reply["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("not an error: {reply}"))
+}
+
+/// An open event stream of JSON-RPC replies.
+struct Events {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(agent: &Process, method: &str, params: Value) -> Events {
+        let body = json!({"jsonrpc": "2.0", "id": "s", "method": method, "params": params});
+        let response = reqwest::Client::new()
+            .post(agent.http("/"))
+            .header("A2A-Version", "1.0")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let content_type = response.headers()["content-type"].to_str().unwrap();
+        assert!(
+            content_type.starts_with("text/event-stream"),
+            "{content_type}"
+        );
+        Events {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event's `result`, or `None` when the stream ended.
+    async fn next(&mut self) -> Option<Value> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                let data = event.trim().strip_prefix("data: ").expect("a data line");
+                let reply: Value = serde_json::from_str(data).unwrap();
+                assert_eq!(reply["id"], "s");
+                return Some(reply["result"].clone());
+            }
+            let chunk = tokio::time::timeout(WAIT, self.response.chunk())
+                .await
+                .expect("an event in time")
+                .unwrap()?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// Every remaining event, until the stream ends.
+    async fn rest(&mut self) -> Vec<Value> {
+        let mut events = Vec::new();
+        while let Some(event) = self.next().await {
+            events.push(event);
+        }
+        events
+    }
+}
+
+/// The answer text of the artifact updates among `events`, checking they append
+/// in order and that exactly one comes last.
+fn answer_of(events: &[Value]) -> String {
+    let updates: Vec<&Value> = events
+        .iter()
+        .filter_map(|event| event.get("artifactUpdate"))
+        .collect();
+    let mut text = String::new();
+    for (index, update) in updates.iter().enumerate() {
+        assert_eq!(update["artifact"]["artifactId"], "answer");
+        assert_eq!(update["append"], json!(index > 0), "{update}");
+        assert_eq!(update["lastChunk"], json!(index == updates.len() - 1));
+        text.push_str(update["artifact"]["parts"][0]["text"].as_str().unwrap());
+    }
+    text
+}
+
+fn state_of(event: &Value) -> Option<&str> {
+    event["statusUpdate"]["status"]["state"].as_str()
+}
+
+#[tokio::test]
+async fn the_card_says_who_the_agent_is_and_where_to_reach_it() {
+    let model = mock_llm(0, 0);
+    let agent = agent(&model);
+    let response = reqwest::get(agent.http("/.well-known/agent-card.json"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
+    let card: Value = response.json().await.unwrap();
+    assert_eq!(
+        card["supportedInterfaces"],
+        json!([{"url": agent.http("/"), "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}])
+    );
+    assert_eq!(card["capabilities"]["streaming"], true);
+    assert_eq!(card["skills"][0]["id"], "parlor_docs");
+    assert!(!card["version"].as_str().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn messages_of_one_context_see_the_earlier_ones() {
+    let model = mock_llm(0, 0);
+    let agent = agent(&model);
+    let first = call(
+        &agent,
+        "SendMessage",
+        json!({"message": message("one", Some("c1"))}),
+    )
+    .await;
+    let task = &first["result"]["task"];
+    assert_eq!(task["status"]["state"], "TASK_STATE_COMPLETED", "{first}");
+    assert_eq!(task["contextId"], "c1");
+    assert_eq!(
+        task["artifacts"][0]["parts"][0]["text"],
+        expected_answer("one", 1)
+    );
+    assert_eq!(task["history"][0]["parts"][0]["text"], "one");
+
+    let second = call(
+        &agent,
+        "SendMessage",
+        json!({"message": message("two", Some("c1"))}),
+    )
+    .await;
+    let text = &second["result"]["task"]["artifacts"][0]["parts"][0]["text"];
+    assert_eq!(
+        text,
+        &json!(expected_answer("two", 2)),
+        "the second turn of c1"
+    );
+    let other = call(
+        &agent,
+        "SendMessage",
+        json!({"message": message("three", Some("c2"))}),
+    )
+    .await;
+    let text = &other["result"]["task"]["artifacts"][0]["parts"][0]["text"];
+    assert_eq!(text, &json!(expected_answer("three", 1)), "c2 is apart");
+    // No contextId: the agent makes one up, and answers it.
+    let fresh = call(
+        &agent,
+        "SendMessage",
+        json!({"message": message("four", None)}),
+    )
+    .await;
+    assert!(
+        !fresh["result"]["task"]["contextId"]
+            .as_str()
+            .unwrap()
+            .is_empty()
+    );
+
+    // GetTask, with and without history; ListTasks by context.
+    let id = task["id"].as_str().unwrap();
+    let got = call(&agent, "GetTask", json!({"id": id})).await;
+    assert_eq!(got["result"]["id"], id);
+    assert_eq!(got["result"]["status"]["state"], "TASK_STATE_COMPLETED");
+    let trimmed = call(&agent, "GetTask", json!({"id": id, "historyLength": 0})).await;
+    assert_eq!(trimmed["result"]["history"], json!([]));
+    let listed = call(&agent, "ListTasks", json!({"contextId": "c1"})).await;
+    assert_eq!(listed["result"]["totalSize"], 2, "{listed}");
+    assert_eq!(
+        listed["result"]["tasks"][0]["id"],
+        second["result"]["task"]["id"]
+    );
+}
+
+#[tokio::test]
+async fn a_streamed_answer_comes_in_order_and_the_stream_ends_with_the_task() {
+    let model = mock_llm(20, 5);
+    let agent = agent(&model);
+    let question = "stream this answer please";
+    let mut events = Events::open(
+        &agent,
+        "SendStreamingMessage",
+        json!({"message": message(question, None)}),
+    )
+    .await;
+    let first = events.next().await.unwrap();
+    assert_eq!(first["task"]["status"]["state"], "TASK_STATE_SUBMITTED");
+    let task_id = first["task"]["id"].as_str().unwrap().to_owned();
+    let rest = events.rest().await;
+    assert_eq!(state_of(&rest[0]), Some("TASK_STATE_WORKING"));
+    assert_eq!(state_of(rest.last().unwrap()), Some("TASK_STATE_COMPLETED"));
+    assert!(rest.len() > 4, "the answer came in chunks: {rest:?}");
+    for event in &rest {
+        let update = event
+            .get("artifactUpdate")
+            .or_else(|| event.get("statusUpdate"))
+            .expect("only updates follow the task");
+        assert_eq!(update["taskId"], task_id.as_str());
+    }
+    assert_eq!(answer_of(&rest), expected_answer(question, 1));
+}
+
+#[tokio::test]
+async fn tool_steps_and_references_travel_as_status_messages_with_data_parts() {
+    let model = Process::start(&["mock-llm", "--bind", "127.0.0.1:0", "--tools"], &[]);
+    let agent = agent(&model);
+    let mut events = Events::open(
+        &agent,
+        "SendStreamingMessage",
+        json!({"message": message("How do I configure the broker?", None)}),
+    )
+    .await;
+    events.next().await.unwrap();
+    let rest = events.rest().await;
+    let data: Vec<&Value> = rest
+        .iter()
+        .filter_map(|event| event["statusUpdate"]["status"]["message"]["parts"][0].get("data"))
+        .collect();
+    let kinds: Vec<(&str, &str)> = data
+        .iter()
+        .map(|data| {
+            (
+                data["type"].as_str().unwrap(),
+                data["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [("tool", "working"), ("tool", "done"), ("references", "")],
+        "{data:?}"
+    );
+    assert_eq!(data[0]["name"], "parlor_docs");
+    assert!(
+        !data[2]["sources"][0]["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let answer = answer_of(&rest);
+    assert!(answer.contains("[^"), "the answer cites: {answer}");
+}
+
+#[tokio::test]
+async fn cancel_stops_the_model_and_subscribe_follows_a_running_task() {
+    let model = mock_llm(0, 30);
+    let agent = agent(&model);
+
+    // Subscribe after the first stream went away: the rest of the same answer.
+    let long = "a question whose answer takes a while to stream word by word";
+    let mut first = Events::open(
+        &agent,
+        "SendStreamingMessage",
+        json!({"message": message(long, None)}),
+    )
+    .await;
+    let task_id = first.next().await.unwrap()["task"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        state_of(&first.next().await.unwrap()),
+        Some("TASK_STATE_WORKING")
+    );
+    assert!(first.next().await.unwrap().get("artifactUpdate").is_some());
+    drop(first);
+    let mut again = Events::open(&agent, "SubscribeToTask", json!({"id": task_id})).await;
+    let snapshot = again.next().await.unwrap();
+    let so_far = snapshot["task"]["artifacts"][0]["parts"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rest = again.rest().await;
+    assert_eq!(state_of(rest.last().unwrap()), Some("TASK_STATE_COMPLETED"));
+    let more: String = rest
+        .iter()
+        .filter_map(|event| event["artifactUpdate"]["artifact"]["parts"][0]["text"].as_str())
+        .collect();
+    assert_eq!(format!("{so_far}{more}"), expected_answer(long, 1));
+    // A finished task takes no subscribers and cannot be canceled.
+    let finished = call(&agent, "SubscribeToTask", json!({"id": task_id})).await;
+    assert_eq!(error_code(&finished), -32004);
+    let finished = call(&agent, "CancelTask", json!({"id": task_id})).await;
+    assert_eq!(error_code(&finished), -32002);
+
+    // Cancel mid-answer: the task ends canceled and the model's stream is cut.
+    let before = mock_stats(&model).await["streams_cancelled"]
+        .as_u64()
+        .unwrap();
+    let mut streaming = Events::open(
+        &agent,
+        "SendStreamingMessage",
+        json!({"message": message("[mock:endless] go on", None)}),
+    )
+    .await;
+    let task_id = streaming.next().await.unwrap()["task"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    streaming.next().await.unwrap();
+    streaming.next().await.unwrap();
+    let canceled = call(&agent, "CancelTask", json!({"id": task_id})).await;
+    assert_eq!(
+        canceled["result"]["status"]["state"], "TASK_STATE_CANCELED",
+        "{canceled}"
+    );
+    let rest = streaming.rest().await;
+    assert_eq!(state_of(rest.last().unwrap()), Some("TASK_STATE_CANCELED"));
+    wait_for_mock(&model, "the stream cut", |stats| {
+        stats["streams_cancelled"].as_u64().unwrap() > before
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(mock_stats(&model).await["streams_active"], 0);
+}
+
+#[tokio::test]
+async fn bad_requests_get_their_json_rpc_codes_and_the_agent_goes_on() {
+    let model = mock_llm(0, 0);
+    let agent = agent(&model);
+    /// A body, its headers, and the code it must get.
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], i64);
+    let cases: [Case; 6] = [
+        ("{not json", &[], -32700),
+        ("[1,2]", &[], -32600),
+        (r#"{"jsonrpc":"2.0","id":1}"#, &[], -32600),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"NoSuchMethod","params":{}}"#,
+            &[],
+            -32601,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":5}}"#,
+            &[],
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"t"}}"#,
+            &[("A2A-Version", "99.0")],
+            -32009,
+        ),
+    ];
+    for (body, headers, code) in cases {
+        let reply = post(&agent, body, headers).await;
+        assert_eq!(error_code(&reply), code, "{body} → {reply}");
+    }
+    let missing = call(&agent, "GetTask", json!({"id": "no-such-task"})).await;
+    assert_eq!(error_code(&missing), -32001);
+    let missing = call(&agent, "CancelTask", json!({"id": "no-such-task"})).await;
+    assert_eq!(error_code(&missing), -32001);
+    let no_text =
+        json!({"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"data": {"x": 1}}]}});
+    let reply = call(&agent, "SendMessage", no_text).await;
+    assert_eq!(error_code(&reply), -32602);
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no text part")
+    );
+    let huge = "x".repeat(70_000);
+    let reply = call(
+        &agent,
+        "SendMessage",
+        json!({"message": message(&huge, None)}),
+    )
+    .await;
+    assert_eq!(error_code(&reply), -32602);
+    // A body over the limit: refused before it is read whole.
+    let response = reqwest::Client::new()
+        .post(agent.http("/"))
+        .header("Content-Type", "application/json")
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let reply = call(
+        &agent,
+        "SendMessage",
+        json!({"message": message("still here", None)}),
+    )
+    .await;
+    assert_eq!(
+        reply["result"]["task"]["status"]["state"],
+        "TASK_STATE_COMPLETED"
+    );
+}
