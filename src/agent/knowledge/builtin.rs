@@ -14,6 +14,7 @@ pub const ID: &str = "parlor_docs";
 /// `(path, text)` of every document compiled in.
 pub const DOCUMENTS: &[(&str, &str)] = &[
     ("README.md", include_str!("../../../README.md")),
+    ("docs/a2a.md", include_str!("../../../docs/a2a.md")),
     (
         "docs/architecture.md",
         include_str!("../../../docs/architecture.md"),
