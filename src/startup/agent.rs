@@ -8,11 +8,34 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use parlor_mock_llm::{MockLlmOptions, MockLlmServer};
 
+use crate::agent::Agent;
+use crate::agent::a2a::RemoteAgent;
 use crate::agent::knowledge::{KnowledgeAgent, Library};
 use crate::agent::llm::LlmClient;
 use crate::agent::mcp::McpServers;
 use crate::agent::tools::Toolbox;
-use crate::config::{Config, ModelEndpoint};
+use crate::config::{AgentLocation, Config, ModelEndpoint};
+
+/// What answers the turns of `serve` and `worker`: the remote agent at
+/// `agent.url`, or else the in-process knowledge agent (see [`knowledge_agent`]).
+/// A remote agent has its own sources, tools and model, so none is opened here.
+pub(super) async fn turn_agent(
+    config: &Config,
+    mcp: McpServers,
+) -> anyhow::Result<(Arc<dyn Agent>, Option<MockLlmServer>)> {
+    match &config.agent.url {
+        AgentLocation::Remote(url) => {
+            tracing::info!(%url, "turns are answered by the remote agent at agent.url (A2A)");
+            let agent = RemoteAgent::new(url.clone(), &config.llm)
+                .map_err(|error| anyhow::anyhow!("cannot reach agent.url: {error}"))?;
+            Ok((Arc::new(agent), None))
+        }
+        AgentLocation::InProcess => {
+            let (agent, demo_model) = knowledge_agent(config, mcp).await?;
+            Ok((Arc::new(agent), demo_model))
+        }
+    }
+}
 
 /// The knowledge agent over the configured model — or over the built-in demo model,
 /// started here, when `llm.base_url` is empty (keep the returned server alive) —

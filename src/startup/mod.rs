@@ -18,6 +18,8 @@
 //!   built-in demo model, when `llm.base_url` is empty, adds one HTTP worker thread.
 //! - **`parlor worker`** serves only its operations routes, on one HTTP worker
 //!   thread: they are asked for now and then, and the cores are for the turns.
+//! - **`parlor agent`** serves A2A on one HTTP worker thread per core; each task
+//!   runs as a Tokio task on the thread of the request that started it.
 //!
 //! Why: the actors started here serve every session, so they live on one arbiter,
 //! and the System's exists before the HTTP server starts and outlives it while
@@ -91,13 +93,12 @@ const OPERATIONS_THREADS: Option<usize> = Some(1);
 /// `parlor serve`: gateway, worker pool and knowledge agent in one process, over
 /// the embedded broker or, with `broker.url`, RabbitMQ.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    require_in_process_agent(&config)?;
     let listener = bind(config.http.bind, "http.bind")?;
     let bookkeeping = Bookkeeping::new()?;
     let broker = connect_broker(&config, &bookkeeping).await?;
     let mcp = McpServers::start(&config.mcp);
-    let (agent, _demo_model) = agent::knowledge_agent(&config, mcp.clone()).await?;
-    let pool = start_pool(&config, Arc::new(agent), broker.clone(), &bookkeeping);
+    let (agent, _demo_model) = agent::turn_agent(&config, mcp.clone()).await?;
+    let pool = start_pool(&config, agent, broker.clone(), &bookkeeping);
     let state = gateway_state(&config, broker, Some(pool.clone()), mcp, &bookkeeping).await?;
     // One process, one grace: the gateway's turns are the pool's turns.
     let pool = pool_to_drain(&config, pool, config.http.shutdown_grace());
@@ -120,14 +121,13 @@ pub async fn gateway(config: Config) -> anyhow::Result<()> {
 /// `/healthz`, `/readyz` and `/metrics` on `worker.bind`, until signalled; then
 /// drains the pool (see [`shutdown::drain`]) within `worker.shutdown_grace_s`.
 pub async fn worker(config: Config) -> anyhow::Result<()> {
-    require_in_process_agent(&config)?;
     require_rabbitmq(&config, "worker")?;
     let listener = bind(config.worker.bind, "worker.bind")?;
     let bookkeeping = Bookkeeping::new()?;
     let broker = connect_broker(&config, &bookkeeping).await?;
     let mcp = McpServers::start(&config.mcp);
-    let (agent, _demo_model) = agent::knowledge_agent(&config, mcp.clone()).await?;
-    let pool = start_pool(&config, Arc::new(agent), broker.clone(), &bookkeeping);
+    let (agent, _demo_model) = agent::turn_agent(&config, mcp.clone()).await?;
+    let pool = start_pool(&config, agent, broker.clone(), &bookkeeping);
     let PoolStatusWatch(status) = pool
         .send(WatchPoolStatus)
         .await
@@ -173,7 +173,11 @@ pub async fn worker(config: Config) -> anyhow::Result<()> {
 /// (with `/healthz`, `/readyz` and `/metrics`), until signalled; then running tasks
 /// get `http.shutdown_grace_s` to finish.
 pub async fn a2a_agent(config: Config) -> anyhow::Result<()> {
-    require_in_process_agent(&config)?;
+    if let AgentLocation::Remote(url) = &config.agent.url {
+        anyhow::bail!(
+            "agent.url is {url}, but `parlor agent` is the agent: leave agent.url empty for it"
+        );
+    }
     let listener = bind(config.agent.bind, "agent.bind")?;
     let bookkeeping = Bookkeeping::new()?;
     let mcp = McpServers::start(&config.mcp);
@@ -229,16 +233,6 @@ fn pool_to_drain(config: &Config, pool: Tracked<AgentPool>, grace: Duration) -> 
         // With RabbitMQ, other workers can take what this one leaves.
         shares_queue: matches!(config.broker.url, BrokerEngine::RabbitMq(_)),
         grace,
-    }
-}
-
-fn require_in_process_agent(config: &Config) -> anyhow::Result<()> {
-    match &config.agent.url {
-        AgentLocation::InProcess => Ok(()),
-        AgentLocation::Remote(_) => anyhow::bail!(
-            "agent.url is set, but this version of parlor runs only the in-process agent; \
-             leave agent.url empty"
-        ),
     }
 }
 

@@ -8,6 +8,7 @@
 //! parts by field presence) and are tested against them there.
 
 pub mod card;
+mod client;
 pub mod contexts;
 mod run;
 pub mod tasks;
@@ -29,6 +30,7 @@ use super::{Agent, AgentRequest};
 use crate::config::AgentConfig;
 use crate::conversation::ChatMessage;
 
+pub use client::RemoteAgent;
 pub use run::ANSWER_ARTIFACT_ID;
 
 /// Why a request could not be served, as A2A names it.

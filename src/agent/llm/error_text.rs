@@ -52,7 +52,7 @@ pub(super) fn excerpt(text: &str) -> String {
 
 /// An error with its chain of causes, which is where reqwest keeps the useful part
 /// ("connection refused", "dns error", ...).
-pub(super) fn describe(error: &dyn StdError) -> String {
+pub(crate) fn describe(error: &dyn StdError) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -68,8 +68,10 @@ mod request;
 mod sse;
 mod tool_calls;
 
-use error_text::{describe, error_detail};
+pub(crate) use error_text::describe;
+use error_text::error_detail;
 use request::request_body;
+pub(crate) use sse::EventDecoder;
 use sse::SseReader;
 
 use crate::agent::AgentError;

@@ -16,8 +16,9 @@ use super::chunk::{Chunk, SseItem, parse_event};
 use super::tool_calls::ToolCallAssembler;
 use crate::agent::AgentError;
 use crate::conversation::FinishReason;
+use decoder::DecodeError;
+pub(crate) use decoder::EventDecoder;
 pub(super) use decoder::SseEvent;
-use decoder::{DecodeError, EventDecoder};
 
 /// Turns a response body (a stream of byte chunks) into [`LlmEvent`]s, enforcing the
 /// first-token and idle timeouts. Independent of HTTP, so it can be fed canned bytes.
