@@ -9,6 +9,7 @@
 
 mod jsonrpc;
 mod stream;
+mod v03;
 
 use std::sync::Arc;
 
@@ -25,6 +26,13 @@ use crate::agent::a2a::card::agent_card;
 use crate::agent::a2a::{A2aAgent, A2aError, trim_history};
 use crate::agent::knowledge::DataSource;
 use jsonrpc::{RpcError, RpcRequest, code, error_response, success};
+
+/// Which version's names and shapes a request speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    V1,
+    V03,
+}
 
 /// The largest request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -43,6 +51,7 @@ pub fn routes(config: &mut web::ServiceConfig, state: A2aState) {
     config
         .app_data(web::Data::new(state))
         .route("/.well-known/agent-card.json", web::get().to(card))
+        .route("/.well-known/agent.json", web::get().to(card_v03))
         .route("/", web::post().to(rpc));
 }
 
@@ -55,6 +64,39 @@ async fn card(request: HttpRequest, state: web::Data<A2aState>) -> HttpResponse 
     HttpResponse::Ok()
         .insert_header((CACHE_CONTROL, "public, max-age=300"))
         .json(agent_card(&url, &state.sources))
+}
+
+/// The card as 0.3 clients read it.
+async fn card_v03(request: HttpRequest, state: web::Data<A2aState>) -> HttpResponse {
+    let url = {
+        let info = request.connection_info();
+        format!("{}://{}/", info.scheme(), info.host())
+    };
+    let card = agent_card(&url, &state.sources);
+    let skills: Vec<Value> = card
+        .skills
+        .iter()
+        .map(|skill| {
+            serde_json::json!({
+                "id": skill.id, "name": skill.name,
+                "description": skill.description, "tags": skill.tags,
+            })
+        })
+        .collect();
+    HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, "public, max-age=300"))
+        .json(serde_json::json!({
+            "name": card.name,
+            "description": card.description,
+            "url": url,
+            "version": card.version,
+            "protocolVersion": "0.3.0",
+            "preferredTransport": "JSONRPC",
+            "capabilities": {"streaming": true, "pushNotifications": false},
+            "defaultInputModes": card.default_input_modes,
+            "defaultOutputModes": card.default_output_modes,
+            "skills": skills,
+        }))
 }
 
 async fn rpc(
@@ -91,13 +133,20 @@ async fn rpc(
         Ok(request) => request,
         Err((id, error)) => return error_response(&id, &error),
     };
-    if let Err(error) = check_version(&request, &method) {
+    let dialect = match v03::method(&method) {
+        Some(_) => Dialect::V03,
+        None => Dialect::V1,
+    };
+    if let Err(error) = check_version(&request, &method, dialect) {
         return error_response(&id, &error);
+    }
+    if dialect == Dialect::V03 {
+        return rpc_v03(&state, id, &method, params).await;
     }
     let answered = match method.as_str() {
         "SendMessage" => send_message(&state, params).await,
         "SendStreamingMessage" => return send_streaming_message(&state, id, params),
-        "SubscribeToTask" => return subscribe_to_task(&state, id, params),
+        "SubscribeToTask" => return subscribe_to_task(&state, id, params, Dialect::V1),
         "GetTask" => get_task(&state, params),
         "CancelTask" => cancel_task(&state, params).await,
         "ListTasks" => jsonrpc::params::<ListTasksRequest>(params)
@@ -124,8 +173,51 @@ async fn rpc(
     }
 }
 
+/// A 0.3 request: translated to 1.0, answered, and the answer translated back.
+async fn rpc_v03(state: &A2aState, id: Value, method: &str, params: Value) -> HttpResponse {
+    let answered = match method {
+        "message/send" => match v03::send_params(params) {
+            Ok(request) => send(state, continued(state, request)).await,
+            Err(error) => Err(error),
+        },
+        "message/stream" => {
+            let started = v03::send_params(params).and_then(|request| {
+                check_length(state, &request)?;
+                let request = continued(state, request);
+                state.agent.start(request).map_err(RpcError::from)
+            });
+            return match started {
+                Ok(cell) => stream::events(id, &cell, Dialect::V03),
+                Err(error) => error_response(&id, &error),
+            };
+        }
+        "tasks/resubscribe" => return subscribe_to_task(state, id, params, Dialect::V03),
+        "tasks/get" => get_task(state, params),
+        _ => cancel_task(state, params).await,
+    };
+    match answered {
+        Ok(result) => HttpResponse::Ok().json(success(&id, v03::to_v03(result))),
+        Err(error) => error_response(&id, &error),
+    }
+}
+
+/// 0.3 clients (the original design's among them) send a follow-up with the
+/// `taskId` of the finished task: it continues that task's conversation.
+fn continued(state: &A2aState, mut request: SendMessageRequest) -> SendMessageRequest {
+    let earlier = request
+        .message
+        .task_id
+        .as_deref()
+        .and_then(|task_id| state.agent.task(task_id).ok());
+    if let Some(earlier) = earlier {
+        request.message.task_id = None;
+        request.message.context_id = Some(earlier.snapshot().context_id);
+    }
+    request
+}
+
 /// The `A2A-Version` the request speaks, if this server speaks it (see the module doc).
-fn check_version(request: &HttpRequest, method: &str) -> Result<(), RpcError> {
+fn check_version(request: &HttpRequest, method: &str, dialect: Dialect) -> Result<(), RpcError> {
     let from_query = || {
         web::Query::<std::collections::HashMap<String, String>>::from_query(request.query_string())
             .ok()
@@ -137,20 +229,28 @@ fn check_version(request: &HttpRequest, method: &str) -> Result<(), RpcError> {
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned)
         .or_else(from_query);
+    let spoken = match dialect {
+        Dialect::V1 => ["1.0", "1"],
+        Dialect::V03 => ["0.3", "0.3.0"],
+    };
     match version.as_deref().map(str::trim) {
-        None | Some("1.0") | Some("1") => Ok(()),
+        None => Ok(()),
+        Some(version) if spoken.contains(&version) => Ok(()),
         Some(other) => Err(RpcError::new(
             code::VERSION_NOT_SUPPORTED,
             format!(
-                "A2A-Version {other:?} is not supported: this agent speaks 1.0 ({method} is a \
-                 1.0 method)"
+                "A2A-Version {other:?} is not supported for {method}: this agent speaks 1.0, \
+                 and 0.3 under the 0.3 method names"
             ),
         )),
     }
 }
 
 async fn send_message(state: &A2aState, params: Value) -> Result<Value, RpcError> {
-    let request: SendMessageRequest = jsonrpc::params(params)?;
+    send(state, jsonrpc::params(params)?).await
+}
+
+async fn send(state: &A2aState, request: SendMessageRequest) -> Result<Value, RpcError> {
     check_length(state, &request)?;
     let configuration = request.configuration.clone();
     let cell = state.agent.start(request)?;
@@ -174,12 +274,12 @@ fn send_streaming_message(state: &A2aState, id: Value, params: Value) -> HttpRes
         .and_then(|request| check_length(state, &request).map(|()| request))
         .and_then(|request| state.agent.start(request).map_err(RpcError::from));
     match started {
-        Ok(cell) => stream::events(id, &cell),
+        Ok(cell) => stream::events(id, &cell, Dialect::V1),
         Err(error) => error_response(&id, &error),
     }
 }
 
-fn subscribe_to_task(state: &A2aState, id: Value, params: Value) -> HttpResponse {
+fn subscribe_to_task(state: &A2aState, id: Value, params: Value, dialect: Dialect) -> HttpResponse {
     let found = jsonrpc::params::<SubscribeToTaskRequest>(params)
         .and_then(|request| state.agent.task(&request.id).map_err(RpcError::from));
     match found {
@@ -190,7 +290,7 @@ fn subscribe_to_task(state: &A2aState, id: Value, params: Value) -> HttpResponse
             ));
             error_response(&id, &error.into())
         }
-        Ok(cell) => stream::events(id, &cell),
+        Ok(cell) => stream::events(id, &cell, dialect),
         Err(error) => error_response(&id, &error),
     }
 }

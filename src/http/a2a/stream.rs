@@ -11,17 +11,22 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use super::jsonrpc::{self, RpcError, code};
+use super::{Dialect, v03};
 use crate::agent::a2a::tasks::TaskCell;
 
-/// The stream of `cell`'s events, answering request `id`.
-pub fn events(id: Value, cell: &Arc<TaskCell>) -> HttpResponse {
+/// The stream of `cell`'s events, answering request `id` in `dialect`.
+pub fn events(id: Value, cell: &Arc<TaskCell>, dialect: Dialect) -> HttpResponse {
     let (task, receiver) = cell.subscribe();
     let finished = task.status.state.is_terminal();
-    let first = sse(&jsonrpc::success(&id, StreamResponse::Task(task)));
+    let first = sse(&jsonrpc::success(
+        &id,
+        encode(&StreamResponse::Task(task), dialect),
+    ));
     let state = Following {
         id,
         receiver,
         done: finished,
+        dialect,
     };
     let rest = stream::unfold(state, |mut state| async move {
         if state.done {
@@ -30,7 +35,7 @@ pub fn events(id: Value, cell: &Arc<TaskCell>) -> HttpResponse {
         let frame = match state.receiver.recv().await {
             Ok(event) => {
                 state.done = ends_the_task(&event);
-                sse(&jsonrpc::success(&state.id, event))
+                sse(&jsonrpc::success(&state.id, encode(&event, state.dialect)))
             }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 state.done = true;
@@ -55,6 +60,14 @@ struct Following {
     id: Value,
     receiver: broadcast::Receiver<StreamResponse>,
     done: bool,
+    dialect: Dialect,
+}
+
+fn encode(event: &StreamResponse, dialect: Dialect) -> Value {
+    match dialect {
+        Dialect::V1 => serde_json::to_value(event).unwrap_or_default(),
+        Dialect::V03 => v03::event_to_v03(event),
+    }
 }
 
 fn ends_the_task(event: &StreamResponse) -> bool {
