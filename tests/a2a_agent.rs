@@ -405,13 +405,17 @@ async fn bad_requests_get_their_json_rpc_codes_and_the_agent_goes_on() {
     let no_text =
         json!({"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"data": {"x": 1}}]}});
     let reply = call(&agent, "SendMessage", no_text).await;
-    assert_eq!(error_code(&reply), -32602);
-    assert!(
-        reply["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no text part")
+    assert_eq!(error_code(&reply), -32005, "only text is read");
+    let said = reply["error"]["message"].as_str().unwrap();
+    assert!(said.contains("text parts only"), "{said}");
+    assert_eq!(
+        reply["error"]["data"][0]["reason"],
+        "CONTENT_TYPE_NOT_SUPPORTED"
     );
+    let blank =
+        json!({"message": {"messageId": "m", "role": "ROLE_USER", "parts": [{"text": " "}]}});
+    let reply = call(&agent, "SendMessage", blank).await;
+    assert_eq!(error_code(&reply), -32602);
     let huge = "x".repeat(70_000);
     let reply = call(
         &agent,

@@ -44,6 +44,8 @@ pub enum A2aError {
     Unsupported(String),
     #[error("{0}")]
     InvalidParams(String),
+    #[error("{0}")]
+    ContentTypeNotSupported(String),
 }
 
 impl A2aError {
@@ -54,6 +56,7 @@ impl A2aError {
             A2aError::NotCancelable { .. } => -32002,
             A2aError::Unsupported(_) => -32004,
             A2aError::InvalidParams(_) => -32602,
+            A2aError::ContentTypeNotSupported(_) => -32005,
         }
     }
 }
@@ -103,11 +106,20 @@ impl A2aAgent {
                 "the message must come from the user (ROLE_USER)".into(),
             ));
         }
-        let text = message_text(&message).ok_or_else(|| {
-            A2aError::InvalidParams(
-                "the message has no text part; send the question as text".into(),
-            )
-        })?;
+        let text = match message_text(&message) {
+            Some(text) => text,
+            // Files and data are media this agent does not read.
+            None if message.parts.iter().any(|part| part.as_text().is_none()) => {
+                return Err(A2aError::ContentTypeNotSupported(
+                    "this agent reads text parts only; send the question as text".into(),
+                ));
+            }
+            None => {
+                return Err(A2aError::InvalidParams(
+                    "the message has no text; send the question as a text part".into(),
+                ));
+            }
+        };
         if let Some(task_id) = &message.task_id {
             return Err(match self.tasks.get(task_id) {
                 None => A2aError::TaskNotFound(task_id.clone()),

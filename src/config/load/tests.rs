@@ -84,9 +84,10 @@ fn unknown_keys_are_named() {
 }
 
 #[test]
-fn agent_bind_is_no_longer_a_key() {
-    let error = toml_error("[agent]\nbind = \"127.0.0.1:8090\"\n");
-    assert!(error.contains("unknown key `agent.bind`"), "{error}");
+fn agent_bind_is_where_parlor_agent_listens() {
+    assert_eq!(Config::default().agent.bind.to_string(), "127.0.0.1:8090");
+    let error = toml_error("[agent]\nbind = \"somewhere\"\n");
+    assert!(error.contains("agent.bind"), "{error}");
 }
 
 #[test]

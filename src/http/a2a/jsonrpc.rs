@@ -100,12 +100,33 @@ pub fn success(id: &Value, result: impl Serialize) -> Value {
     json!({ "jsonrpc": "2.0", "id": id, "result": result })
 }
 
-/// The JSON of an error answer.
+/// The JSON of an error answer. An A2A error (-32001 to -32099) carries a
+/// `google.rpc.ErrorInfo` naming it, as the specification requires.
 pub fn failure(id: &Value, error: &RpcError) -> Value {
-    json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "error": { "code": error.code, "message": error.message },
+    let mut body = json!({ "code": error.code, "message": error.message });
+    if let Some(reason) = a2a_reason(error.code) {
+        body["data"] = json!([{
+            "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+            "reason": reason,
+            "domain": "a2a-protocol.org",
+        }]);
+    }
+    json!({ "jsonrpc": "2.0", "id": id, "error": body })
+}
+
+/// The ErrorInfo reason of an A2A error code.
+fn a2a_reason(code: i32) -> Option<&'static str> {
+    Some(match code {
+        -32001 => "TASK_NOT_FOUND",
+        -32002 => "TASK_NOT_CANCELABLE",
+        -32003 => "PUSH_NOTIFICATION_NOT_SUPPORTED",
+        -32004 => "UNSUPPORTED_OPERATION",
+        -32005 => "CONTENT_TYPE_NOT_SUPPORTED",
+        -32006 => "INVALID_AGENT_RESPONSE",
+        -32007 => "EXTENDED_AGENT_CARD_NOT_CONFIGURED",
+        -32008 => "EXTENSION_SUPPORT_REQUIRED",
+        -32009 => "VERSION_NOT_SUPPORTED",
+        _ => return None,
     })
 }
 
@@ -161,6 +182,11 @@ mod tests {
             json!({"jsonrpc": "2.0", "id": "x", "result": {"ok": true}})
         );
         let error = RpcError::new(-32001, "task t not found");
-        assert_eq!(failure(&json!(3), &error)["error"]["code"], -32001);
+        let answer = failure(&json!(3), &error);
+        assert_eq!(answer["error"]["code"], -32001);
+        assert_eq!(answer["error"]["data"][0]["reason"], "TASK_NOT_FOUND");
+        assert_eq!(answer["error"]["data"][0]["domain"], "a2a-protocol.org");
+        let standard = failure(&json!(3), &RpcError::new(code::METHOD_NOT_FOUND, "no"));
+        assert!(standard["error"].get("data").is_none());
     }
 }
