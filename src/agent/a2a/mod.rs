@@ -129,6 +129,7 @@ impl A2aAgent {
                 )),
             });
         }
+        // The message's metadata, or else the request's.
         let extras = message
             .metadata
             .iter()
