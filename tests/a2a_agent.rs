@@ -5,17 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Process, WAIT, expected_answer, mock_llm, mock_stats, wait_for_mock};
+use common::{Process, WAIT, a2a_agent, expected_answer, mock_llm, mock_stats, wait_for_mock};
 use serde_json::{Value, json};
-
-/// `parlor agent` on a port of its own, answering with `model`.
-fn agent(model: &Process) -> Process {
-    let env = [
-        ("PARLOR_AGENT__BIND", "127.0.0.1:0".to_owned()),
-        ("PARLOR_LLM__BASE_URL", model.http("/v1")),
-    ];
-    Process::start_until(&["agent"], &env, "agent listening on http://")
-}
 
 fn message(text: &str, context_id: Option<&str>) -> Value {
     let mut message = json!({
@@ -137,7 +128,7 @@ fn state_of(event: &Value) -> Option<&str> {
 #[tokio::test]
 async fn the_card_says_who_the_agent_is_and_where_to_reach_it() {
     let model = mock_llm(0, 0);
-    let agent = agent(&model);
+    let agent = a2a_agent(&model);
     let response = reqwest::get(agent.http("/.well-known/agent-card.json"))
         .await
         .unwrap();
@@ -161,7 +152,7 @@ async fn the_card_says_who_the_agent_is_and_where_to_reach_it() {
 #[tokio::test]
 async fn messages_of_one_context_see_the_earlier_ones() {
     let model = mock_llm(0, 0);
-    let agent = agent(&model);
+    let agent = a2a_agent(&model);
     let first = call(
         &agent,
         "SendMessage",
@@ -229,7 +220,7 @@ async fn messages_of_one_context_see_the_earlier_ones() {
 #[tokio::test]
 async fn a_streamed_answer_comes_in_order_and_the_stream_ends_with_the_task() {
     let model = mock_llm(20, 5);
-    let agent = agent(&model);
+    let agent = a2a_agent(&model);
     let question = "stream this answer please";
     let mut events = Events::open(
         &agent,
@@ -257,7 +248,7 @@ async fn a_streamed_answer_comes_in_order_and_the_stream_ends_with_the_task() {
 #[tokio::test]
 async fn tool_steps_and_references_travel_as_status_messages_with_data_parts() {
     let model = Process::start(&["mock-llm", "--bind", "127.0.0.1:0", "--tools"], &[]);
-    let agent = agent(&model);
+    let agent = a2a_agent(&model);
     let mut events = Events::open(
         &agent,
         "SendStreamingMessage",
@@ -298,7 +289,7 @@ async fn tool_steps_and_references_travel_as_status_messages_with_data_parts() {
 #[tokio::test]
 async fn cancel_stops_the_model_and_subscribe_follows_a_running_task() {
     let model = mock_llm(0, 30);
-    let agent = agent(&model);
+    let agent = a2a_agent(&model);
 
     // Subscribe after the first stream went away: the rest of the same answer.
     let long = "a question whose answer takes a while to stream word by word";
@@ -371,7 +362,7 @@ async fn cancel_stops_the_model_and_subscribe_follows_a_running_task() {
 #[tokio::test]
 async fn bad_requests_get_their_json_rpc_codes_and_the_agent_goes_on() {
     let model = mock_llm(0, 0);
-    let agent = agent(&model);
+    let agent = a2a_agent(&model);
     /// A body, its headers, and the code it must get.
     type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], i64);
     let cases: [Case; 6] = [

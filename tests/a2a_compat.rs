@@ -3,16 +3,8 @@
 
 mod common;
 
-use common::{Process, WAIT, expected_answer, mock_llm};
+use common::{Process, WAIT, a2a_agent, expected_answer, mock_llm};
 use serde_json::{Value, json};
-
-fn agent(model: &Process) -> Process {
-    let env = [
-        ("PARLOR_AGENT__BIND", "127.0.0.1:0".to_owned()),
-        ("PARLOR_LLM__BASE_URL", model.http("/v1")),
-    ];
-    Process::start_until(&["agent"], &env, "agent listening on http://")
-}
 
 fn message(text: &str, task_id: Option<&str>) -> Value {
     let mut message = json!({
@@ -45,7 +37,7 @@ async fn call(agent: &Process, method: &str, params: Value) -> reqwest::Response
 #[tokio::test]
 async fn a_03_client_sends_streams_follows_up_and_reads_tasks() {
     let model = mock_llm(0, 0);
-    let agent = agent(&model);
+    let agent = a2a_agent(&model);
 
     let card: Value = reqwest::get(agent.http("/.well-known/agent.json"))
         .await

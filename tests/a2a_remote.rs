@@ -5,19 +5,10 @@
 mod common;
 
 use common::deployment::Deployment;
-use common::{Client, Process, expected_answer, mock_llm, serve, wait_for_mock};
+use common::{Client, Process, a2a_agent, expected_answer, mock_llm, serve, wait_for_mock};
 use parlor::conversation::{ErrorCode, FinishReason, ToolStatus};
 use parlor::protocol::ServerFrame;
 use serde_json::json;
-
-/// `parlor agent` on a port of its own, answering with `model`.
-fn agent(model: &Process) -> Process {
-    let env = [
-        ("PARLOR_AGENT__BIND", "127.0.0.1:0".to_owned()),
-        ("PARLOR_LLM__BASE_URL", model.http("/v1")),
-    ];
-    Process::start_until(&["agent"], &env, "agent listening on http://")
-}
 
 fn tool_calling_model() -> Process {
     Process::start(&["mock-llm", "--bind", "127.0.0.1:0", "--tools"], &[])
@@ -56,7 +47,7 @@ async fn ask_and_check_a_search(client: &mut Client) {
 #[tokio::test]
 async fn serve_with_a_remote_agent_answers_as_the_in_process_one_does() {
     let model = tool_calling_model();
-    let remote = agent(&model);
+    let remote = a2a_agent(&model);
     let url = remote.http("");
     // The gateway's own model is never asked: the remote agent's is.
     let unused = mock_llm(0, 0);
@@ -76,7 +67,7 @@ async fn serve_with_a_remote_agent_answers_as_the_in_process_one_does() {
 #[tokio::test]
 async fn cancelling_a_turn_cancels_the_remote_task_and_its_model_stream() {
     let model = mock_llm(0, 50);
-    let remote = agent(&model);
+    let remote = a2a_agent(&model);
     let url = remote.http("");
     let server = serve(&model, &[("PARLOR_AGENT__URL", url.as_str())]);
     let mut client = Client::connect(&server).await;
@@ -123,7 +114,7 @@ async fn an_agent_that_cannot_be_reached_is_unavailable() {
 #[tokio::test]
 async fn through_rabbitmq_workers_call_the_remote_agent() {
     let model = tool_calling_model();
-    let remote = agent(&model);
+    let remote = a2a_agent(&model);
     let url = remote.http("");
     let (deployment, _cleanup) = Deployment::new(mock_llm(0, 0), &[]);
     let settings = [("PARLOR_AGENT__URL", url.clone())];

@@ -210,6 +210,15 @@ pub fn serve(model: &Process, settings: &[(&str, &str)]) -> Process {
     Process::start(&["serve"], &env)
 }
 
+/// Starts `parlor agent` (the A2A server) on a port of its own against `model`.
+pub fn a2a_agent(model: &Process) -> Process {
+    let env = [
+        ("PARLOR_AGENT__BIND", "127.0.0.1:0".to_owned()),
+        ("PARLOR_LLM__BASE_URL", model.http("/v1")),
+    ];
+    Process::start_until(&["agent"], &env, "agent listening on http://")
+}
+
 /// The mock model's counters (`GET /stats`).
 pub async fn mock_stats(model: &Process) -> Value {
     reqwest::get(model.http("/stats"))
