@@ -11,6 +11,7 @@
 //! crate; `cli`/`startup` only dispatch `parlor mock-llm` and `parlor loadtest`
 //! to them.
 
+pub mod a2a;
 pub mod actors;
 pub mod admin_view;
 pub mod agent;

@@ -148,6 +148,9 @@ impl Config {
         if self.agent.max_answer_bytes == 0 {
             return Err(invalid("agent.max_answer_bytes", "must be at least 1"));
         }
+        if self.agent.max_running_tasks == 0 {
+            return Err(invalid("agent.max_running_tasks", "must be at least 1"));
+        }
         if let Some(id) = self.knowledge.duplicate_id() {
             return Err(invalid(
                 "knowledge.sources",

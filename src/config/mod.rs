@@ -207,6 +207,10 @@ pub struct AgentConfig {
     /// the answer is cut and the turn ends with `done`/`length`, so a model that
     /// never stops cannot grow memory, the history and later prompts without bound.
     pub max_answer_bytes: usize,
+    /// The most A2A messages the agent executes at once (`parlor agent`, and A2A on
+    /// `parlor serve`'s port); beyond it a message is refused with HTTP 503, so a
+    /// flood waits at its clients rather than in this process.
+    pub max_running_tasks: usize,
 }
 
 impl Default for AgentConfig {
@@ -224,6 +228,7 @@ impl Default for AgentConfig {
             tool_timeout_ms: Millis::new(10_000),
             max_tool_rounds: 4,
             max_answer_bytes: 131_072,
+            max_running_tasks: 1024,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The credential of a chat request (docs/protocol.md#authentication): a
 //! [`Caller`] extractor that `POST /chat` and `GET /ws` take first, so a request
 //! without a valid credential is answered 401 before anything else happens — for
-//! `/ws`, before the upgrade.
+//! `/ws`, before the upgrade. The A2A routes take it too.
+
+use std::sync::Arc;
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{AUTHORIZATION, UPGRADE, WWW_AUTHENTICATE};
@@ -11,19 +13,19 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AppState;
-use crate::auth::{AuthError, Caller};
+use crate::auth::{AuthError, Authenticator, Caller};
 
 impl FromRequest for Caller {
     type Error = actix_web::Error;
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
+        let Some(auth) = authenticator(request) else {
             return Box::pin(ready(Err(actix_web::error::ErrorInternalServerError(
                 "no application state",
             ))));
         };
-        if !state.auth.is_on() {
+        if !auth.is_on() {
             // Off: no header is even read, so nothing changes for any client.
             return Box::pin(ready(Ok(Caller::Anyone)));
         }
@@ -32,13 +34,23 @@ impl FromRequest for Caller {
             Err(error) => return Box::pin(ready(Err(Refused(error).into()))),
         };
         Box::pin(async move {
-            let caller = state.auth.authenticate(token.as_deref()).await;
+            let caller = auth.authenticate(token.as_deref()).await;
             caller.map_err(|error| {
                 tracing::debug!(%error, "a request was refused for its credential");
                 Refused(error).into()
             })
         })
     }
+}
+
+/// What checks the credentials of the routes `request` reached: the gateway's
+/// or, on a server of A2A routes only, theirs.
+fn authenticator(request: &HttpRequest) -> Option<Arc<Authenticator>> {
+    if let Some(state) = request.app_data::<web::Data<AppState>>() {
+        return Some(state.auth.clone());
+    }
+    let a2a = request.app_data::<web::Data<super::a2a::A2aState>>()?;
+    Some(a2a.auth.clone())
 }
 
 /// The bearer token a request carries: in its `Authorization` header, or — for a

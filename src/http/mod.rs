@@ -63,6 +63,9 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// The MCP servers whose tools turns may use, and how their connections stand.
     pub mcp: McpServers,
+    /// The knowledge agent over A2A on this port (`parlor serve` only: a gateway
+    /// has no agent of its own).
+    pub a2a: Option<a2a::A2aState>,
 }
 
 impl AppState {
@@ -167,6 +170,9 @@ pub fn routes(config: &mut web::ServiceConfig, state: &AppState) {
         .configure(|c| data_source::routes(c, state))
         .configure(|c| tools::routes(c, state))
         .configure(|c| validate_mcp::routes(c, state));
+    if let Some(a2a) = &state.a2a {
+        a2a::routes(config, a2a.clone());
+    }
 }
 
 /// Registers `/healthz`, `/readyz` (answered by `readiness`) and `/metrics`.

@@ -8,13 +8,17 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use parlor_mock_llm::{MockLlmOptions, MockLlmServer};
 
+use crate::a2a::{A2aServer, Limits};
 use crate::agent::Agent;
-use crate::agent::a2a::RemoteAgent;
+use crate::agent::a2a::card::agent_card;
+use crate::agent::a2a::{KnowledgeExecutor, RemoteAgent};
 use crate::agent::knowledge::{KnowledgeAgent, Library};
 use crate::agent::llm::LlmClient;
 use crate::agent::mcp::McpServers;
 use crate::agent::tools::Toolbox;
+use crate::auth::Authenticator;
 use crate::config::{AgentLocation, Config, ModelEndpoint};
+use crate::http::a2a::A2aState;
 
 /// What answers the turns of `serve` and `worker`: the remote agent at
 /// `agent.url`, or else the in-process knowledge agent (see [`knowledge_agent`]).
@@ -87,4 +91,23 @@ pub(super) async fn knowledge_agent(
             .with_mcp(mcp),
         demo_model,
     ))
+}
+
+/// `agent` as an A2A server (`parlor agent`, and on `parlor serve`'s port), its
+/// callers checked by `auth`.
+pub(super) fn a2a_state(
+    config: &Config,
+    agent: Arc<dyn Agent>,
+    auth: Arc<Authenticator>,
+) -> A2aState {
+    let executor = KnowledgeExecutor::new(agent, &config.agent);
+    let limits = Limits {
+        max_running_tasks: config.agent.max_running_tasks,
+    };
+    A2aState {
+        server: Arc::new(A2aServer::new(Arc::new(executor), limits)),
+        card: Arc::new(agent_card(&super::data_sources(config))),
+        max_message_bytes: config.http.max_message_bytes,
+        auth,
+    }
 }

@@ -115,6 +115,7 @@ pub(super) async fn gateway_state(
         admission,
         auth: Arc::new(authenticator(config)?),
         mcp,
+        a2a: None,
     })
 }
 

@@ -49,8 +49,8 @@ use self::http_server::HttpService;
 use crate::actors::agent_pool::{AgentPool, PoolSettings, PoolStatusWatch, WatchPoolStatus};
 use crate::actors::stats::{ActorDirectory, Tracked};
 use crate::agent::Agent;
-use crate::agent::a2a::A2aAgent;
 use crate::agent::mcp::McpServers;
+use crate::auth::Authenticator;
 use crate::broker::Broker;
 use crate::broker::embedded::EmbeddedBroker;
 use crate::broker::rabbitmq::RabbitBroker;
@@ -58,7 +58,6 @@ use crate::cli::{Cli, Command};
 use crate::config::{AgentLocation, BrokerEngine, Config};
 use crate::counters::Counters;
 use crate::draining::Draining;
-use crate::http::a2a::A2aState;
 use crate::http::health::{AgentReadiness, WorkerReadiness};
 use crate::http::{self, AppState};
 use crate::shutdown;
@@ -98,8 +97,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let broker = connect_broker(&config, &bookkeeping).await?;
     let mcp = McpServers::start(&config.mcp);
     let (agent, _demo_model) = agent::turn_agent(&config, mcp.clone()).await?;
-    let pool = start_pool(&config, agent, broker.clone(), &bookkeeping);
-    let state = gateway_state(&config, broker, Some(pool.clone()), mcp, &bookkeeping).await?;
+    let pool = start_pool(&config, agent.clone(), broker.clone(), &bookkeeping);
+    let mut state = gateway_state(&config, broker, Some(pool.clone()), mcp, &bookkeeping).await?;
+    state.a2a = Some(agent::a2a_state(&config, agent, state.auth.clone()));
     // One process, one grace: the gateway's turns are the pool's turns.
     let pool = pool_to_drain(&config, pool, config.http.shutdown_grace());
     run_gateway(state, listener, Some(pool)).await
@@ -182,11 +182,8 @@ pub async fn a2a_agent(config: Config) -> anyhow::Result<()> {
     let bookkeeping = Bookkeeping::new()?;
     let mcp = McpServers::start(&config.mcp);
     let (agent, _demo_model) = agent::knowledge_agent(&config, mcp.clone()).await?;
-    let state = A2aState {
-        agent: Arc::new(A2aAgent::new(Arc::new(agent), &config.agent)),
-        sources: Arc::new(data_sources(&config)),
-        max_message_bytes: config.http.max_message_bytes,
-    };
+    // Open to whoever reaches `agent.bind`: docs/security.md says where to put it.
+    let state = agent::a2a_state(&config, Arc::new(agent), Arc::new(Authenticator::Off));
     let draining = Draining::default();
     let readiness = Arc::new(AgentReadiness {
         draining: draining.clone(),
@@ -203,13 +200,14 @@ pub async fn a2a_agent(config: Config) -> anyhow::Result<()> {
         return Ok(());
     };
     draining.begin();
+    state.server.stop_accepting();
     let grace = config.http.shutdown_grace();
     tracing::info!(
         signal,
         grace_s = grace.as_secs(),
         "stopping: running tasks may finish"
     );
-    if tokio::time::timeout(grace, state.agent.all_finished())
+    if tokio::time::timeout(grace, state.server.all_finished())
         .await
         .is_err()
     {
@@ -356,12 +354,20 @@ async fn run_gateway(
         grace_s = sessions.grace.as_secs(),
         "stopping: no new turns; running turns may finish"
     );
+    let grace = sessions.grace;
+    if let Some(a2a) = &state.a2a {
+        a2a.server.stop_accepting();
+    }
     shutdown::drain(shutdown::Work {
         draining: state.sessions.draining.clone(),
         sessions: Some(sessions),
         pool,
     })
     .await;
+    if let Some(a2a) = &state.a2a {
+        // They ran alongside the turns drained above, within the same grace.
+        let _ = tokio::time::timeout(grace, a2a.server.all_finished()).await;
+    }
     // What the turns said is stored before the process goes.
     if !state.sessions.recorder.flush(STORAGE_FLUSH_GRACE).await {
         tracing::warn!("stopping with conversation writes not stored: the storage is unavailable");

@@ -5,9 +5,9 @@ use a2a::{AgentCapabilities, AgentCard, AgentInterface, AgentSkill};
 
 use crate::agent::knowledge::DataSource;
 
-/// The card of the knowledge agent reached at `url` (its JSON-RPC endpoint),
-/// searching `sources`.
-pub fn agent_card(url: &str, sources: &[DataSource]) -> AgentCard {
+/// The card of the knowledge agent searching `sources`. Its interface's URL is
+/// `/`: the server names the URL it was asked at instead.
+pub fn agent_card(sources: &[DataSource]) -> AgentCard {
     let skills = sources
         .iter()
         .map(|source| AgentSkill {
@@ -35,7 +35,7 @@ pub fn agent_card(url: &str, sources: &[DataSource]) -> AgentCard {
                       cites."
             .into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        supported_interfaces: vec![AgentInterface::new(url, "JSONRPC")],
+        supported_interfaces: vec![AgentInterface::new("/", "JSONRPC")],
         capabilities: AgentCapabilities {
             streaming: Some(true),
             push_notifications: Some(false),
@@ -68,10 +68,10 @@ mod tests {
             description: String::new(),
             kind: "knowledge_base".into(),
         }];
-        let card = serde_json::to_value(agent_card("http://127.0.0.1:8090/", &sources)).unwrap();
+        let card = serde_json::to_value(agent_card(&sources)).unwrap();
         assert_eq!(
             card["supportedInterfaces"],
-            json!([{"url": "http://127.0.0.1:8090/", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}])
+            json!([{"url": "/", "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}])
         );
         assert_eq!(card["capabilities"]["streaming"], true);
         assert_eq!(card["skills"][0]["id"], "search_handbook");

@@ -88,6 +88,12 @@ impl RemoteAgent {
             Ok(Ok(response)) => response,
         };
         let status = response.status();
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            // At its limit of running tasks, or stopping: another agent may answer.
+            return Err(AgentError::Unavailable(
+                "the agent takes no new questions now".into(),
+            ));
+        }
         if !status.is_success() {
             return Err(AgentError::Upstream(format!(
                 "the agent answered HTTP {status}"
@@ -222,7 +228,7 @@ impl Following {
                             .unwrap_or("no reason given");
                         Err(AgentError::Upstream(format!(
                             "the agent's task ended {}: {said}",
-                            super::state_name(&state)
+                            crate::a2a::state_name(&state)
                         )))
                     }
                     _ => {

@@ -5,7 +5,7 @@ use actix_web::HttpResponse;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::agent::a2a::A2aError;
+use crate::a2a::A2aError;
 
 /// The standard JSON-RPC codes, and the A2A ones the routes answer themselves.
 pub mod code {
@@ -13,6 +13,9 @@ pub mod code {
     pub const INVALID_REQUEST: i32 = -32600;
     pub const METHOD_NOT_FOUND: i32 = -32601;
     pub const INVALID_PARAMS: i32 = -32602;
+    /// This server answers it only for "not now" (at its limit, or stopping),
+    /// with HTTP 503 and `Retry-After`.
+    pub const INTERNAL_ERROR: i32 = -32603;
     pub const PUSH_NOTIFICATION_NOT_SUPPORTED: i32 = -32003;
     pub const CONTENT_TYPE_NOT_SUPPORTED: i32 = -32005;
     pub const EXTENDED_CARD_NOT_CONFIGURED: i32 = -32007;
@@ -130,8 +133,14 @@ fn a2a_reason(code: i32) -> Option<&'static str> {
     })
 }
 
-/// An error answer as an HTTP response (JSON-RPC errors travel with status 200).
+/// An error answer as an HTTP response. JSON-RPC errors travel with status 200,
+/// except "not now", which is 503 so load balancers and clients retry.
 pub fn error_response(id: &Value, error: &RpcError) -> HttpResponse {
+    if error.code == code::INTERNAL_ERROR {
+        return HttpResponse::ServiceUnavailable()
+            .insert_header((actix_web::http::header::RETRY_AFTER, "1"))
+            .json(failure(id, error));
+    }
     HttpResponse::Ok().json(failure(id, error))
 }
 

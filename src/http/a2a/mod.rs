@@ -14,18 +14,18 @@ mod v03;
 use std::sync::Arc;
 
 use a2a::{
-    CancelTaskRequest, GetTaskRequest, ListTasksRequest, SendMessageRequest, SendMessageResponse,
-    SubscribeToTaskRequest,
+    AgentCard, CancelTaskRequest, GetTaskRequest, ListTasksRequest, SendMessageRequest,
+    SendMessageResponse, SubscribeToTaskRequest,
 };
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::agent::a2a::card::agent_card;
-use crate::agent::a2a::{A2aAgent, A2aError, trim_history};
-use crate::agent::knowledge::DataSource;
+use crate::a2a::{A2aError, A2aServer, trim_history};
+use crate::auth::{Authenticator, Caller};
 use jsonrpc::{RpcError, RpcRequest, code, error_response, success};
+use stream::Start;
 
 /// Which version's names and shapes a request speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,11 +40,14 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// What the A2A routes reach.
 #[derive(Clone)]
 pub struct A2aState {
-    pub agent: Arc<A2aAgent>,
-    /// The knowledge sources, one skill each on the card.
-    pub sources: Arc<Vec<DataSource>>,
-    /// The longest question a message may carry (`http.max_message_bytes`).
+    pub server: Arc<A2aServer>,
+    /// The agent card; its interfaces' URLs are replaced by the one it is asked at.
+    pub card: Arc<AgentCard>,
+    /// The longest text a message may carry (`http.max_message_bytes`).
     pub max_message_bytes: usize,
+    /// Who may call (on `parlor serve`, the gateway's `[auth]`). With
+    /// authentication on, each user sees only their own tasks.
+    pub auth: Arc<Authenticator>,
 }
 
 pub fn routes(config: &mut web::ServiceConfig, state: A2aState) {
@@ -57,22 +60,27 @@ pub fn routes(config: &mut web::ServiceConfig, state: A2aState) {
 
 /// The card, naming the URL it was asked at as the JSON-RPC endpoint.
 async fn card(request: HttpRequest, state: web::Data<A2aState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, "public, max-age=300"))
+        .json(card_at(&request, &state).1)
+}
+
+/// The card as asked at `request`'s URL, and that URL.
+fn card_at(request: &HttpRequest, state: &A2aState) -> (String, AgentCard) {
     let url = {
         let info = request.connection_info();
         format!("{}://{}/", info.scheme(), info.host())
     };
-    HttpResponse::Ok()
-        .insert_header((CACHE_CONTROL, "public, max-age=300"))
-        .json(agent_card(&url, &state.sources))
+    let mut card = AgentCard::clone(&state.card);
+    for interface in &mut card.supported_interfaces {
+        interface.url.clone_from(&url);
+    }
+    (url, card)
 }
 
 /// The card as 0.3 clients read it.
 async fn card_v03(request: HttpRequest, state: web::Data<A2aState>) -> HttpResponse {
-    let url = {
-        let info = request.connection_info();
-        format!("{}://{}/", info.scheme(), info.host())
-    };
-    let card = agent_card(&url, &state.sources);
+    let (url, card) = card_at(&request, &state);
     let skills: Vec<Value> = card
         .skills
         .iter()
@@ -101,6 +109,7 @@ async fn card_v03(request: HttpRequest, state: web::Data<A2aState>) -> HttpRespo
 
 async fn rpc(
     request: HttpRequest,
+    caller: Caller,
     mut payload: web::Payload,
     state: web::Data<A2aState>,
 ) -> HttpResponse {
@@ -140,17 +149,19 @@ async fn rpc(
     if let Err(error) = check_version(&request, &method, dialect) {
         return error_response(&id, &error);
     }
+    let caller = &caller;
     if dialect == Dialect::V03 {
-        return rpc_v03(&state, id, &method, params).await;
+        return rpc_v03(&state, caller, id, &method, params).await;
     }
     let answered = match method.as_str() {
-        "SendMessage" => send_message(&state, params).await,
-        "SendStreamingMessage" => return send_streaming_message(&state, id, params),
-        "SubscribeToTask" => return subscribe_to_task(&state, id, params, Dialect::V1),
-        "GetTask" => get_task(&state, params),
-        "CancelTask" => cancel_task(&state, params).await,
-        "ListTasks" => jsonrpc::params::<ListTasksRequest>(params)
-            .map(|request| serde_json::to_value(state.agent.list(&request)).unwrap_or_default()),
+        "SendMessage" => send_message(&state, caller, params).await,
+        "SendStreamingMessage" => return send_streaming_message(&state, caller, id, params),
+        "SubscribeToTask" => return subscribe_to_task(&state, caller, id, params, Dialect::V1),
+        "GetTask" => get_task(&state, caller, params),
+        "CancelTask" => cancel_task(&state, caller, params).await,
+        "ListTasks" => jsonrpc::params::<ListTasksRequest>(params).map(|request| {
+            serde_json::to_value(state.server.list(&request, caller)).unwrap_or_default()
+        }),
         "GetExtendedAgentCard" => Err(RpcError::new(
             code::EXTENDED_CARD_NOT_CONFIGURED,
             "this agent has no extended card",
@@ -174,26 +185,34 @@ async fn rpc(
 }
 
 /// A 0.3 request: translated to 1.0, answered, and the answer translated back.
-async fn rpc_v03(state: &A2aState, id: Value, method: &str, params: Value) -> HttpResponse {
+async fn rpc_v03(
+    state: &A2aState,
+    caller: &Caller,
+    id: Value,
+    method: &str,
+    params: Value,
+) -> HttpResponse {
     let answered = match method {
         "message/send" => match v03::send_params(params) {
-            Ok(request) => send(state, continued(state, request)).await,
+            Ok(request) => send(state, caller, continued(state, caller, request)).await,
             Err(error) => Err(error),
         },
         "message/stream" => {
             let started = v03::send_params(params).and_then(|request| {
                 check_length(state, &request)?;
-                let request = continued(state, request);
-                state.agent.start(request).map_err(RpcError::from)
+                let request = continued(state, caller, request);
+                state.server.send(request, caller).map_err(RpcError::from)
             });
             return match started {
-                Ok(cell) => stream::events(id, &cell, Dialect::V03),
+                Ok(cell) => stream::events(id, &cell, Dialect::V03, Start::New),
                 Err(error) => error_response(&id, &error),
             };
         }
-        "tasks/resubscribe" => return subscribe_to_task(state, id, params, Dialect::V03),
-        "tasks/get" => get_task(state, params),
-        _ => cancel_task(state, params).await,
+        "tasks/resubscribe" => {
+            return subscribe_to_task(state, caller, id, params, Dialect::V03);
+        }
+        "tasks/get" => get_task(state, caller, params),
+        _ => cancel_task(state, caller, params).await,
     };
     match answered {
         Ok(result) => HttpResponse::Ok().json(success(&id, v03::to_v03(result))),
@@ -203,12 +222,17 @@ async fn rpc_v03(state: &A2aState, id: Value, method: &str, params: Value) -> Ht
 
 /// 0.3 clients (the original design's among them) send a follow-up with the
 /// `taskId` of the finished task: it continues that task's conversation.
-fn continued(state: &A2aState, mut request: SendMessageRequest) -> SendMessageRequest {
+fn continued(
+    state: &A2aState,
+    caller: &Caller,
+    mut request: SendMessageRequest,
+) -> SendMessageRequest {
     let earlier = request
         .message
         .task_id
         .as_deref()
-        .and_then(|task_id| state.agent.task(task_id).ok());
+        .and_then(|task_id| state.server.task(task_id, caller).ok())
+        .filter(|earlier| earlier.state().is_terminal());
     if let Some(earlier) = earlier {
         request.message.task_id = None;
         request.message.context_id = Some(earlier.snapshot().context_id);
@@ -246,20 +270,30 @@ fn check_version(request: &HttpRequest, method: &str, dialect: Dialect) -> Resul
     }
 }
 
-async fn send_message(state: &A2aState, params: Value) -> Result<Value, RpcError> {
-    send(state, jsonrpc::params(params)?).await
+async fn send_message(state: &A2aState, caller: &Caller, params: Value) -> Result<Value, RpcError> {
+    send(state, caller, jsonrpc::params(params)?).await
 }
 
-async fn send(state: &A2aState, request: SendMessageRequest) -> Result<Value, RpcError> {
+async fn send(
+    state: &A2aState,
+    caller: &Caller,
+    request: SendMessageRequest,
+) -> Result<Value, RpcError> {
     check_length(state, &request)?;
     let configuration = request.configuration.clone();
-    let cell = state.agent.start(request)?;
+    let cell = state.server.send(request, caller)?;
     let wait = !configuration
         .as_ref()
         .and_then(|configuration| configuration.return_immediately)
         .unwrap_or(false);
     if wait {
-        cell.finished().await;
+        // Until the task ends, or waits for the client.
+        cell.settled().await;
+    }
+    if let Some(message) = cell.replied() {
+        return Ok(
+            serde_json::to_value(SendMessageResponse::Message(message.clone())).unwrap_or_default(),
+        );
     }
     let mut task = cell.snapshot();
     trim_history(
@@ -269,19 +303,34 @@ async fn send(state: &A2aState, request: SendMessageRequest) -> Result<Value, Rp
     Ok(serde_json::to_value(SendMessageResponse::Task(task)).unwrap_or_default())
 }
 
-fn send_streaming_message(state: &A2aState, id: Value, params: Value) -> HttpResponse {
+fn send_streaming_message(
+    state: &A2aState,
+    caller: &Caller,
+    id: Value,
+    params: Value,
+) -> HttpResponse {
     let started = jsonrpc::params::<SendMessageRequest>(params)
         .and_then(|request| check_length(state, &request).map(|()| request))
-        .and_then(|request| state.agent.start(request).map_err(RpcError::from));
+        .and_then(|request| state.server.send(request, caller).map_err(RpcError::from));
     match started {
-        Ok(cell) => stream::events(id, &cell, Dialect::V1),
+        Ok(cell) => stream::events(id, &cell, Dialect::V1, Start::New),
         Err(error) => error_response(&id, &error),
     }
 }
 
-fn subscribe_to_task(state: &A2aState, id: Value, params: Value, dialect: Dialect) -> HttpResponse {
-    let found = jsonrpc::params::<SubscribeToTaskRequest>(params)
-        .and_then(|request| state.agent.task(&request.id).map_err(RpcError::from));
+fn subscribe_to_task(
+    state: &A2aState,
+    caller: &Caller,
+    id: Value,
+    params: Value,
+    dialect: Dialect,
+) -> HttpResponse {
+    let found = jsonrpc::params::<SubscribeToTaskRequest>(params).and_then(|request| {
+        state
+            .server
+            .task(&request.id, caller)
+            .map_err(RpcError::from)
+    });
     match found {
         Ok(cell) if cell.state().is_terminal() => {
             let error = A2aError::Unsupported(format!(
@@ -290,21 +339,21 @@ fn subscribe_to_task(state: &A2aState, id: Value, params: Value, dialect: Dialec
             ));
             error_response(&id, &error.into())
         }
-        Ok(cell) => stream::events(id, &cell, dialect),
+        Ok(cell) => stream::events(id, &cell, dialect, Start::Subscribed),
         Err(error) => error_response(&id, &error),
     }
 }
 
-fn get_task(state: &A2aState, params: Value) -> Result<Value, RpcError> {
+fn get_task(state: &A2aState, caller: &Caller, params: Value) -> Result<Value, RpcError> {
     let request: GetTaskRequest = jsonrpc::params(params)?;
-    let mut task = state.agent.task(&request.id)?.snapshot();
+    let mut task = state.server.task(&request.id, caller)?.snapshot();
     trim_history(&mut task, request.history_length);
     Ok(serde_json::to_value(task).unwrap_or_default())
 }
 
-async fn cancel_task(state: &A2aState, params: Value) -> Result<Value, RpcError> {
+async fn cancel_task(state: &A2aState, caller: &Caller, params: Value) -> Result<Value, RpcError> {
     let request: CancelTaskRequest = jsonrpc::params(params)?;
-    let task = state.agent.cancel(&request.id).await?;
+    let task = state.server.cancel(&request.id, caller).await?;
     Ok(serde_json::to_value(task).unwrap_or_default())
 }
 

@@ -1,5 +1,7 @@
 //! A task's events as server-sent events: the task as it is first, then each
-//! event as a JSON-RPC answer of its own, until the task reaches a terminal state.
+//! event as a JSON-RPC answer of its own, until the task ends or waits for the
+//! client. A message answered with a message instead of a task streams that
+//! message alone.
 
 use std::sync::Arc;
 
@@ -12,29 +14,79 @@ use tokio::sync::broadcast;
 
 use super::jsonrpc::{self, RpcError, code};
 use super::{Dialect, v03};
-use crate::agent::a2a::tasks::TaskCell;
+use crate::a2a::tasks::{Phase, TaskCell};
+
+/// How a stream begins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// The task was just sent its message: its executor may still answer with a
+    /// message instead, so the stream waits for the first event to know.
+    New,
+    /// A client re-attaches: the task as it is now, at once.
+    Subscribed,
+}
 
 /// The stream of `cell`'s events, answering request `id` in `dialect`.
-pub fn events(id: Value, cell: &Arc<TaskCell>, dialect: Dialect) -> HttpResponse {
-    let (task, receiver) = cell.subscribe();
-    let finished = task.status.state.is_terminal();
-    let first = sse(&jsonrpc::success(
-        &id,
-        encode(&StreamResponse::Task(task), dialect),
-    ));
-    let state = Following {
-        id,
-        receiver,
-        done: finished,
-        dialect,
+pub fn events(id: Value, cell: &Arc<TaskCell>, dialect: Dialect, start: Start) -> HttpResponse {
+    let (task, mut receiver) = cell.subscribe();
+    // A reply published before the subscription is not among the events.
+    let replied = cell.replied().cloned();
+    let settled = Phase::of(&task.status.state) != Phase::Running;
+    let snapshot = StreamResponse::Task(task);
+    let first = async move {
+        let mut opening = vec![];
+        let mut done = settled;
+        if let Some(message) = replied {
+            opening.push(StreamResponse::Message(message));
+            done = true;
+        } else if start == Start::New && !done {
+            match receiver.recv().await {
+                Ok(StreamResponse::Message(message)) => {
+                    opening.push(StreamResponse::Message(message));
+                    done = true;
+                }
+                Ok(event) => {
+                    done = ends_the_stream(&event);
+                    opening.extend([snapshot, event]);
+                }
+                // Lagged or closed: the snapshot, and the loop below says why.
+                Err(_) => opening.push(snapshot),
+            }
+        } else {
+            opening.push(snapshot);
+        }
+        (opening, receiver, done)
     };
-    let rest = stream::unfold(state, |mut state| async move {
+    let frames = stream::once(first).flat_map(move |(opening, receiver, done)| {
+        let opening: Vec<Result<Bytes, actix_web::Error>> = opening
+            .iter()
+            .map(|event| Ok(sse(&jsonrpc::success(&id, encode(event, dialect)))))
+            .collect();
+        let state = Following {
+            id: id.clone(),
+            receiver,
+            done,
+            dialect,
+        };
+        stream::iter(opening).chain(following(state))
+    });
+    HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .streaming(frames)
+}
+
+/// The events after the opening ones, until the stream is done.
+fn following(
+    state: Following,
+) -> impl futures_util::Stream<Item = Result<Bytes, actix_web::Error>> {
+    stream::unfold(state, |mut state| async move {
         if state.done {
             return None;
         }
         let frame = match state.receiver.recv().await {
             Ok(event) => {
-                state.done = ends_the_task(&event);
+                state.done = ends_the_stream(&event);
                 sse(&jsonrpc::success(&state.id, encode(&event, state.dialect)))
             }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -48,12 +100,7 @@ pub fn events(id: Value, cell: &Arc<TaskCell>, dialect: Dialect) -> HttpResponse
             Err(broadcast::error::RecvError::Closed) => return None,
         };
         Some((Ok::<_, actix_web::Error>(frame), state))
-    });
-    let frames = stream::once(async move { Ok(first) }).chain(rest);
-    HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("Cache-Control", "no-cache"))
-        .streaming(frames)
+    })
 }
 
 struct Following {
@@ -70,11 +117,14 @@ fn encode(event: &StreamResponse, dialect: Dialect) -> Value {
     }
 }
 
-fn ends_the_task(event: &StreamResponse) -> bool {
+/// Whether the stream ends with `event`: the task ended or waits for the
+/// client, or the answer was a message.
+fn ends_the_stream(event: &StreamResponse) -> bool {
     match event {
-        StreamResponse::StatusUpdate(update) => update.status.state.is_terminal(),
-        StreamResponse::Task(task) => task.status.state.is_terminal(),
-        _ => false,
+        StreamResponse::StatusUpdate(update) => Phase::of(&update.status.state) != Phase::Running,
+        StreamResponse::Task(task) => Phase::of(&task.status.state) != Phase::Running,
+        StreamResponse::Message(_) => true,
+        StreamResponse::ArtifactUpdate(_) => false,
     }
 }
 
@@ -102,10 +152,13 @@ mod tests {
     }
 
     #[test]
-    fn only_a_terminal_status_ends_the_stream() {
-        assert!(!ends_the_task(&status(TaskState::Working)));
-        assert!(ends_the_task(&status(TaskState::Completed)));
-        assert!(ends_the_task(&status(TaskState::Canceled)));
-        assert!(ends_the_task(&status(TaskState::Failed)));
+    fn a_terminal_or_interrupted_status_ends_the_stream() {
+        assert!(!ends_the_stream(&status(TaskState::Working)));
+        assert!(!ends_the_stream(&status(TaskState::Submitted)));
+        assert!(ends_the_stream(&status(TaskState::Completed)));
+        assert!(ends_the_stream(&status(TaskState::Canceled)));
+        assert!(ends_the_stream(&status(TaskState::Failed)));
+        assert!(ends_the_stream(&status(TaskState::Rejected)));
+        assert!(ends_the_stream(&status(TaskState::InputRequired)));
     }
 }

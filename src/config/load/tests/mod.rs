@@ -104,6 +104,11 @@ fn invalid_counts_name_the_key() {
         error.contains("agent.max_tool_rounds: must be between 0 and 16"),
         "{error}"
     );
+    let error = toml_error("[agent]\nmax_running_tasks = 0\n");
+    assert!(
+        error.contains("agent.max_running_tasks: must be at least 1"),
+        "{error}"
+    );
     let error = toml_error("[agent]\nmax_answer_bytes = 0\n");
     assert!(
         error.contains("agent.max_answer_bytes: must be at least 1"),

@@ -8,36 +8,68 @@
 //! [`MAX_KEPT_TASKS`] newer ones push them out.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use a2a::{StreamResponse, Task, TaskId, TaskState};
+use a2a::{Message, StreamResponse, Task, TaskId, TaskState};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-/// Tasks kept (running ones are never dropped); beyond it, the oldest finished go.
+/// Tasks kept (running ones are never dropped); beyond it, the oldest of those
+/// finished or waiting for their client go.
 pub const MAX_KEPT_TASKS: usize = 10_000;
 
 /// Events a subscriber may fall behind by before it is cut off.
 const EVENT_BACKLOG: usize = 4_096;
 
+/// Where a task is in its life, as those who wait for it see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Submitted or working: its executor is running.
+    Running,
+    /// Waiting for the client (`input-required`, `auth-required`): a message with
+    /// its `taskId` resumes it.
+    Interrupted,
+    /// In a terminal state, or answered with a message instead of a task.
+    Finished,
+}
+
+impl Phase {
+    pub fn of(state: &TaskState) -> Self {
+        match state {
+            state if state.is_terminal() => Phase::Finished,
+            TaskState::InputRequired | TaskState::AuthRequired => Phase::Interrupted,
+            _ => Phase::Running,
+        }
+    }
+}
+
 /// One task: its state, its event channel, and how to stop it.
 pub struct TaskCell {
     task: Mutex<Task>,
+    /// The user the task belongs to (`None`: authentication is off).
+    owner: Option<String>,
     events: broadcast::Sender<StreamResponse>,
-    /// Cancelled by `CancelTask`: the running agent stream is dropped.
-    pub cancel: CancellationToken,
-    /// Set once the task reached a terminal state.
-    finished: watch::Sender<bool>,
+    /// Cancelled by `CancelTask`: the running executor is dropped.
+    pub(super) cancel: CancellationToken,
+    phase: watch::Sender<Phase>,
+    /// The message the executor answered with instead of a task.
+    reply: OnceLock<Message>,
 }
 
 impl TaskCell {
-    fn new(task: Task) -> Arc<Self> {
+    fn new(task: Task, owner: Option<String>) -> Arc<Self> {
         Arc::new(Self {
+            phase: watch::channel(Phase::of(&task.status.state)).0,
             task: Mutex::new(task),
+            owner,
             events: broadcast::channel(EVENT_BACKLOG).0,
             cancel: CancellationToken::new(),
-            finished: watch::channel(false).0,
+            reply: OnceLock::new(),
         })
+    }
+
+    pub fn owner(&self) -> Option<&str> {
+        self.owner.as_deref()
     }
 
     fn lock(&self) -> MutexGuard<'_, Task> {
@@ -55,16 +87,49 @@ impl TaskCell {
         self.lock().status.state.clone()
     }
 
+    pub fn phase(&self) -> Phase {
+        *self.phase.borrow()
+    }
+
     /// Changes the task and publishes `event` (built from the changed task) as one
-    /// step; marks it finished when it reached a terminal state.
+    /// step. A finished task changes no more.
     pub fn publish(&self, change: impl FnOnce(&mut Task) -> StreamResponse) {
+        let _ = self.try_publish(|task| Ok::<_, ()>(Some(change(task))));
+    }
+
+    /// Like [`publish`](Self::publish), for a change that may be refused or may
+    /// publish nothing: `change` sees the task under its lock. Answers whether
+    /// `change` ran (not for a finished task).
+    pub fn try_publish<E>(
+        &self,
+        change: impl FnOnce(&mut Task) -> Result<Option<StreamResponse>, E>,
+    ) -> Result<bool, E> {
         let mut task = self.lock();
-        let event = change(&mut task);
-        // No subscriber is fine: the state is what GetTask reads.
-        let _ = self.events.send(event);
-        if task.status.state.is_terminal() {
-            self.finished.send_replace(true);
+        if self.phase() == Phase::Finished {
+            return Ok(false);
         }
+        if let Some(event) = change(&mut task)? {
+            // No subscriber is fine: the state is what GetTask reads.
+            let _ = self.events.send(event);
+        }
+        self.phase.send_replace(Phase::of(&task.status.state));
+        Ok(true)
+    }
+
+    /// Answers the task's message with `message` instead of a task; the task is
+    /// finished (its store forgets it).
+    pub fn reply(&self, message: Message) {
+        let _task = self.lock();
+        if self.phase() == Phase::Finished || self.reply.set(message.clone()).is_err() {
+            return;
+        }
+        let _ = self.events.send(StreamResponse::Message(message));
+        self.phase.send_replace(Phase::Finished);
+    }
+
+    /// The message the task was answered with instead of a task, if it was.
+    pub fn replied(&self) -> Option<&Message> {
+        self.reply.get()
     }
 
     /// The task now, and every event after it.
@@ -73,11 +138,20 @@ impl TaskCell {
         (task.clone(), self.events.subscribe())
     }
 
-    /// Waits until the task reached a terminal state.
+    /// Waits until the task reached a terminal state or was answered with a message.
     pub async fn finished(&self) {
-        let mut finished = self.finished.subscribe();
+        self.wait_until(|phase| phase == Phase::Finished).await;
+    }
+
+    /// Waits until the task finished or waits for the client.
+    pub async fn settled(&self) {
+        self.wait_until(|phase| phase != Phase::Running).await;
+    }
+
+    async fn wait_until(&self, reached: impl Fn(Phase) -> bool) {
+        let mut phase = self.phase.subscribe();
         // The sender lives as long as the cell, which the caller holds.
-        let _ = finished.wait_for(|done| *done).await;
+        let _ = phase.wait_for(|phase| reached(*phase)).await;
     }
 }
 
@@ -95,10 +169,10 @@ struct Inner {
 }
 
 impl TaskStore {
-    /// Keeps `task` (its id must be new) and answers its cell.
-    pub fn insert(&self, task: Task) -> Arc<TaskCell> {
+    /// Keeps `task` (its id must be new), belonging to `owner`, and answers its cell.
+    pub fn insert(&self, task: Task, owner: Option<String>) -> Arc<TaskCell> {
         let id = task.id.clone();
-        let cell = TaskCell::new(task);
+        let cell = TaskCell::new(task, owner);
         let mut inner = self.lock();
         inner.tasks.insert(id.clone(), cell.clone());
         inner.order.push_back(id);
@@ -110,21 +184,24 @@ impl TaskStore {
         self.lock().tasks.get(id).cloned()
     }
 
-    /// Snapshots of the tasks `keep` accepts, newest first.
-    pub fn list(&self, keep: impl Fn(&Task) -> bool) -> Vec<Task> {
-        let cells: Vec<Arc<TaskCell>> = {
-            let inner = self.lock();
-            inner
-                .order
-                .iter()
-                .rev()
-                .filter_map(|id| inner.tasks.get(id).cloned())
-                .collect()
-        };
-        cells
+    /// Forgets the task `id` (one answered with a message: it never was a task).
+    pub fn remove(&self, id: &str) {
+        let mut inner = self.lock();
+        if inner.tasks.remove(id).is_some() {
+            inner.order.retain(|kept| kept != id);
+        }
+    }
+
+    /// The cells `keep` accepts, newest first.
+    pub fn cells(&self, keep: impl Fn(&TaskCell) -> bool) -> Vec<Arc<TaskCell>> {
+        let inner = self.lock();
+        inner
+            .order
             .iter()
-            .map(|cell| cell.snapshot())
-            .filter(|task| keep(task))
+            .rev()
+            .filter_map(|id| inner.tasks.get(id))
+            .filter(|cell| keep(cell))
+            .cloned()
             .collect()
     }
 
@@ -136,7 +213,7 @@ impl TaskStore {
 }
 
 impl Inner {
-    /// Drops the oldest finished tasks while more than `limit` are kept.
+    /// Drops the oldest tasks that are not running while more than `limit` are kept.
     fn forget_beyond(&mut self, limit: usize) {
         let mut excess = self.tasks.len().saturating_sub(limit);
         if excess == 0 {
@@ -144,8 +221,10 @@ impl Inner {
         }
         let tasks = &mut self.tasks;
         self.order.retain(|id| {
-            let finished = tasks.get(id).is_none_or(|cell| cell.state().is_terminal());
-            if excess > 0 && finished {
+            let idle = tasks
+                .get(id)
+                .is_none_or(|cell| cell.phase() != Phase::Running);
+            if excess > 0 && idle {
                 tasks.remove(id);
                 excess -= 1;
                 false
@@ -192,7 +271,7 @@ mod tests {
     #[tokio::test]
     async fn a_subscriber_sees_the_state_then_every_later_event() {
         let store = TaskStore::default();
-        let cell = store.insert(task("t", TaskState::Submitted));
+        let cell = store.insert(task("t", TaskState::Submitted), None);
         set_state(&cell, TaskState::Working);
         let (now, mut events) = cell.subscribe();
         assert_eq!(now.status.state, TaskState::Working);
@@ -221,7 +300,7 @@ mod tests {
         ] {
             inner
                 .tasks
-                .insert(id.into(), TaskCell::new(task(id, state)));
+                .insert(id.into(), TaskCell::new(task(id, state), None));
             inner.order.push_back(id.into());
         }
         inner.forget_beyond(3);
