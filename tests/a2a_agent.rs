@@ -5,104 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Process, WAIT, a2a_agent, expected_answer, mock_llm, mock_stats, wait_for_mock};
+use common::a2a::{Events, call, error_code, message, post, state_of};
+use common::{Process, a2a_agent, expected_answer, mock_llm, mock_stats, wait_for_mock};
 use serde_json::{Value, json};
-
-fn message(text: &str, context_id: Option<&str>) -> Value {
-    let mut message = json!({
-        "messageId": uuid::Uuid::new_v4().to_string(),
-        "role": "ROLE_USER",
-        "parts": [{"text": text}],
-    });
-    if let Some(context_id) = context_id {
-        message["contextId"] = json!(context_id);
-    }
-    message
-}
-
-/// Posts a JSON-RPC request (with `A2A-Version: 1.0`); answers the whole reply.
-async fn call(agent: &Process, method: &str, params: Value) -> Value {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    post(agent, &body.to_string(), &[("A2A-Version", "1.0")]).await
-}
-
-async fn post(agent: &Process, body: &str, headers: &[(&str, &str)]) -> Value {
-    let request = headers.iter().fold(
-        reqwest::Client::new()
-            .post(agent.http("/"))
-            .header("Content-Type", "application/json")
-            .body(body.to_owned()),
-        |request, (name, value)| request.header(*name, *value),
-    );
-    let response = tokio::time::timeout(WAIT, request.send())
-        .await
-        .expect("an answer in time")
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
-}
-
-fn error_code(reply: &Value) -> i64 {
-    reply["error"]["code"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("not an error: {reply}"))
-}
-
-/// An open event stream of JSON-RPC replies.
-struct Events {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl Events {
-    async fn open(agent: &Process, method: &str, params: Value) -> Events {
-        let body = json!({"jsonrpc": "2.0", "id": "s", "method": method, "params": params});
-        let response = reqwest::Client::new()
-            .post(agent.http("/"))
-            .header("A2A-Version", "1.0")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let content_type = response.headers()["content-type"].to_str().unwrap();
-        assert!(
-            content_type.starts_with("text/event-stream"),
-            "{content_type}"
-        );
-        Events {
-            response,
-            buffer: String::new(),
-        }
-    }
-
-    /// The next event's `result`, or `None` when the stream ended.
-    async fn next(&mut self) -> Option<Value> {
-        loop {
-            if let Some(end) = self.buffer.find("\n\n") {
-                let event: String = self.buffer.drain(..end + 2).collect();
-                let data = event.trim().strip_prefix("data: ").expect("a data line");
-                let reply: Value = serde_json::from_str(data).unwrap();
-                assert_eq!(reply["id"], "s");
-                return Some(reply["result"].clone());
-            }
-            let chunk = tokio::time::timeout(WAIT, self.response.chunk())
-                .await
-                .expect("an event in time")
-                .unwrap()?;
-            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
-    }
-
-    /// Every remaining event, until the stream ends.
-    async fn rest(&mut self) -> Vec<Value> {
-        let mut events = Vec::new();
-        while let Some(event) = self.next().await {
-            events.push(event);
-        }
-        events
-    }
-}
 
 /// The answer text of the artifact updates among `events`, checking they append
 /// in order and that exactly one comes last.
@@ -119,10 +24,6 @@ fn answer_of(events: &[Value]) -> String {
         text.push_str(update["artifact"]["parts"][0]["text"].as_str().unwrap());
     }
     text
-}
-
-fn state_of(event: &Value) -> Option<&str> {
-    event["statusUpdate"]["status"]["state"].as_str()
 }
 
 #[tokio::test]
@@ -386,7 +287,8 @@ async fn bad_requests_get_their_json_rpc_codes_and_the_agent_goes_on() {
         ),
     ];
     for (body, headers, code) in cases {
-        let reply = post(&agent, body, headers).await;
+        let (status, reply) = post(&agent, body, headers).await;
+        assert_eq!(status, 200);
         assert_eq!(error_code(&reply), code, "{body} → {reply}");
     }
     let missing = call(&agent, "GetTask", json!({"id": "no-such-task"})).await;

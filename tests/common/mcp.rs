@@ -11,18 +11,7 @@ use super::{Process, WAIT};
 
 /// The test server's binary, next to the `parlor` binary under test.
 pub fn test_server_binary() -> PathBuf {
-    let parlor = Path::new(env!("CARGO_BIN_EXE_parlor"));
-    let binary = parlor
-        .parent()
-        .expect("the binary's folder")
-        .join("examples/mcp_test_server");
-    assert!(
-        binary.exists(),
-        "{} is missing: `cargo test --workspace` builds it; after a narrower \
-         `cargo test`, run `cargo build --example mcp_test_server` first",
-        binary.display()
-    );
-    binary
+    super::example_binary("mcp_test_server")
 }
 
 /// The test MCP server over streamable HTTP, killed when dropped.

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod a2a;
 pub mod deployment;
 pub mod mcp;
 pub mod postgres;
@@ -12,6 +13,7 @@ pub mod raw_ws;
 pub mod sse;
 
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,8 +51,18 @@ impl Process {
     /// Starts `parlor <args>` and waits until it logs a line containing `ready`;
     /// when that is `listening on http://`, the address after it is kept.
     pub fn start_until(args: &[&str], env: &[(&str, String)], ready: &str) -> Process {
+        Self::start_program(Path::new(env!("CARGO_BIN_EXE_parlor")), args, env, ready)
+    }
+
+    /// Starts `program` with `args` as [`start_until`](Self::start_until) starts parlor.
+    pub fn start_program(
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, String)],
+        ready: &str,
+    ) -> Process {
         let workdir = tempfile::tempdir().expect("a working directory");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_parlor"));
+        let mut command = Command::new(program);
         command
             .args(args)
             .current_dir(workdir.path())
@@ -89,7 +101,10 @@ impl Process {
             Err(_) => {
                 let _ = child.kill();
                 let log = log.lock().unwrap().join("\n");
-                panic!("parlor {args:?} did not start; its log:\n{log}");
+                panic!(
+                    "{} {args:?} did not start; its log:\n{log}",
+                    program.display()
+                );
             }
         }
     }
@@ -212,11 +227,44 @@ pub fn serve(model: &Process, settings: &[(&str, &str)]) -> Process {
 
 /// Starts `parlor agent` (the A2A server) on a port of its own against `model`.
 pub fn a2a_agent(model: &Process) -> Process {
-    let env = [
+    a2a_agent_with(model, &[])
+}
+
+/// Like [`a2a_agent`], with more settings (`PARLOR_…` variables).
+pub fn a2a_agent_with(model: &Process, settings: &[(&str, &str)]) -> Process {
+    let mut env = vec![
         ("PARLOR_AGENT__BIND", "127.0.0.1:0".to_owned()),
         ("PARLOR_LLM__BASE_URL", model.http("/v1")),
     ];
+    env.extend(
+        settings
+            .iter()
+            .map(|(key, value)| (*key, (*value).to_owned())),
+    );
     Process::start_until(&["agent"], &env, "agent listening on http://")
+}
+
+/// The A2A conformance suite's agent (`examples/tck_agent.rs`) on a free port.
+pub fn tck_agent() -> Process {
+    let program = example_binary("tck_agent");
+    Process::start_program(&program, &["127.0.0.1:0"], &[], "listening on http://")
+}
+
+/// The binary of example `name`, next to the `parlor` binary under test.
+pub fn example_binary(name: &str) -> PathBuf {
+    let parlor = Path::new(env!("CARGO_BIN_EXE_parlor"));
+    let binary = parlor
+        .parent()
+        .expect("the binary's folder")
+        .join("examples")
+        .join(name);
+    assert!(
+        binary.exists(),
+        "{} is missing: `cargo test --workspace` builds it; after a narrower \
+         `cargo test`, run `cargo build --example {name}` first",
+        binary.display()
+    );
+    binary
 }
 
 /// The mock model's counters (`GET /stats`).

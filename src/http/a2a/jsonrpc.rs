@@ -93,9 +93,57 @@ pub fn parse(body: &[u8]) -> Result<RpcRequest, (Value, RpcError)> {
 }
 
 /// Reads `params` as `T`, or says what is wrong with them.
-pub fn params<T: serde::de::DeserializeOwned>(params: Value) -> Result<T, RpcError> {
+pub fn params<T: serde::de::DeserializeOwned>(mut params: Value) -> Result<T, RpcError> {
+    camel_case_fields(&mut params);
     serde_json::from_value(params)
         .map_err(|error| RpcError::new(code::INVALID_PARAMS, format!("invalid params: {error}")))
+}
+
+/// Renames `snake_case` field names to the `lowerCamelCase` the types read. The
+/// binding's JSON is ProtoJSON, whose readers accept a field by either name
+/// (`history_length` or `historyLength`). The values of free-form fields —
+/// `metadata`, and a data part's `data` — are the sender's own and kept as sent.
+fn camel_case_fields(value: &mut Value) {
+    match value {
+        Value::Object(fields) => {
+            let names: Vec<String> = fields
+                .keys()
+                .filter(|name| name.contains('_'))
+                .cloned()
+                .collect();
+            for name in names {
+                let camel = lower_camel_case(&name);
+                if !fields.contains_key(&camel)
+                    && let Some(field) = fields.remove(&name)
+                {
+                    fields.insert(camel, field);
+                }
+            }
+            for (name, field) in fields.iter_mut() {
+                if name != "metadata" && name != "data" {
+                    camel_case_fields(field);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(camel_case_fields),
+        _ => {}
+    }
+}
+
+fn lower_camel_case(name: &str) -> String {
+    let mut camel = String::with_capacity(name.len());
+    let mut upper = false;
+    for character in name.chars() {
+        if character == '_' {
+            upper = !camel.is_empty();
+        } else if upper {
+            camel.extend(character.to_uppercase());
+            upper = false;
+        } else {
+            camel.push(character);
+        }
+    }
+    camel
 }
 
 /// The JSON of a successful answer.
@@ -182,6 +230,29 @@ mod tests {
             error_of(r#"{"jsonrpc":"2.0","id":1,"method":"x","params":[1]}"#),
             (json!(1), code::INVALID_PARAMS)
         );
+    }
+
+    #[test]
+    fn snake_case_field_names_are_read_and_free_form_values_kept() {
+        let request: a2a::SendMessageRequest = params(json!({
+            "message": {
+                "message_id": "m", "role": "ROLE_USER", "context_id": "c",
+                "parts": [{"data": {"some_key": 1}, "media_type": "application/json"}],
+                "metadata": {"user_key": true},
+            },
+            "configuration": {"history_length": 2, "return_immediately": true},
+        }))
+        .unwrap();
+        assert_eq!(request.message.message_id, "m");
+        assert_eq!(request.message.context_id.as_deref(), Some("c"));
+        let configuration = request.configuration.unwrap();
+        assert_eq!(configuration.history_length, Some(2));
+        assert_eq!(configuration.return_immediately, Some(true));
+        let part = &request.message.parts[0];
+        assert_eq!(part.media_type.as_deref(), Some("application/json"));
+        assert_eq!(part.content, a2a::PartContent::Data(json!({"some_key": 1})));
+        let metadata = request.message.metadata.unwrap();
+        assert_eq!(metadata.get("user_key"), Some(&json!(true)));
     }
 
     #[test]

@@ -31,11 +31,11 @@ pub fn events(id: Value, cell: &Arc<TaskCell>, dialect: Dialect, start: Start) -
     let (task, mut receiver) = cell.subscribe();
     // A reply published before the subscription is not among the events.
     let replied = cell.replied().cloned();
-    let settled = Phase::of(&task.status.state) != Phase::Running;
+    let over = ends_the_stream(&StreamResponse::Task(task.clone()), start);
     let snapshot = StreamResponse::Task(task);
     let first = async move {
         let mut opening = vec![];
-        let mut done = settled;
+        let mut done = over;
         if let Some(message) = replied {
             opening.push(StreamResponse::Message(message));
             done = true;
@@ -46,7 +46,7 @@ pub fn events(id: Value, cell: &Arc<TaskCell>, dialect: Dialect, start: Start) -
                     done = true;
                 }
                 Ok(event) => {
-                    done = ends_the_stream(&event);
+                    done = ends_the_stream(&event, start);
                     opening.extend([snapshot, event]);
                 }
                 // Lagged or closed: the snapshot, and the loop below says why.
@@ -67,6 +67,7 @@ pub fn events(id: Value, cell: &Arc<TaskCell>, dialect: Dialect, start: Start) -
             receiver,
             done,
             dialect,
+            start,
         };
         stream::iter(opening).chain(following(state))
     });
@@ -86,7 +87,7 @@ fn following(
         }
         let frame = match state.receiver.recv().await {
             Ok(event) => {
-                state.done = ends_the_stream(&event);
+                state.done = ends_the_stream(&event, state.start);
                 sse(&jsonrpc::success(&state.id, encode(&event, state.dialect)))
             }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
@@ -108,6 +109,7 @@ struct Following {
     receiver: broadcast::Receiver<StreamResponse>,
     done: bool,
     dialect: Dialect,
+    start: Start,
 }
 
 fn encode(event: &StreamResponse, dialect: Dialect) -> Value {
@@ -117,14 +119,21 @@ fn encode(event: &StreamResponse, dialect: Dialect) -> Value {
     }
 }
 
-/// Whether the stream ends with `event`: the task ended or waits for the
-/// client, or the answer was a message.
-fn ends_the_stream(event: &StreamResponse) -> bool {
-    match event {
-        StreamResponse::StatusUpdate(update) => Phase::of(&update.status.state) != Phase::Running,
-        StreamResponse::Task(task) => Phase::of(&task.status.state) != Phase::Running,
-        StreamResponse::Message(_) => true,
-        StreamResponse::ArtifactUpdate(_) => false,
+/// Whether the stream ends with `event`: the task ended, or the answer was a
+/// message. The stream of a message also ends when the task waits for the client
+/// (its answer is what the client waits for); a subscriber follows the task
+/// through its next message to its end.
+fn ends_the_stream(event: &StreamResponse, start: Start) -> bool {
+    let state = match event {
+        StreamResponse::StatusUpdate(update) => &update.status.state,
+        StreamResponse::Task(task) => &task.status.state,
+        StreamResponse::Message(_) => return true,
+        StreamResponse::ArtifactUpdate(_) => return false,
+    };
+    match Phase::of(state) {
+        Phase::Running => false,
+        Phase::Interrupted => start == Start::New,
+        Phase::Finished => true,
     }
 }
 
@@ -152,13 +161,22 @@ mod tests {
     }
 
     #[test]
-    fn a_terminal_or_interrupted_status_ends_the_stream() {
-        assert!(!ends_the_stream(&status(TaskState::Working)));
-        assert!(!ends_the_stream(&status(TaskState::Submitted)));
-        assert!(ends_the_stream(&status(TaskState::Completed)));
-        assert!(ends_the_stream(&status(TaskState::Canceled)));
-        assert!(ends_the_stream(&status(TaskState::Failed)));
-        assert!(ends_the_stream(&status(TaskState::Rejected)));
-        assert!(ends_the_stream(&status(TaskState::InputRequired)));
+    fn a_terminal_status_ends_every_stream_and_waiting_for_input_a_new_one() {
+        for start in [Start::New, Start::Subscribed] {
+            assert!(!ends_the_stream(&status(TaskState::Working), start));
+            assert!(!ends_the_stream(&status(TaskState::Submitted), start));
+            assert!(ends_the_stream(&status(TaskState::Completed), start));
+            assert!(ends_the_stream(&status(TaskState::Canceled), start));
+            assert!(ends_the_stream(&status(TaskState::Failed), start));
+            assert!(ends_the_stream(&status(TaskState::Rejected), start));
+        }
+        assert!(ends_the_stream(
+            &status(TaskState::InputRequired),
+            Start::New
+        ));
+        assert!(!ends_the_stream(
+            &status(TaskState::InputRequired),
+            Start::Subscribed
+        ));
     }
 }
