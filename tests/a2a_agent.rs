@@ -6,7 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::a2a::{Events, call, error_code, message, post, state_of};
-use common::{Process, a2a_agent, expected_answer, mock_llm, mock_stats, wait_for_mock};
+use common::{
+    Process, WAIT, a2a_agent, a2a_agent_with, expected_answer, mock_llm, mock_stats, wait_for_mock,
+};
 use serde_json::{Value, json};
 
 /// The answer text of the artifact updates among `events`, checking they append
@@ -51,9 +53,12 @@ async fn the_card_says_who_the_agent_is_and_where_to_reach_it() {
 }
 
 #[tokio::test]
-async fn messages_of_one_context_see_the_earlier_ones() {
+async fn messages_of_one_context_see_the_earlier_ones_after_a_restart_too() {
     let model = mock_llm(0, 0);
-    let agent = a2a_agent(&model);
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().display().to_string();
+    let settings = [("PARLOR_STORAGE__DATA_DIR", data_dir.as_str())];
+    let mut agent = a2a_agent_with(&model, &settings);
     let first = call(
         &agent,
         "SendMessage",
@@ -115,6 +120,23 @@ async fn messages_of_one_context_see_the_earlier_ones() {
     assert_eq!(
         listed["result"]["tasks"][0]["id"],
         second["result"]["task"]["id"]
+    );
+
+    // The conversation is stored: a restarted agent goes on with it.
+    agent.terminate();
+    agent.wait_exit(WAIT).expect("the agent stops");
+    let agent = a2a_agent_with(&model, &settings);
+    let after = call(
+        &agent,
+        "SendMessage",
+        json!({"message": message("five", Some("c1"))}),
+    )
+    .await;
+    let text = &after["result"]["task"]["artifacts"][0]["parts"][0]["text"];
+    assert_eq!(
+        text,
+        &json!(expected_answer("five", 3)),
+        "the third turn of c1"
     );
 }
 

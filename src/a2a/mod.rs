@@ -40,6 +40,8 @@ pub struct Work {
     pub message: Message,
     /// The request's `metadata` (the message's own is in `message`).
     pub metadata: Option<HashMap<String, serde_json::Value>>,
+    /// The user the task belongs to (`None`: authentication is off).
+    pub owner: Option<String>,
 }
 
 /// Why a request could not be served, as A2A names it.

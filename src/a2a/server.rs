@@ -104,7 +104,13 @@ impl A2aServer {
                 self.tasks.insert(task, caller.user_id().map(str::to_owned))
             }
         };
-        self.execute(cell.clone(), Work { message, metadata }, permit);
+        let owner = cell.owner().map(str::to_owned);
+        let work = Work {
+            message,
+            metadata,
+            owner,
+        };
+        self.execute(cell.clone(), work, permit);
         Ok(cell)
     }
 

@@ -19,6 +19,7 @@ use crate::agent::tools::Toolbox;
 use crate::auth::Authenticator;
 use crate::config::{AgentLocation, Config, ModelEndpoint};
 use crate::http::a2a::A2aState;
+use crate::storage::Storage;
 
 /// What answers the turns of `serve` and `worker`: the remote agent at
 /// `agent.url`, or else the in-process knowledge agent (see [`knowledge_agent`]).
@@ -94,13 +95,14 @@ pub(super) async fn knowledge_agent(
 }
 
 /// `agent` as an A2A server (`parlor agent`, and on `parlor serve`'s port), its
-/// callers checked by `auth`.
+/// callers checked by `auth`, its contexts' conversations kept in `storage`.
 pub(super) fn a2a_state(
     config: &Config,
     agent: Arc<dyn Agent>,
     auth: Arc<Authenticator>,
+    storage: Arc<dyn Storage>,
 ) -> A2aState {
-    let executor = KnowledgeExecutor::new(agent, &config.agent);
+    let executor = KnowledgeExecutor::new(agent, &config.agent, storage);
     let limits = Limits {
         max_running_tasks: config.agent.max_running_tasks,
     };

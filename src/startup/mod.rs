@@ -60,7 +60,7 @@ use crate::counters::Counters;
 use crate::draining::Draining;
 use crate::http::health::{AgentReadiness, WorkerReadiness};
 use crate::http::{self, AppState};
-use crate::shutdown;
+use crate::{shutdown, storage};
 
 /// Runs the command the user asked for until it ends (or is signalled to).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -99,7 +99,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (agent, _demo_model) = agent::turn_agent(&config, mcp.clone()).await?;
     let pool = start_pool(&config, agent.clone(), broker.clone(), &bookkeeping);
     let mut state = gateway_state(&config, broker, Some(pool.clone()), mcp, &bookkeeping).await?;
-    state.a2a = Some(agent::a2a_state(&config, agent, state.auth.clone()));
+    let storage = state.sessions.storage.clone();
+    state.a2a = Some(agent::a2a_state(
+        &config,
+        agent,
+        state.auth.clone(),
+        storage,
+    ));
     // One process, one grace: the gateway's turns are the pool's turns.
     let pool = pool_to_drain(&config, pool, config.http.shutdown_grace());
     run_gateway(state, listener, Some(pool)).await
@@ -182,8 +188,14 @@ pub async fn a2a_agent(config: Config) -> anyhow::Result<()> {
     let bookkeeping = Bookkeeping::new()?;
     let mcp = McpServers::start(&config.mcp);
     let (agent, _demo_model) = agent::knowledge_agent(&config, mcp.clone()).await?;
+    let storage = storage::open(&config.storage)
+        .await
+        .context("cannot open the conversation storage")?;
+    tracing::info!(storage = %config.storage.url.describe(), "conversations of contexts are stored");
+    let _retention = storage::spawn_purger(storage.clone(), config.storage.retention_days);
     // Open to whoever reaches `agent.bind`: docs/security.md says where to put it.
-    let state = agent::a2a_state(&config, Arc::new(agent), Arc::new(Authenticator::Off));
+    let auth = Arc::new(Authenticator::Off);
+    let state = agent::a2a_state(&config, Arc::new(agent), auth, storage);
     let draining = Draining::default();
     let readiness = Arc::new(AgentReadiness {
         draining: draining.clone(),

@@ -1,153 +1,159 @@
-//! What an A2A agent remembers of each conversation (`contextId`): the messages
-//! of its completed tasks, so a later message in the same context sees the
-//! earlier ones.
+//! What the A2A agent remembers of each conversation (`contextId`): the
+//! exchanges of its completed tasks, kept in the conversation storage
+//! (docs/storage.md), so a later message in the same context sees the earlier
+//! ones — after a restart too, and on any agent sharing the same PostgreSQL.
 //!
-//! Bounded three ways: each context keeps its newest messages within the agent's
-//! history window (messages and bytes), contexts untouched for [`IDLE_LIMIT`] are
-//! forgotten, and beyond [`MAX_CONTEXTS`] the least recently used one goes. It is
-//! memory of one process: agents behind a load balancer use the stateless mode,
-//! where the caller sends the history with each message.
+//! A context is stored as a session whose id is derived from the user and the
+//! `contextId` (a name-based UUID), so two users' contexts of the same name are
+//! two conversations, and a context never takes the id of a chat session.
+//! Bounded as sessions are: the model sees the newest messages within the
+//! agent's history window (messages and bytes), and contexts untouched for
+//! `storage.retention_days` are purged with the sessions.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::Arc;
 
-use tokio::time::Instant;
+use uuid::Uuid;
 
 use crate::conversation::ChatMessage;
+use crate::storage::{SessionRecord, Storage, StorageError, StoredMessage, Write};
 
-/// Contexts kept at once.
-pub const MAX_CONTEXTS: usize = 10_000;
-/// A context not used for this long is forgotten.
-pub const IDLE_LIMIT: Duration = Duration::from_secs(3_600);
+/// The namespace of the session ids of A2A contexts.
+const CONTEXT_NAMESPACE: Uuid = Uuid::from_u128(0x6a1f_2c4e_9b3d_4f8a_8e27_5d0c_1b9a_3e64);
 
-/// The conversations of an A2A agent, by `contextId`.
+/// The conversations of an A2A agent, by user and `contextId`.
 pub struct Contexts {
+    storage: Arc<dyn Storage>,
     max_messages: usize,
     max_bytes: usize,
-    inner: Mutex<HashMap<String, Remembered>>,
-}
-
-struct Remembered {
-    messages: Vec<ChatMessage>,
-    touched: Instant,
 }
 
 impl Contexts {
-    /// Contexts that each keep at most `max_messages` messages of at most
-    /// `max_bytes` of text together.
-    pub fn new(max_messages: usize, max_bytes: usize) -> Self {
+    /// Contexts kept in `storage`, each read as at most `max_messages` messages
+    /// of at most `max_bytes` of text together.
+    pub fn new(storage: Arc<dyn Storage>, max_messages: usize, max_bytes: usize) -> Self {
         Self {
+            storage,
             max_messages,
             max_bytes,
-            inner: Mutex::default(),
         }
     }
 
-    /// The messages of `context_id` so far, oldest first (none for a new one).
-    pub fn history(&self, context_id: &str) -> Vec<ChatMessage> {
-        let mut inner = self.lock();
-        let now = Instant::now();
-        match inner.get_mut(context_id) {
-            Some(remembered) if now - remembered.touched < IDLE_LIMIT => {
-                remembered.touched = now;
-                remembered.messages.clone()
-            }
-            Some(_) => {
-                inner.remove(context_id);
-                Vec::new()
-            }
-            None => Vec::new(),
-        }
+    /// The newest messages of `owner`'s context `context_id` within the window,
+    /// oldest first (none for a new one).
+    pub async fn history(
+        &self,
+        owner: Option<&str>,
+        context_id: &str,
+    ) -> Result<Vec<ChatMessage>, StorageError> {
+        let id = session_id(owner, context_id);
+        let Some(session) = self.storage.load_session(id, self.max_messages).await? else {
+            return Ok(Vec::new());
+        };
+        let messages = session.messages.iter().filter(|message| !message.pending);
+        Ok(newest_within(
+            messages.map(|message| message.to_chat()).collect(),
+            self.max_bytes,
+        ))
     }
 
-    /// Adds a completed exchange to `context_id`.
-    pub fn remember(&self, context_id: &str, question: ChatMessage, answer: ChatMessage) {
-        let mut inner = self.lock();
-        let now = Instant::now();
-        if !inner.contains_key(context_id) {
-            inner.retain(|_, remembered| now - remembered.touched < IDLE_LIMIT);
-            if inner.len() >= MAX_CONTEXTS
-                && let Some(oldest) = inner
-                    .iter()
-                    .min_by_key(|(_, remembered)| remembered.touched)
-                    .map(|(id, _)| id.clone())
-            {
-                inner.remove(&oldest);
-            }
-        }
-        let remembered = inner
-            .entry(context_id.to_owned())
-            .or_insert_with(|| Remembered {
-                messages: Vec::new(),
-                touched: now,
-            });
-        remembered.touched = now;
-        remembered.messages.push(question);
-        remembered.messages.push(answer);
-        let mut bytes: usize = remembered.messages.iter().map(|m| m.content.len()).sum();
-        let mut drop = 0;
-        let messages = &remembered.messages;
-        while drop < messages.len()
-            && (messages.len() - drop > self.max_messages || bytes > self.max_bytes)
-        {
-            bytes -= messages[drop].content.len();
-            drop += 1;
-        }
-        remembered.messages.drain(..drop);
+    /// Adds a completed exchange to `owner`'s context `context_id`.
+    pub async fn remember(
+        &self,
+        owner: Option<&str>,
+        context_id: &str,
+        question: String,
+        answer: String,
+    ) -> Result<(), StorageError> {
+        let id = session_id(owner, context_id);
+        let turn_id = Uuid::new_v4();
+        let writes = [
+            Write::Session(SessionRecord {
+                id,
+                user_id: owner.map(str::to_owned),
+                gateway: None,
+            }),
+            Write::Message(id, StoredMessage::user(turn_id, question)),
+            Write::Message(id, StoredMessage::assistant(turn_id, answer)),
+        ];
+        self.storage.apply(&writes).await
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Remembered>> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The session id of `owner`'s context `context_id`.
+fn session_id(owner: Option<&str>, context_id: &str) -> Uuid {
+    // The owner comes first and ends at a NUL, which no user id contains.
+    let name = format!("{}\0{context_id}", owner.unwrap_or_default());
+    Uuid::new_v5(&CONTEXT_NAMESPACE, name.as_bytes())
+}
+
+/// The newest of `messages` holding at most `max_bytes` of text together.
+fn newest_within(mut messages: Vec<ChatMessage>, max_bytes: usize) -> Vec<ChatMessage> {
+    let mut bytes: usize = messages.iter().map(|message| message.content.len()).sum();
+    let mut drop = 0;
+    while drop < messages.len() && bytes > max_bytes {
+        bytes -= messages[drop].content.len();
+        drop += 1;
     }
+    messages.drain(..drop);
+    messages
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::MemoryStorage;
 
     fn contents(messages: &[ChatMessage]) -> Vec<&str> {
         messages.iter().map(|m| m.content.as_str()).collect()
     }
 
-    #[test]
-    fn a_context_remembers_its_exchanges_and_others_are_apart() {
-        let contexts = Contexts::new(64, 1 << 20);
-        assert!(contexts.history("a").is_empty());
-        contexts.remember("a", ChatMessage::user("q1"), ChatMessage::assistant("a1"));
-        contexts.remember("a", ChatMessage::user("q2"), ChatMessage::assistant("a2"));
-        contexts.remember("b", ChatMessage::user("x"), ChatMessage::assistant("y"));
-        assert_eq!(contents(&contexts.history("a")), ["q1", "a1", "q2", "a2"]);
-        assert_eq!(contents(&contexts.history("b")), ["x", "y"]);
+    fn contexts(max_messages: usize, max_bytes: usize) -> Contexts {
+        Contexts::new(Arc::new(MemoryStorage::default()), max_messages, max_bytes)
     }
 
-    #[test]
-    fn a_context_keeps_its_newest_messages_within_the_window() {
-        let contexts = Contexts::new(3, 1 << 20);
+    async fn remember(contexts: &Contexts, owner: Option<&str>, context: &str, q: &str, a: &str) {
+        contexts
+            .remember(owner, context, q.into(), a.into())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_context_remembers_its_exchanges_and_others_are_apart() {
+        let contexts = contexts(64, 1 << 20);
+        assert!(contexts.history(None, "a").await.unwrap().is_empty());
+        remember(&contexts, None, "a", "q1", "a1").await;
+        remember(&contexts, None, "a", "q2", "a2").await;
+        remember(&contexts, None, "b", "x", "y").await;
+        remember(&contexts, Some("alice"), "a", "hers", "yes").await;
+        let history = contexts.history(None, "a").await.unwrap();
+        assert_eq!(contents(&history), ["q1", "a1", "q2", "a2"]);
+        let history = contexts.history(None, "b").await.unwrap();
+        assert_eq!(contents(&history), ["x", "y"]);
+        let history = contexts.history(Some("alice"), "a").await.unwrap();
+        assert_eq!(contents(&history), ["hers", "yes"], "a user's own context");
+    }
+
+    #[tokio::test]
+    async fn a_context_is_read_within_the_window() {
+        let contexts = contexts(3, 1 << 20);
         for turn in 0..3 {
-            let question = ChatMessage::user(format!("q{turn}"));
-            contexts.remember("a", question, ChatMessage::assistant(format!("a{turn}")));
+            let (question, answer) = (format!("q{turn}"), format!("a{turn}"));
+            remember(&contexts, None, "a", &question, &answer).await;
         }
-        assert_eq!(contents(&contexts.history("a")), ["a1", "q2", "a2"]);
-        let by_bytes = Contexts::new(64, 10);
-        by_bytes.remember(
-            "a",
-            ChatMessage::user("12345"),
-            ChatMessage::assistant("678"),
-        );
-        by_bytes.remember("a", ChatMessage::user("abc"), ChatMessage::assistant("de"));
-        assert_eq!(contents(&by_bytes.history("a")), ["678", "abc", "de"]);
+        let history = contexts.history(None, "a").await.unwrap();
+        assert_eq!(contents(&history), ["a1", "q2", "a2"]);
+        let by_bytes = self::contexts(64, 10);
+        remember(&by_bytes, None, "a", "12345", "678").await;
+        remember(&by_bytes, None, "a", "abc", "de").await;
+        let history = by_bytes.history(None, "a").await.unwrap();
+        assert_eq!(contents(&history), ["678", "abc", "de"]);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_idle_context_is_forgotten() {
-        let contexts = Contexts::new(64, 1 << 20);
-        contexts.remember("a", ChatMessage::user("q"), ChatMessage::assistant("a"));
-        tokio::time::advance(IDLE_LIMIT - Duration::from_secs(1)).await;
-        assert_eq!(contexts.history("a").len(), 2, "used: kept and touched");
-        tokio::time::advance(IDLE_LIMIT).await;
-        assert!(contexts.history("a").is_empty());
+    #[test]
+    fn context_ids_are_stable_and_apart_per_user() {
+        assert_eq!(session_id(None, "c"), session_id(None, "c"));
+        assert_ne!(session_id(None, "c"), session_id(Some("alice"), "c"));
+        assert_eq!(session_id(None, "c").get_version_num(), 5);
     }
 }

@@ -18,6 +18,7 @@ use crate::agent::answer_cap::cap_answer;
 use crate::agent::{Agent, AgentError, AgentEvent, AgentRequest, AgentStream};
 use crate::config::AgentConfig;
 use crate::conversation::{ChatError, ChatMessage, TurnEvent};
+use crate::storage::Storage;
 
 /// The id of the artifact that carries a task's answer.
 pub const ANSWER_ARTIFACT_ID: &str = "answer";
@@ -41,10 +42,12 @@ struct Extras {
 }
 
 impl KnowledgeExecutor {
-    pub fn new(agent: Arc<dyn Agent>, config: &AgentConfig) -> Self {
+    /// Runs `agent`, keeping the conversations of contexts in `storage`.
+    pub fn new(agent: Arc<dyn Agent>, config: &AgentConfig, storage: Arc<dyn Storage>) -> Self {
         Self {
             agent,
             contexts: Arc::new(Contexts::new(
+                storage,
                 config.max_history_messages,
                 config.max_history_bytes,
             )),
@@ -77,7 +80,11 @@ impl Executor for KnowledgeExecutor {
     }
 
     fn execute(&self, work: Work, updater: TaskUpdater) -> BoxFuture<'static, ()> {
-        let Work { message, metadata } = work;
+        let Work {
+            message,
+            metadata,
+            owner,
+        } = work;
         let text = message_text(&message).unwrap_or_default();
         let context_id = message.context_id.clone().unwrap_or_default();
         // The message's metadata, or else the request's.
@@ -86,25 +93,38 @@ impl Executor for KnowledgeExecutor {
             .flatten()
             .find_map(read_extras)
             .unwrap_or_default();
-        let (history, memory) = match extras.history {
-            Some(history) => (history, None),
-            None => (
-                self.contexts.history(&context_id),
-                Some(Memory {
-                    contexts: self.contexts.clone(),
-                    context_id: context_id.clone(),
-                    question: text.clone(),
-                }),
-            ),
-        };
-        let answer = self.agent.answer(AgentRequest {
-            context_id,
-            history,
-            text,
-            tools: extras.tools,
-        });
-        let answer = cap_answer(answer, self.max_answer_bytes);
-        Box::pin(run(updater, answer, memory))
+        let agent = self.agent.clone();
+        let contexts = self.contexts.clone();
+        let max_answer_bytes = self.max_answer_bytes;
+        Box::pin(async move {
+            let (history, memory) = match extras.history {
+                Some(history) => (history, None),
+                None => match contexts.history(owner.as_deref(), &context_id).await {
+                    Ok(history) => {
+                        let memory = Memory {
+                            contexts,
+                            owner,
+                            context_id: context_id.clone(),
+                            question: text.clone(),
+                        };
+                        (history, Some(memory))
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read an A2A context's conversation");
+                        let said = "the conversation cannot be read now; try again shortly";
+                        updater.fail(Some(updater.agent_message(vec![Part::text(said)])));
+                        return;
+                    }
+                },
+            };
+            let answer = agent.answer(AgentRequest {
+                context_id,
+                history,
+                text,
+                tools: extras.tools,
+            });
+            run(updater, cap_answer(answer, max_answer_bytes), memory).await;
+        })
     }
 }
 
@@ -116,6 +136,7 @@ fn read_extras(metadata: &HashMap<String, serde_json::Value>) -> Option<Extras> 
 /// Where a finished task's exchange is remembered.
 struct Memory {
     contexts: Arc<Contexts>,
+    owner: Option<String>,
     context_id: String,
     question: String,
 }
@@ -149,12 +170,17 @@ async fn run(updater: TaskUpdater, mut answer: AgentStream, memory: Option<Memor
             // The last chunk is empty and marked `lastChunk` (the answer may also
             // be empty, and then this is its only chunk).
             updater.artifact(answer_artifact(String::new()), !text.is_empty(), true);
+            // Before `completed`, so the client's next message sees this one.
             if let Some(memory) = memory {
-                memory.contexts.remember(
+                let remembered = memory.contexts.remember(
+                    memory.owner.as_deref(),
                     &memory.context_id,
-                    ChatMessage::user(memory.question),
-                    ChatMessage::assistant(text),
+                    memory.question,
+                    text,
                 );
+                if let Err(error) = remembered.await {
+                    tracing::warn!(%error, "an A2A exchange could not be stored");
+                }
             }
             updater.complete(None);
         }
