@@ -5,7 +5,9 @@
 mod common;
 
 use common::deployment::Deployment;
-use common::{Client, Process, a2a_agent, expected_answer, mock_llm, serve, wait_for_mock};
+use common::{
+    Client, Process, a2a_agent, a2a_agent_with, expected_answer, mock_llm, serve, wait_for_mock,
+};
 use parlor::conversation::{ErrorCode, FinishReason, ToolStatus};
 use parlor::protocol::ServerFrame;
 use serde_json::json;
@@ -109,6 +111,29 @@ async fn an_agent_that_cannot_be_reached_is_unavailable() {
     let error = turn.error.expect("an error");
     assert_eq!(error.code, ErrorCode::Unavailable);
     assert!(!error.message.contains("127.0.0.1"), "{}", error.message);
+}
+
+#[tokio::test]
+async fn an_agent_at_its_limit_is_unavailable_and_the_next_turn_is_answered() {
+    // About 20 words at 50 ms each: the first turn holds the agent's only place.
+    let model = mock_llm(0, 50);
+    let remote = a2a_agent_with(&model, &[("PARLOR_AGENT__MAX_RUNNING_TASKS", "1")]);
+    let url = remote.http("");
+    let server = serve(&model, &[("PARLOR_AGENT__URL", url.as_str())]);
+    let mut first = Client::connect(&server).await;
+    let running = first.chat_accepted("a long question").await;
+    wait_for_mock(&model, "the first turn streaming", |stats| {
+        stats["streams_active"] == 1
+    })
+    .await;
+    let mut second = Client::connect(&server).await;
+    let refused = second.chat("and mine?").await;
+    let error = refused.error.expect("an error");
+    assert_eq!(error.code, ErrorCode::Unavailable, "{}", error.message);
+    let answered = first.read_turn(running).await;
+    assert_eq!(answered.answer, expected_answer("a long question", 1));
+    let again = second.chat("and mine?").await;
+    assert_eq!(again.answer, expected_answer("and mine?", 1));
 }
 
 #[tokio::test]
