@@ -174,17 +174,11 @@ async fn main() -> std::io::Result<()> {
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9999".into());
     let listener = TcpListener::bind(&address)?;
-    let state = A2aState {
-        server: Arc::new(A2aServer::new(
-            Arc::new(ScenarioExecutor),
-            Limits {
-                max_running_tasks: 1024,
-            },
-        )),
-        card: Arc::new(card()),
-        max_message_bytes: 65_536,
-        auth: Arc::new(Authenticator::Off),
+    let limits = Limits {
+        max_running_tasks: 1024,
     };
+    let server = Arc::new(A2aServer::new(Arc::new(ScenarioExecutor), limits));
+    let state = A2aState::new(server, card(), 65_536, Arc::new(Authenticator::Off));
     // On stderr, as parlor logs it: the tests read the address there.
     eprintln!("TCK agent listening on http://{}", listener.local_addr()?);
     HttpServer::new(move || {

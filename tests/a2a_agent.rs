@@ -42,7 +42,16 @@ async fn the_card_says_who_the_agent_is_and_where_to_reach_it() {
             .unwrap()
             .contains("max-age")
     );
+    assert!(response.headers().contains_key("last-modified"));
+    let etag = response.headers()["etag"].clone();
     let card: Value = response.json().await.unwrap();
+    let again = reqwest::Client::new()
+        .get(agent.http("/.well-known/agent-card.json"))
+        .header("If-None-Match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304, "the card has not changed");
     assert_eq!(
         card["supportedInterfaces"],
         json!([{"url": agent.http("/"), "protocolBinding": "JSONRPC", "protocolVersion": "1.0"}])

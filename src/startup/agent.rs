@@ -106,10 +106,10 @@ pub(super) fn a2a_state(
     let limits = Limits {
         max_running_tasks: config.agent.max_running_tasks,
     };
-    A2aState {
-        server: Arc::new(A2aServer::new(Arc::new(executor), limits)),
-        card: Arc::new(agent_card(&super::data_sources(config))),
-        max_message_bytes: config.http.max_message_bytes,
+    A2aState::new(
+        Arc::new(A2aServer::new(Arc::new(executor), limits)),
+        agent_card(&super::data_sources(config)),
+        config.http.max_message_bytes,
         auth,
-    }
+    )
 }

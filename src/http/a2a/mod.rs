@@ -17,7 +17,12 @@ use a2a::{
     AgentCard, CancelTaskRequest, GetTaskRequest, ListTasksRequest, SendMessageRequest,
     SendMessageResponse, SubscribeToTaskRequest,
 };
-use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use std::hash::{Hash, Hasher};
+use std::time::SystemTime;
+
+use actix_web::http::header::{
+    CACHE_CONTROL, CONTENT_TYPE, ETAG, HttpDate, IF_NONE_MATCH, LAST_MODIFIED,
+};
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -48,6 +53,25 @@ pub struct A2aState {
     /// Who may call (on `parlor serve`, the gateway's `[auth]`). With
     /// authentication on, each user sees only their own tasks.
     pub auth: Arc<Authenticator>,
+    /// When the card took its content (the process's start): its `Last-Modified`.
+    card_since: SystemTime,
+}
+
+impl A2aState {
+    pub fn new(
+        server: Arc<A2aServer>,
+        card: AgentCard,
+        max_message_bytes: usize,
+        auth: Arc<Authenticator>,
+    ) -> Self {
+        Self {
+            server,
+            card: Arc::new(card),
+            max_message_bytes,
+            auth,
+            card_since: SystemTime::now(),
+        }
+    }
 }
 
 pub fn routes(config: &mut web::ServiceConfig, state: A2aState) {
@@ -60,9 +84,40 @@ pub fn routes(config: &mut web::ServiceConfig, state: A2aState) {
 
 /// The card, naming the URL it was asked at as the JSON-RPC endpoint.
 async fn card(request: HttpRequest, state: web::Data<A2aState>) -> HttpResponse {
-    HttpResponse::Ok()
+    let card = serde_json::to_value(card_at(&request, &state).1).unwrap_or_default();
+    cacheable(&request, &state, &card)
+}
+
+/// `body` with what caches need: its lifetime, an `ETag` of its content (a
+/// request that names it is answered 304) and its `Last-Modified`.
+fn cacheable(request: &HttpRequest, state: &A2aState, body: &Value) -> HttpResponse {
+    let body = body.to_string();
+    let etag = {
+        let mut hasher = std::hash::DefaultHasher::new();
+        body.hash(&mut hasher);
+        format!("\"{:016x}\"", hasher.finish())
+    };
+    let matched = request
+        .headers()
+        .get(IF_NONE_MATCH)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|tags| {
+            tags.split(',')
+                .any(|tag| tag.trim() == etag || tag.trim() == "*")
+        });
+    let mut response = if matched {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    response
         .insert_header((CACHE_CONTROL, "public, max-age=300"))
-        .json(card_at(&request, &state).1)
+        .insert_header((ETAG, etag))
+        .insert_header((LAST_MODIFIED, HttpDate::from(state.card_since)));
+    if matched {
+        return response.finish();
+    }
+    response.content_type("application/json").body(body)
 }
 
 /// The card as asked at `request`'s URL, and that URL.
@@ -91,9 +146,7 @@ async fn card_v03(request: HttpRequest, state: web::Data<A2aState>) -> HttpRespo
             })
         })
         .collect();
-    HttpResponse::Ok()
-        .insert_header((CACHE_CONTROL, "public, max-age=300"))
-        .json(serde_json::json!({
+    let card = serde_json::json!({
             "name": card.name,
             "description": card.description,
             "url": url,
@@ -104,7 +157,8 @@ async fn card_v03(request: HttpRequest, state: web::Data<A2aState>) -> HttpRespo
             "defaultInputModes": card.default_input_modes,
             "defaultOutputModes": card.default_output_modes,
             "skills": skills,
-        }))
+    });
+    cacheable(&request, &state, &card)
 }
 
 async fn rpc(
