@@ -24,6 +24,10 @@ pub const DOCUMENTS: &[(&str, &str)] = &[
         include_str!("../../../docs/benchmarks.md"),
     ),
     (
+        "docs/conformance.md",
+        include_str!("../../../docs/conformance.md"),
+    ),
+    (
         "docs/knowledge.md",
         include_str!("../../../docs/knowledge.md"),
     ),

@@ -7,6 +7,7 @@
 //! method names differ (`SendMessage`, `message/send`), so a 1.0 method without
 //! the header is served as 1.0 rather than refused.
 
+mod card;
 mod jsonrpc;
 mod stream;
 mod v03;
@@ -17,12 +18,9 @@ use a2a::{
     AgentCard, CancelTaskRequest, GetTaskRequest, ListTasksRequest, SendMessageRequest,
     SendMessageResponse, SubscribeToTaskRequest,
 };
-use std::hash::{Hash, Hasher};
 use std::time::SystemTime;
 
-use actix_web::http::header::{
-    CACHE_CONTROL, CONTENT_TYPE, ETAG, HttpDate, IF_NONE_MATCH, LAST_MODIFIED,
-};
+use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures_util::StreamExt;
 use serde_json::Value;
@@ -77,88 +75,9 @@ impl A2aState {
 pub fn routes(config: &mut web::ServiceConfig, state: A2aState) {
     config
         .app_data(web::Data::new(state))
-        .route("/.well-known/agent-card.json", web::get().to(card))
-        .route("/.well-known/agent.json", web::get().to(card_v03))
+        .route("/.well-known/agent-card.json", web::get().to(card::card))
+        .route("/.well-known/agent.json", web::get().to(card::card_v03))
         .route("/", web::post().to(rpc));
-}
-
-/// The card, naming the URL it was asked at as the JSON-RPC endpoint.
-async fn card(request: HttpRequest, state: web::Data<A2aState>) -> HttpResponse {
-    let card = serde_json::to_value(card_at(&request, &state).1).unwrap_or_default();
-    cacheable(&request, &state, &card)
-}
-
-/// `body` with what caches need: its lifetime, an `ETag` of its content (a
-/// request that names it is answered 304) and its `Last-Modified`.
-fn cacheable(request: &HttpRequest, state: &A2aState, body: &Value) -> HttpResponse {
-    let body = body.to_string();
-    let etag = {
-        let mut hasher = std::hash::DefaultHasher::new();
-        body.hash(&mut hasher);
-        format!("\"{:016x}\"", hasher.finish())
-    };
-    let matched = request
-        .headers()
-        .get(IF_NONE_MATCH)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|tags| {
-            tags.split(',')
-                .any(|tag| tag.trim() == etag || tag.trim() == "*")
-        });
-    let mut response = if matched {
-        HttpResponse::NotModified()
-    } else {
-        HttpResponse::Ok()
-    };
-    response
-        .insert_header((CACHE_CONTROL, "public, max-age=300"))
-        .insert_header((ETAG, etag))
-        .insert_header((LAST_MODIFIED, HttpDate::from(state.card_since)));
-    if matched {
-        return response.finish();
-    }
-    response.content_type("application/json").body(body)
-}
-
-/// The card as asked at `request`'s URL, and that URL.
-fn card_at(request: &HttpRequest, state: &A2aState) -> (String, AgentCard) {
-    let url = {
-        let info = request.connection_info();
-        format!("{}://{}/", info.scheme(), info.host())
-    };
-    let mut card = AgentCard::clone(&state.card);
-    for interface in &mut card.supported_interfaces {
-        interface.url.clone_from(&url);
-    }
-    (url, card)
-}
-
-/// The card as 0.3 clients read it.
-async fn card_v03(request: HttpRequest, state: web::Data<A2aState>) -> HttpResponse {
-    let (url, card) = card_at(&request, &state);
-    let skills: Vec<Value> = card
-        .skills
-        .iter()
-        .map(|skill| {
-            serde_json::json!({
-                "id": skill.id, "name": skill.name,
-                "description": skill.description, "tags": skill.tags,
-            })
-        })
-        .collect();
-    let card = serde_json::json!({
-            "name": card.name,
-            "description": card.description,
-            "url": url,
-            "version": card.version,
-            "protocolVersion": "0.3.0",
-            "preferredTransport": "JSONRPC",
-            "capabilities": {"streaming": true, "pushNotifications": false},
-            "defaultInputModes": card.default_input_modes,
-            "defaultOutputModes": card.default_output_modes,
-            "skills": skills,
-    });
-    cacheable(&request, &state, &card)
 }
 
 async fn rpc(
