@@ -12,6 +12,7 @@ pub mod data_source;
 mod frame_guard;
 pub mod health;
 pub mod metrics;
+pub mod page;
 pub mod tools;
 pub mod validate_mcp;
 pub mod ws;
@@ -169,7 +170,8 @@ pub fn routes(config: &mut web::ServiceConfig, state: &AppState) {
         .configure(|c| chat::routes(c, state))
         .configure(|c| data_source::routes(c, state))
         .configure(|c| tools::routes(c, state))
-        .configure(|c| validate_mcp::routes(c, state));
+        .configure(|c| validate_mcp::routes(c, state))
+        .configure(page::routes);
     if let Some(a2a) = &state.a2a {
         a2a::routes(config, a2a.clone());
     }

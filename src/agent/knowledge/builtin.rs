@@ -32,6 +32,7 @@ pub const DOCUMENTS: &[(&str, &str)] = &[
         include_str!("../../../docs/knowledge.md"),
     ),
     ("docs/mcp.md", include_str!("../../../docs/mcp.md")),
+    ("docs/page.md", include_str!("../../../docs/page.md")),
     (
         "docs/protocol.md",
         include_str!("../../../docs/protocol.md"),
