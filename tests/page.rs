@@ -324,9 +324,6 @@ async fn a_person_chats_stops_searches_and_comes_back_in_a_browser() {
         .await;
 
     // A reload shows the conversation again.
-    let before = browser
-        .eval("document.getElementById('log').innerText")
-        .await;
     page.refresh().await.unwrap();
     browser.answers_when_done(3).await;
     assert_eq!(
@@ -342,12 +339,52 @@ async fn a_person_chats_stops_searches_and_comes_back_in_a_browser() {
         .eval("document.querySelector('.message.assistant .answer').innerText")
         .await;
     assert_eq!(first.as_str().unwrap().trim(), expected);
+    let after = browser
+        .eval("document.getElementById('log').innerText")
+        .await;
     assert!(
-        before
+        after
             .as_str()
             .unwrap()
             .contains("How do I run parlor with RabbitMQ?")
     );
+
+    // A reload in the middle of an answer follows it to its end.
+    browser.ask(&long_question).await;
+    browser
+        .wait_until(&format!(
+            "document.querySelectorAll('.message.assistant').length === 4 \
+             && {LAST_ANSWER}.querySelector('.answer').innerText.length > 0"
+        ))
+        .await;
+    page.refresh().await.unwrap();
+    browser.answers_when_done(4).await;
+    let continued = browser
+        .eval(&format!("{LAST_ANSWER}.querySelector('.answer').innerText"))
+        .await;
+    assert_eq!(
+        continued.as_str().unwrap().trim(),
+        expected_answer(&long_question, 4)
+    );
+
+    // With its only source unchecked, a message offers the model no tool: it
+    // answers without searching.
+    browser
+        .eval("document.querySelector('#source-list input').click()")
+        .await;
+    let question = "Search anyway [mock:tool=parlor_docs]";
+    browser.ask(question).await;
+    browser.answers_when_done(5).await;
+    let steps = browser
+        .eval(&format!(
+            "{LAST_ANSWER}.querySelectorAll('.tools li').length"
+        ))
+        .await;
+    assert_eq!(steps, 0, "no search without a source");
+    let plain = browser
+        .eval(&format!("{LAST_ANSWER}.querySelector('.answer').innerText"))
+        .await;
+    assert_eq!(plain.as_str().unwrap().trim(), expected_answer(question, 5));
 
     // The server goes away and comes back: the page reconnects by itself.
     let address = server.addr.clone();
@@ -361,7 +398,14 @@ async fn a_person_chats_stops_searches_and_comes_back_in_a_browser() {
     ];
     let _server = common::serve(&model, &settings);
     browser.wait_connected().await;
-    browser.answers_when_done(3).await;
+    browser.answers_when_done(5).await;
+
+    // On a phone-sized screen nothing is wider than the screen.
+    page.set_window_size(390, 844).await.unwrap();
+    browser
+        .wait_until("document.documentElement.scrollWidth <= window.innerWidth")
+        .await;
+    browser.screenshot("chat-page-phone.png").await;
 
     // A new conversation starts empty.
     let session = browser.eval("localStorage.getItem('parlor.session')").await;
