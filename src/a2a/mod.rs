@@ -21,7 +21,7 @@ use a2a::{Message, Task, TaskState};
 use futures_util::future::BoxFuture;
 
 pub use server::{A2aServer, Limits};
-pub use updater::{TaskUpdater, agent_message};
+pub use updater::TaskUpdater;
 
 /// What runs the messages of an A2A server's tasks.
 pub trait Executor: Send + Sync + 'static {

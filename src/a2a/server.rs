@@ -12,7 +12,7 @@ use chrono::Utc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::tasks::{Phase, TaskCell, TaskStore};
-use super::updater::{TaskUpdater, agent_message, move_to};
+use super::updater::{TaskUpdater, move_to};
 use super::{A2aError, Executor, Work, state_name, trim_history};
 use crate::auth::Caller;
 
@@ -67,7 +67,7 @@ impl A2aServer {
         let cell = match message.task_id.clone() {
             Some(task_id) => {
                 let cell = self.task(&task_id, caller)?;
-                let context_id = cell.snapshot().context_id;
+                let (_, context_id) = cell.ids();
                 if message
                     .context_id
                     .as_ref()
@@ -87,10 +87,11 @@ impl A2aServer {
                     .context_id
                     .clone()
                     .unwrap_or_else(a2a::new_context_id);
+                let task_id = a2a::new_task_id();
                 message.context_id = Some(context_id.clone());
-                message.task_id = Some(a2a::new_task_id());
+                message.task_id = Some(task_id.clone());
                 let task = Task {
-                    id: message.task_id.clone().unwrap_or_default(),
+                    id: task_id,
                     context_id,
                     status: TaskStatus {
                         state: TaskState::Submitted,
@@ -245,17 +246,15 @@ impl A2aServer {
                 drop(running);
                 updater.set_status(TaskState::Canceled, None);
             }
+            let (task_id, _) = cell.ids();
             if cell.replied().is_some() {
-                tasks.remove(&cell.snapshot().id);
+                tasks.remove(&task_id);
             } else if cell.phase() == Phase::Running {
                 // An executor that returns has finished the task or handed it to
                 // the client; one that did neither must not leave it working.
-                tracing::warn!(task = %cell.snapshot().id, "an executor ended without settling its task");
-                let message = agent_message(
-                    &cell.snapshot(),
-                    vec![Part::text("the agent stopped without finishing the task")],
-                );
-                updater.fail(Some(message));
+                tracing::warn!(task = %task_id, "an executor ended without settling its task");
+                let said = "the agent stopped without finishing the task";
+                updater.fail(Some(updater.agent_message(vec![Part::text(said)])));
             }
         });
     }
@@ -264,7 +263,7 @@ impl A2aServer {
 /// Puts `message` into the task `cell`, which must wait for input, and sets it
 /// working again.
 fn resume(cell: &TaskCell, message: &a2a::Message) -> Result<(), A2aError> {
-    let id = cell.snapshot().id;
+    let (id, _) = cell.ids();
     let refusal = |state: &TaskState| match Phase::of(state) {
         Phase::Running => A2aError::Unsupported(format!(
             "task {id} is still working on its last message; wait for it, or cancel it"

@@ -83,6 +83,12 @@ impl TaskCell {
         self.lock().clone()
     }
 
+    /// The task's id and its context's.
+    pub fn ids(&self) -> (TaskId, String) {
+        let task = self.lock();
+        (task.id.clone(), task.context_id.clone())
+    }
+
     pub fn state(&self) -> TaskState {
         self.lock().status.state.clone()
     }

@@ -30,8 +30,11 @@ impl TaskUpdater {
 
     /// An agent message in this task, of `parts`.
     pub fn agent_message(&self, parts: Vec<Part>) -> Message {
-        let task = self.cell.snapshot();
-        agent_message(&task, parts)
+        let (task_id, context_id) = self.cell.ids();
+        let mut message = Message::new(Role::Agent, parts);
+        message.context_id = Some(context_id);
+        message.task_id = Some(task_id);
+        message
     }
 
     pub fn working(&self, message: Option<Message>) {
@@ -91,14 +94,6 @@ impl TaskUpdater {
     pub fn reply(&self, message: Message) {
         self.cell.reply(message);
     }
-}
-
-/// An agent message in `task`, of `parts`.
-pub fn agent_message(task: &Task, parts: Vec<Part>) -> Message {
-    let mut message = Message::new(Role::Agent, parts);
-    message.context_id = Some(task.context_id.clone());
-    message.task_id = Some(task.id.clone());
-    message
 }
 
 /// Moves `task` to `state` with `message`, the message of the status it leaves

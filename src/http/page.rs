@@ -48,12 +48,23 @@ const ASSETS: &[Asset] = &[
 /// Scripts and styles from this origin only, no inline script, no plugin, no
 /// frame; connections (`fetch`, the WebSocket) to this origin only. `'self'`
 /// covers `ws:`/`wss:` to the same host in current browsers; the explicit
-/// WebSocket origins are for older ones.
+/// WebSocket origins are for older ones, named only for a `Host` that is a plain
+/// host name or address (a header is the client's: it never adds to the policy).
 fn content_security_policy(request: &HttpRequest) -> String {
-    let host = request.connection_info().host().to_owned();
+    let info = request.connection_info();
+    let host = info.host();
+    let plain = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    let websockets = if plain {
+        format!(" ws://{host} wss://{host}")
+    } else {
+        String::new()
+    };
     format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-         connect-src 'self' ws://{host} wss://{host}; base-uri 'none'; form-action 'none'; \
+         connect-src 'self'{websockets}; base-uri 'none'; form-action 'none'; \
          frame-ancestors 'none'"
     )
 }
@@ -119,7 +130,27 @@ fn etag(asset: &Asset) -> String {
 
 #[cfg(test)]
 mod tests {
+    use actix_web::test::TestRequest;
+
     use super::*;
+
+    #[test]
+    fn a_strange_host_adds_nothing_to_the_policy() {
+        let policy = |host: &str| {
+            content_security_policy(
+                &TestRequest::get()
+                    .insert_header(("Host", host))
+                    .to_http_request(),
+            )
+        };
+        assert!(
+            policy("127.0.0.1:8080")
+                .contains("connect-src 'self' ws://127.0.0.1:8080 wss://127.0.0.1:8080;")
+        );
+        let injected = policy("x; script-src *");
+        assert!(injected.contains("connect-src 'self';"), "{injected}");
+        assert!(!injected.contains('*'), "{injected}");
+    }
 
     #[test]
     fn every_file_the_page_loads_is_served() {
