@@ -306,13 +306,6 @@ async fn a_person_chats_stops_searches_and_comes_back_in_a_browser() {
         citations.as_u64().unwrap() >= 1,
         "the answer links its citations"
     );
-    browser
-        .eval(&format!(
-            "{LAST_ANSWER}.querySelector('.references').open = true"
-        ))
-        .await;
-    let shot = browser.screenshot("chat-page.png").await;
-    eprintln!("screenshot: {}", shot.display());
 
     // A message the server refuses says why.
     browser
@@ -418,5 +411,22 @@ async fn a_person_chats_stops_searches_and_comes_back_in_a_browser() {
             "localStorage.getItem('parlor.session') !== null && localStorage.getItem('parlor.session') !== {session}"
         ))
         .await;
+
+    // The picture of the README: a search and its answer, references open.
+    page.set_window_size(1000, 760).await.unwrap();
+    browser
+        .eval("document.querySelector('#source-list input').click()")
+        .await;
+    browser
+        .ask("How do I run parlor with RabbitMQ? [mock:tool=parlor_docs]")
+        .await;
+    browser.answers_when_done(1).await;
+    browser
+        .eval(&format!(
+            "{LAST_ANSWER}.querySelector('.references').open = true"
+        ))
+        .await;
+    let shot = browser.screenshot("chat-page.png").await;
+    eprintln!("screenshot: {}", shot.display());
     browser.client.clone().close().await.unwrap();
 }
