@@ -143,7 +143,9 @@ pub struct WorkersConfig {
 impl Default for WorkersConfig {
     fn default() -> Self {
         Self {
-            count: 16,
+            // A turn waiting on the model costs almost nothing: the default must
+            // not be what caps a machine (docs/benchmarks.md §13).
+            count: 1024,
             chunk_window_ms: Millis::new(0),
         }
     }

@@ -80,10 +80,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Turns each AgentWorker runs at once. One, as before workers could run more,
-/// so `workers.count` is still the number of turns run at once and the measured
-/// benchmarks stand; a performance change will raise it (and size
-/// `workers.count` with it).
+/// Turns each AgentWorker runs at once. One: `workers.count` is the number of
+/// turns a process runs at once, and its default (1024) is sized for that.
 const TURNS_PER_WORKER: usize = 1;
 
 /// HTTP worker threads of `parlor worker`, which serves only the operations routes.

@@ -50,7 +50,7 @@ fn defaults_need_no_file() {
     assert_eq!(config.http.max_message_bytes, 65_536);
     assert_eq!(config.broker.url, BrokerEngine::Embedded);
     assert_eq!(config.broker.question_queue, "question_queue");
-    assert_eq!(config.workers.count, 16);
+    assert_eq!(config.workers.count, 1024);
     assert_eq!(config.agent.url, AgentLocation::InProcess);
     assert_eq!(config.llm.base_url, ModelEndpoint::Demo);
     assert_eq!(config.session.idle_timeout(), Duration::from_secs(300));
