@@ -2,11 +2,14 @@
 //! that wait for input, answers that are messages, chunked artifacts — played by
 //! the conformance suite's agent (`examples/tck_agent.rs`) — and, on the product,
 //! A2A on `parlor serve`'s own port with tasks per user, and an agent at its
-//! limit or stopping refusing new messages.
+//! limit or stopping refusing new messages, and a storage outage failing what
+//! needs the storage, plainly.
 
 mod common;
 
 use common::a2a::{Events, call, call_with, error_code, message, state_of};
+use common::postgres::TestDatabase;
+use common::proxy::CuttableProxy;
 use common::{Process, WAIT, a2a_agent_with, expected_answer, mock_llm, tck_agent};
 use serde_json::{Value, json};
 
@@ -244,4 +247,50 @@ async fn an_agent_at_its_limit_or_stopping_refuses_new_messages_and_finishes_run
     );
     let exit = agent.wait_exit(WAIT).expect("the agent exits");
     assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
+async fn a_storage_outage_fails_a_context_message_plainly_and_the_agent_goes_on() {
+    let model = mock_llm(0, 0);
+    let database = TestDatabase::create().await;
+    let proxy = CuttableProxy::start("127.0.0.1:5432");
+    let through_proxy = format!(
+        "postgres://postgres@127.0.0.1:{}/{}",
+        proxy.port, database.name
+    );
+    let agent = a2a_agent_with(&model, &[("PARLOR_STORAGE__URL", &through_proxy)]);
+    let send = |text: &str| json!({"message": message(text, Some("kept"))});
+
+    let first = call(&agent, "SendMessage", send("one")).await;
+    assert_eq!(
+        first["result"]["task"]["status"]["state"],
+        "TASK_STATE_COMPLETED"
+    );
+
+    proxy.cut();
+    let failed = call(&agent, "SendMessage", send("two")).await;
+    let status = &failed["result"]["task"]["status"];
+    assert_eq!(status["state"], "TASK_STATE_FAILED", "{failed}");
+    let said = status["message"]["parts"][0]["text"].as_str().unwrap();
+    assert!(said.contains("cannot be read now"), "{said}");
+    assert!(
+        !said.contains("127.0.0.1") && !said.contains("postgres"),
+        "{said}"
+    );
+    // Without the storage, the stateless mode still answers.
+    let mut stateless = message("three", Some("kept"));
+    stateless["metadata"] = json!({"history": []});
+    let answered = call(&agent, "SendMessage", json!({"message": stateless})).await;
+    assert_eq!(
+        answered["result"]["task"]["artifacts"][0]["parts"][0]["text"],
+        expected_answer("three", 1)
+    );
+
+    proxy.restore();
+    let after = call(&agent, "SendMessage", send("four")).await;
+    assert_eq!(
+        after["result"]["task"]["artifacts"][0]["parts"][0]["text"],
+        expected_answer("four", 2),
+        "the context has its first exchange, and nothing of the failed one: {after}"
+    );
 }
