@@ -9,6 +9,9 @@ const send = $('send');
 const stop = $('stop');
 const status = $('status');
 
+// The codes of a message that was not taken (no turn, no `accepted`).
+const REFUSALS = new Set(['bad_request', 'too_large', 'busy', 'unavailable']);
+
 let connected = false;
 let session = null;
 
@@ -77,7 +80,9 @@ function onFrame(frame) {
       } else if (frame.code === 'not_found' && /session/.test(frame.message ?? '')) {
         view.clear();
         view.notice('That conversation is no longer available; this is a new one.');
-      } else if (!view.refused(frame)) {
+      } else if (frame.code === 'not_found') {
+        // A Stop that arrived after its answer ended: nothing to say.
+      } else if (!(REFUSALS.has(frame.code) && view.refused(frame))) {
         view.notice(describeError(frame));
       }
       break;
