@@ -9,6 +9,7 @@ pub mod admission;
 mod auth;
 pub mod chat;
 pub mod data_source;
+mod etag;
 mod frame_guard;
 pub mod health;
 pub mod metrics;

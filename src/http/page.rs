@@ -7,8 +7,8 @@ use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 
 use actix_web::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, ETAG, IF_NONE_MATCH, REFERRER_POLICY,
-    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, ETAG, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
 };
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -92,11 +92,7 @@ async fn static_file(request: HttpRequest, path: web::Path<String>) -> HttpRespo
 /// binary's page is never mixed with the old one's files.
 fn serve(request: &HttpRequest, asset: &Asset) -> HttpResponse {
     let etag = etag(asset);
-    let unchanged = request
-        .headers()
-        .get(IF_NONE_MATCH)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag));
+    let unchanged = super::etag::already_has(request, &etag);
     let mut response = if unchanged {
         HttpResponse::NotModified()
     } else {
@@ -155,22 +151,21 @@ mod tests {
     #[test]
     fn every_file_the_page_loads_is_served() {
         let html = std::str::from_utf8(INDEX.content).unwrap();
-        let mut loaded: Vec<&str> = html
+        let mut loaded: Vec<String> = html
             .split("/static/")
             .skip(1)
-            .map(|rest| rest.split('"').next().unwrap())
+            .map(|rest| rest.split('"').next().unwrap().to_owned())
             .collect();
         for asset in ASSETS.iter().filter(|asset| asset.media_type == JAVASCRIPT) {
             let script = std::str::from_utf8(asset.content).unwrap();
             let folder = asset.path.rsplit_once('/').map_or("", |(folder, _)| folder);
             for line in script.lines().filter(|line| line.starts_with("import ")) {
                 let target = line.split('\'').nth(1).unwrap().trim_start_matches("./");
-                let path = if folder.is_empty() {
+                loaded.push(if folder.is_empty() {
                     target.to_owned()
                 } else {
                     format!("{folder}/{target}")
-                };
-                loaded.push(Box::leak(path.into_boxed_str()));
+                });
             }
         }
         for path in loaded {

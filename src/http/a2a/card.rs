@@ -4,7 +4,7 @@
 use std::hash::{Hash, Hasher};
 
 use a2a::AgentCard;
-use actix_web::http::header::{CACHE_CONTROL, ETAG, HttpDate, IF_NONE_MATCH, LAST_MODIFIED};
+use actix_web::http::header::{CACHE_CONTROL, ETAG, HttpDate, LAST_MODIFIED};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::Value;
 
@@ -25,14 +25,7 @@ fn cacheable(request: &HttpRequest, state: &A2aState, body: &Value) -> HttpRespo
         body.hash(&mut hasher);
         format!("\"{:016x}\"", hasher.finish())
     };
-    let matched = request
-        .headers()
-        .get(IF_NONE_MATCH)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|tags| {
-            tags.split(',')
-                .any(|tag| tag.trim() == etag || tag.trim() == "*")
-        });
+    let matched = crate::http::etag::already_has(request, &etag);
     let mut response = if matched {
         HttpResponse::NotModified()
     } else {

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use a2a::StreamResponse;
+use a2a::{StreamResponse, TaskState};
 use actix_web::HttpResponse;
 use actix_web::web::Bytes;
 use futures_util::{StreamExt, stream};
@@ -31,7 +31,7 @@ pub fn events(id: Value, cell: &Arc<TaskCell>, dialect: Dialect, start: Start) -
     let (task, mut receiver) = cell.subscribe();
     // A reply published before the subscription is not among the events.
     let replied = cell.replied().cloned();
-    let over = ends_the_stream(&StreamResponse::Task(task.clone()), start);
+    let over = ends_at(&task.status.state, start);
     let snapshot = StreamResponse::Task(task);
     let first = async move {
         let mut opening = vec![];
@@ -124,12 +124,16 @@ fn encode(event: &StreamResponse, dialect: Dialect) -> Value {
 /// (its answer is what the client waits for); a subscriber follows the task
 /// through its next message to its end.
 fn ends_the_stream(event: &StreamResponse, start: Start) -> bool {
-    let state = match event {
-        StreamResponse::StatusUpdate(update) => &update.status.state,
-        StreamResponse::Task(task) => &task.status.state,
-        StreamResponse::Message(_) => return true,
-        StreamResponse::ArtifactUpdate(_) => return false,
-    };
+    match event {
+        StreamResponse::StatusUpdate(update) => ends_at(&update.status.state, start),
+        StreamResponse::Task(task) => ends_at(&task.status.state, start),
+        StreamResponse::Message(_) => true,
+        StreamResponse::ArtifactUpdate(_) => false,
+    }
+}
+
+/// Whether a stream that began as `start` ends once its task is in `state`.
+fn ends_at(state: &TaskState, start: Start) -> bool {
     match Phase::of(state) {
         Phase::Running => false,
         Phase::Interrupted => start == Start::New,
@@ -143,7 +147,7 @@ fn sse(value: &Value) -> Bytes {
 
 #[cfg(test)]
 mod tests {
-    use a2a::{TaskState, TaskStatus, TaskStatusUpdateEvent};
+    use a2a::{TaskStatus, TaskStatusUpdateEvent};
 
     use super::*;
 
