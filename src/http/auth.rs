@@ -3,8 +3,6 @@
 //! without a valid credential is answered 401 before anything else happens — for
 //! `/ws`, before the upgrade. The A2A routes take it too.
 
-use std::sync::Arc;
-
 use actix_web::http::StatusCode;
 use actix_web::http::header::{AUTHORIZATION, UPGRADE, WWW_AUTHENTICATE};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
@@ -12,7 +10,6 @@ use futures_util::future::{LocalBoxFuture, ready};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::AppState;
 use crate::auth::{AuthError, Authenticator, Caller};
 
 impl FromRequest for Caller {
@@ -20,7 +17,8 @@ impl FromRequest for Caller {
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let Some(auth) = authenticator(request) else {
+        // Each group of routes that authenticates registers its checker.
+        let Some(auth) = request.app_data::<web::Data<Authenticator>>().cloned() else {
             return Box::pin(ready(Err(actix_web::error::ErrorInternalServerError(
                 "no application state",
             ))));
@@ -41,16 +39,6 @@ impl FromRequest for Caller {
             })
         })
     }
-}
-
-/// What checks the credentials of the routes `request` reached: the gateway's
-/// or, on a server of A2A routes only, theirs.
-fn authenticator(request: &HttpRequest) -> Option<Arc<Authenticator>> {
-    if let Some(state) = request.app_data::<web::Data<AppState>>() {
-        return Some(state.auth.clone());
-    }
-    let a2a = request.app_data::<web::Data<super::a2a::A2aState>>()?;
-    Some(a2a.auth.clone())
 }
 
 /// The bearer token a request carries: in its `Authorization` header, or — for a

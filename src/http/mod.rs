@@ -166,6 +166,7 @@ pub fn routes(config: &mut web::ServiceConfig, state: &AppState) {
     operations(config, Arc::new(state.clone()), state.metrics.clone());
     config
         .app_data(web::Data::new(state.clone()))
+        .app_data(web::Data::from(state.auth.clone()))
         .configure(admin::routes)
         .configure(ws::routes)
         .configure(|c| chat::routes(c, state))

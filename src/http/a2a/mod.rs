@@ -74,6 +74,7 @@ impl A2aState {
 
 pub fn routes(config: &mut web::ServiceConfig, state: A2aState) {
     config
+        .app_data(web::Data::from(state.auth.clone()))
         .app_data(web::Data::new(state))
         .route("/.well-known/agent-card.json", web::get().to(card::card))
         .route("/.well-known/agent.json", web::get().to(card::card_v03))
