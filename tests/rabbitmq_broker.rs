@@ -413,7 +413,7 @@ fn header(properties: &BasicProperties, key: &str) -> Option<String> {
 }
 
 #[tokio::test]
-async fn questions_and_answers_carry_their_turn_and_trace_in_headers() {
+async fn questions_carry_their_turn_and_trace_and_answers_travel_joined_per_gateway() {
     let config = config();
     let _cleanup = cleanup(&config);
     let broker = connect(&config).await;
@@ -463,7 +463,9 @@ async fn questions_and_answers_carry_their_turn_and_trace_in_headers() {
         "a span per question"
     );
 
-    // An answer names its turn and attempt.
+    // Answers ready together travel together: handed over faster than they can
+    // be published, they share messages, each a JSON array of type `answers`,
+    // and keep their order.
     let replies = format!("{}.reply.headers", config.question_queue);
     let exclusive = QueueDeclareOptions {
         exclusive: true,
@@ -473,24 +475,37 @@ async fn questions_and_answers_carry_their_turn_and_trace_in_headers() {
         .queue_declare(replies.as_str().into(), exclusive, Default::default())
         .await
         .unwrap();
-    let end = answer(&delivery, done());
-    broker.publish_answer(&replies, end).await.unwrap();
+    let mut sent: Vec<Answer> = (0..500)
+        .map(|seq| answer(&delivery, chunk(seq, &format!("word{seq} "))))
+        .collect();
+    sent.push(answer(&delivery, done()));
+    for each in &sent {
+        broker.publish_answer(&replies, each.clone()).await.unwrap();
+    }
+    // The end was confirmed before publish_answer returned, and everything before it
+    // went out first.
+    let (mut received, mut messages) = (Vec::new(), 0);
     let options = BasicGetOptions { no_ack: true };
-    let message = channel
+    while let Some(message) = channel
         .basic_get(replies.as_str().into(), options)
         .await
         .unwrap()
-        .expect("the answer, confirmed before publish_answer returned");
-    let properties = &message.delivery.properties;
-    let turn = consumed.turn_id.to_string();
-    assert_eq!(header(properties, "x-parlor-turn-id"), Some(turn));
-    let attempt = properties
-        .headers()
-        .as_ref()
-        .unwrap()
-        .inner()
-        .get("x-parlor-attempt");
-    assert_eq!(attempt, Some(&AMQPValue::LongLongInt(1)));
+    {
+        let properties = &message.delivery.properties;
+        assert_eq!(
+            properties.kind().as_ref().map(|kind| kind.as_str()),
+            Some("answers")
+        );
+        let answers: Vec<Answer> = serde_json::from_slice(&message.delivery.data).unwrap();
+        received.extend(answers);
+        messages += 1;
+    }
+    assert_eq!(received, sent);
+    assert!(
+        messages < sent.len() / 2,
+        "{messages} messages for {} answers",
+        sent.len()
+    );
     delivery.ack().await.unwrap();
     connection.close(200, "done".into()).await.unwrap();
 }

@@ -7,8 +7,7 @@
 //!
 //! The rest is for following a turn across processes. A question carries a W3C
 //! `traceparent` whose trace id is its turn id, and its session and turn ids in
-//! `x-parlor-session-id` and `x-parlor-turn-id`; an answer carries
-//! `x-parlor-turn-id` and `x-parlor-attempt`. They repeat what the JSON body says,
+//! `x-parlor-session-id` and `x-parlor-turn-id`. They repeat what the JSON body says,
 //! on purpose: headers can be read when the body cannot, so even the log line of a
 //! malformed question names its turn, and tools that never parse bodies (the
 //! management UI, a tracing proxy) see them too. Headers that are missing or
@@ -17,12 +16,11 @@
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use uuid::Uuid;
 
-use crate::broker::{Answer, Question, SpanId, TraceContext, TraceId};
+use crate::broker::{Question, SpanId, TraceContext, TraceId};
 
 const TRACEPARENT: &str = "traceparent";
 const SESSION_ID: &str = "x-parlor-session-id";
 const TURN_ID: &str = "x-parlor-turn-id";
-const ATTEMPT: &str = "x-parlor-attempt";
 const DELIVERY_COUNT: &str = "x-delivery-count";
 /// The only `traceparent` version written; `ff` is forbidden, others are read as
 /// far as this one goes.
@@ -73,23 +71,6 @@ pub(super) fn question_headers(question: &Question) -> FieldTable {
     headers.insert(SESSION_ID.into(), text(question.session_id.to_string()));
     headers.insert(TURN_ID.into(), text(question.turn_id.to_string()));
     headers
-}
-
-/// The headers of an answer: its turn and attempt.
-pub(super) fn answer_headers(answer: &Answer) -> FieldTable {
-    let mut headers = FieldTable::default();
-    headers.insert(TURN_ID.into(), text(answer.turn_id.to_string()));
-    headers.insert(
-        ATTEMPT.into(),
-        // RabbitMQ's tables have no unsigned 32-bit integer.
-        AMQPValue::LongLongInt(i64::from(answer.attempt)),
-    );
-    headers
-}
-
-/// The turn an answer's headers name.
-pub(super) fn answer_turn(headers: Option<&FieldTable>) -> Option<Uuid> {
-    headers.and_then(|headers| uuid_in(headers, TURN_ID))
 }
 
 /// Which delivery of a question this is: RabbitMQ counts earlier deliveries of a
@@ -184,8 +165,6 @@ fn uuid_in(headers: &FieldTable, key: &str) -> Option<Uuid> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::AnswerBody;
-    use crate::conversation::FinishReason;
 
     fn question() -> Question {
         Question {
@@ -293,25 +272,6 @@ mod tests {
         let mut headers = FieldTable::default();
         headers.insert(TURN_ID.into(), text("not a uuid".into()));
         assert_eq!(QuestionHeaders::read(Some(&headers)).ids.turn_id, None);
-    }
-
-    #[test]
-    fn an_answer_s_headers_name_its_turn_and_attempt() {
-        let answer = Answer {
-            session_id: Uuid::new_v4(),
-            turn_id: Uuid::new_v4(),
-            attempt: 3,
-            body: AnswerBody::Done {
-                finish_reason: FinishReason::Stop,
-            },
-        };
-        let headers = answer_headers(&answer);
-        assert_eq!(answer_turn(Some(&headers)), Some(answer.turn_id));
-        assert_eq!(
-            headers.inner().get(ATTEMPT),
-            Some(&AMQPValue::LongLongInt(3))
-        );
-        assert_eq!(answer_turn(None), None);
     }
 
     #[test]

@@ -24,11 +24,12 @@ use std::time::Duration;
 use futures_util::stream::StreamExt;
 use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
 use tokio::sync::mpsc;
 
+use super::answer_batches::AnswerBatches;
 use super::names::{Topology, short};
-use super::publish::{ANSWERS_IN_FLIGHT, Undeliverable, track_answer_confirms};
+use super::publish::{ANSWERS_IN_FLIGHT, track_answer_confirms};
 use super::{BrokerError, EngineState, unavailable, within};
 
 /// How often the supervisor looks at a link that sent no event. lapin announces
@@ -48,9 +49,9 @@ pub(super) struct Link {
     /// Questions and cancellations, with publisher confirms awaited one by one.
     pub(super) questions: Channel,
     /// Answers, with publisher confirms checked off by [`track_answer_confirms`].
-    pub(super) answers: Channel,
-    pub(super) answer_confirms: mpsc::Sender<PublisherConfirm>,
-    pub(super) undeliverable: Arc<Undeliverable>,
+    answer_channel: Channel,
+    /// What publishes on it, joining answers per gateway.
+    pub(super) answers: AnswerBatches,
     /// Notices between gateways, apart so that one coming back unroutable (its
     /// gateway is gone) cannot be taken for a question's.
     pub(super) notices: Channel,
@@ -84,12 +85,16 @@ impl Link {
             confirms,
             shared.undeliverable.clone(),
         ));
+        let batches = AnswerBatches::start(
+            answers.clone(),
+            answer_confirms,
+            shared.undeliverable.clone(),
+        );
         Ok(Self {
             connection,
             questions,
-            answers,
-            answer_confirms,
-            undeliverable: shared.undeliverable.clone(),
+            answer_channel: answers,
+            answers: batches,
             notices,
         })
     }
@@ -97,7 +102,7 @@ impl Link {
     pub(super) fn is_healthy(&self) -> bool {
         self.connection.status().connected()
             && self.questions.status().connected()
-            && self.answers.status().connected()
+            && self.answer_channel.status().connected()
             && self.notices.status().connected()
     }
 

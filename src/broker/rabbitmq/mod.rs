@@ -24,12 +24,14 @@
 //! - `streams.rs` — the answer, cancellation and question streams built on them;
 //! - `settle.rs` — acknowledging, requeueing and rejecting questions;
 //! - `publish.rs` — publishing with confirms and timeouts;
+//! - `answer_batches.rs` — answers joined per gateway into messages;
 //! - `headers.rs` — what messages carry in their headers: attempt, turn, trace.
 //!
 //! While the connection is down, [`Broker::is_connected`] is false and every publish
 //! fails at once with [`BrokerError::Unavailable`]; the streams never end on a
 //! connection loss, only once the [`RabbitBroker`] is dropped.
 
+mod answer_batches;
 mod headers;
 mod link;
 mod names;
@@ -45,7 +47,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
-use futures_util::stream::BoxStream;
+use futures_util::stream::{BoxStream, StreamExt};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -59,8 +61,9 @@ use publish::Undeliverable;
 use streams::{Cancels, Notices, Orphans, Questions, Replies};
 use subscription::Feed;
 
-/// Answers waiting between the reply queue's consumer and the gateway's reader.
-const REPLY_BUFFER: usize = 1024;
+/// Messages of answers waiting between the reply queue's consumer and the
+/// gateway's reader.
+const REPLY_BUFFER: usize = 256;
 /// Cancellations waiting for a slow worker pool.
 const CANCEL_BUFFER: usize = 256;
 /// Notices waiting for the gateway (they come one per session taken over).
@@ -201,7 +204,10 @@ impl Broker for RabbitBroker {
             let notices = Feed::start(&shared, notices).await?;
             Ok(ReplyQueue {
                 address: queue,
-                answers: feed.into_eager_stream(REPLY_BUFFER),
+                answers: feed
+                    .into_eager_stream(REPLY_BUFFER)
+                    .flat_map(futures_util::stream::iter)
+                    .boxed(),
                 notices: notices.into_eager_stream(NOTICE_BUFFER),
             })
         }

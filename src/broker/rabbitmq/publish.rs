@@ -3,13 +3,13 @@
 //!
 //! Questions and cancellations are rare and must not be lost silently, so each
 //! publish waits for its confirm: a question refused means the queue is full
-//! ([`BrokerError::Full`]). Answer chunks are many and stream at the model's pace,
-//! so they are not awaited one by one: [`track_answer_confirms`] checks their
-//! confirms off in order, and only a turn's last answer is awaited before its
-//! question is acknowledged. Answers are published `mandatory`, so one whose
-//! gateway has gone comes back, and the worker's next publish for that turn fails
-//! with [`BrokerError::NoSuchReplyQueue`]. Both carry headers that name their turn
-//! (see [`super::headers`]).
+//! ([`BrokerError::Full`]); questions carry headers that name their turn (see
+//! [`super::headers`]). Answers are many and stream at the model's pace: they are
+//! joined per gateway into messages ([`super::answer_batches`]) whose confirms
+//! [`track_answer_confirms`] checks off in order, and only a turn's last answer is
+//! awaited before its question is acknowledged. Answers are published `mandatory`,
+//! so those whose gateway has gone come back, and the worker's next publish for
+//! such a turn fails with [`BrokerError::NoSuchReplyQueue`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,17 +17,16 @@ use std::time::{Duration, Instant};
 
 use lapin::message::BasicReturnMessage;
 use lapin::options::BasicPublishOptions;
-use lapin::types::ShortString;
 use lapin::{BasicProperties, Confirmation, PublisherConfirm};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::headers::{answer_headers, question_headers};
-use super::link::Link;
+use super::answer_batches::BATCH_TYPE;
+use super::headers::question_headers;
 use super::names::{notice_queue, short};
 use super::{Answer, BrokerError, EngineState, Notice, Orphan, Question, unavailable, within};
 
-/// Answer chunks published but not yet confirmed; beyond it, publishing waits.
+/// Answer messages published but not yet confirmed; beyond it, publishing waits.
 pub(super) const ANSWERS_IN_FLIGHT: usize = 4096;
 /// How long a turn whose answers came back unroutable is remembered.
 const UNDELIVERABLE_TTL: Duration = Duration::from_secs(60);
@@ -185,8 +184,8 @@ pub(super) async fn publish_notice(
     }
 }
 
-/// Publishes one answer to the gateway at `reply_to`; waits for its confirm only
-/// when it ends its turn.
+/// Hands one answer to the link's publisher for the gateway at `reply_to` (see
+/// [`super::answer_batches`]); when it ends its turn, waits for its confirm.
 pub(super) async fn publish_answer(
     shared: &EngineState,
     reply_to: &str,
@@ -197,54 +196,13 @@ pub(super) async fn publish_answer(
     }
     let link = shared.current_link()?;
     let ends_turn = answer.body.ends_turn();
-    publish_answer_on(&link, shared.publish_timeout, reply_to, &answer, ends_turn).await
-}
-
-/// Publishes one answer on `link`. With `confirm`, waits for RabbitMQ's
-/// confirmation; otherwise hands it to [`track_answer_confirms`].
-async fn publish_answer_on(
-    link: &Link,
-    publish_timeout: Duration,
-    reply_to: &str,
-    answer: &Answer,
-    confirm: bool,
-) -> Result<(), BrokerError> {
-    let no_such_queue = || BrokerError::NoSuchReplyQueue(reply_to.to_owned());
-    let routing_key = ShortString::try_new(reply_to).map_err(|_| no_such_queue())?;
-    let body = serde_json::to_vec(answer).map_err(unavailable)?;
-    let properties = BasicProperties::default()
-        .with_content_type(JSON.into())
-        .with_delivery_mode(TRANSIENT)
-        .with_correlation_id(answer.turn_id.to_string().into())
-        .with_headers(answer_headers(answer));
-    let options = BasicPublishOptions {
-        mandatory: true,
-        immediate: false,
-    };
-    within(publish_timeout, "publishing an answer", async {
-        let pending = link
-            .answers
-            .basic_publish("".into(), routing_key, options, &body, properties)
-            .await
-            .map_err(unavailable)?;
-        if !confirm {
-            return link
-                .answer_confirms
-                .send(pending)
-                .await
-                .map_err(|_| BrokerError::Unavailable("the connection was lost".into()));
-        }
-        let confirmation = pending.await.map_err(unavailable)?;
-        // NB: a return of another turn's chunk may arrive on this confirmation; it
-        // is recorded for that turn.
-        match link.undeliverable.note(confirmation) {
-            (_, Some((turn, queue))) if turn == answer.turn_id && queue == reply_to => {
-                Err(no_such_queue())
-            }
-            (true, _) => Ok(()),
-            (false, _) => Err(BrokerError::Unavailable(
-                "RabbitMQ refused the answer".into(),
-            )),
+    within(shared.publish_timeout, "publishing an answer", async {
+        let confirmed = link.answers.hand_over(reply_to, &answer, ends_turn).await?;
+        match confirmed {
+            Some(confirmed) => confirmed.await.unwrap_or_else(|_| {
+                Err(BrokerError::Unavailable("the connection was lost".into()))
+            }),
+            None => Ok(()),
         }
     })
     .await
@@ -252,9 +210,9 @@ async fn publish_answer_on(
 
 /// Answer chunks are published without waiting for their confirmation, so a turn
 /// streams at the model's pace rather than one broker round trip per chunk; this
-/// task checks the confirmations off in order. A chunk RabbitMQ could not route
-/// (the gateway's reply queue is gone) comes back here and marks its turn, so the
-/// worker's next publish for that turn fails with
+/// task checks the confirmations off in order. A message RabbitMQ could not route
+/// (the gateway's reply queue is gone) comes back here and marks its turns, so the
+/// worker's next publish for such a turn fails with
 /// [`BrokerError::NoSuchReplyQueue`] and it stops. A chunk lost with a connection is
 /// not reported to the worker: the gateway notices the gap in `seq` (or the missing
 /// end) and ends the turn with an error. The last answer of a turn is always
@@ -275,13 +233,38 @@ pub(super) async fn track_answer_confirms(
     }
 }
 
-/// The turn a returned answer belongs to (its `correlation_id`), and the reply
-/// queue it was sent to.
-fn turn_of(message: &BasicReturnMessage) -> Option<(Uuid, String)> {
+/// The turns a returned message of answers belongs to, each with the reply queue it
+/// was sent to: those its body names (a batch), or its `correlation_id`.
+fn turns_of(message: &BasicReturnMessage) -> Vec<(Uuid, String)> {
+    #[derive(serde::Deserialize)]
+    struct TurnOf {
+        turn_id: Uuid,
+    }
     let delivery = &message.delivery;
-    let turn = delivery.properties.correlation_id().as_ref()?;
-    let turn = Uuid::parse_str(turn.as_str()).ok()?;
-    Some((turn, delivery.routing_key.to_string()))
+    let queue = delivery.routing_key.to_string();
+    let is_batch = delivery
+        .properties
+        .kind()
+        .as_ref()
+        .is_some_and(|kind| kind.as_str() == BATCH_TYPE);
+    let turns = match is_batch {
+        true => serde_json::from_slice::<Vec<TurnOf>>(&delivery.data)
+            .map(|answers| answers.into_iter().map(|answer| answer.turn_id).collect())
+            .unwrap_or_default(),
+        false => delivery
+            .properties
+            .correlation_id()
+            .as_ref()
+            .and_then(|turn| Uuid::parse_str(turn.as_str()).ok())
+            .into_iter()
+            .collect::<Vec<_>>(),
+    };
+    let mut turns: Vec<_> = turns
+        .into_iter()
+        .map(|turn| (turn, queue.clone()))
+        .collect();
+    turns.dedup();
+    turns
 }
 
 /// Turns whose answers RabbitMQ returned as unroutable, by turn id and reply
@@ -292,9 +275,9 @@ pub(super) struct Undeliverable(Mutex<HashMap<(Uuid, String), Instant>>);
 
 impl Undeliverable {
     /// Records what a confirmation tells about routing; returns whether it was a
-    /// plain acknowledgement, and the turn (with its reply queue) of any answer it
-    /// carried back.
-    fn note(&self, confirmation: Confirmation) -> (bool, Option<(Uuid, String)>) {
+    /// plain acknowledgement, and the turns (with their reply queue) of any answers
+    /// it carried back.
+    pub(super) fn note(&self, confirmation: Confirmation) -> (bool, Vec<(Uuid, String)>) {
         let (acked, returned) = match confirmation {
             Confirmation::Ack(returned) => (true, returned),
             Confirmation::Nack(returned) => (false, returned),
@@ -305,19 +288,20 @@ impl Undeliverable {
         }
         // RabbitMQ sends a return before the confirmation of the same message, but
         // lapin may attach it to another confirmation of the same batch: the
-        // returned message itself names its turn.
-        let turn = returned.as_ref().and_then(turn_of);
-        if let Some(turn) = &turn {
+        // returned message itself names its turns.
+        let returned = returned.as_ref().map(turns_of).unwrap_or_default();
+        if !returned.is_empty() {
             let mut turns = self.0.lock().expect("undeliverable turns");
             if turns.len() >= UNDELIVERABLE_PRUNE_AT {
                 turns.retain(|_, since| since.elapsed() < UNDELIVERABLE_TTL);
             }
-            turns.insert(turn.clone(), Instant::now());
+            let now = Instant::now();
+            turns.extend(returned.iter().map(|turn| (turn.clone(), now)));
         }
-        (acked, turn)
+        (acked, returned)
     }
 
-    fn take(&self, turn: Uuid, reply_to: &str) -> bool {
+    pub(super) fn take(&self, turn: Uuid, reply_to: &str) -> bool {
         self.0
             .lock()
             .expect("undeliverable turns")
@@ -334,8 +318,38 @@ mod tests {
     fn returned_answers_mark_their_turn() {
         let undeliverable = Undeliverable::default();
         let turn = Uuid::new_v4();
-        assert_eq!(undeliverable.note(Confirmation::Ack(None)), (true, None));
-        assert_eq!(undeliverable.note(Confirmation::Nack(None)), (false, None));
+        assert_eq!(undeliverable.note(Confirmation::Ack(None)), (true, vec![]));
+        assert_eq!(
+            undeliverable.note(Confirmation::Nack(None)),
+            (false, vec![])
+        );
         assert!(!undeliverable.take(turn, "reply"));
+
+        let other = Uuid::new_v4();
+        let body = serde_json::json!([
+            {"session_id": Uuid::nil(), "turn_id": turn, "attempt": 1, "body": {"type": "chunk", "seq": 0, "text": "a"}},
+            {"session_id": Uuid::nil(), "turn_id": turn, "attempt": 1, "body": {"type": "chunk", "seq": 1, "text": "b"}},
+            {"session_id": Uuid::nil(), "turn_id": other, "attempt": 1, "body": {"type": "done", "finish_reason": "stop"}},
+        ]);
+        let returned = returned_batch("reply", serde_json::to_vec(&body).unwrap());
+        let (acked, turns) = undeliverable.note(Confirmation::Ack(Some(returned)));
+        assert!(acked);
+        assert_eq!(
+            turns,
+            [(turn, "reply".to_owned()), (other, "reply".to_owned())]
+        );
+        assert!(undeliverable.take(turn, "reply"));
+        assert!(undeliverable.take(other, "reply"));
+        assert!(!undeliverable.take(other, "reply"), "taken once");
+    }
+
+    fn returned_batch(queue: &str, data: Vec<u8>) -> BasicReturnMessage {
+        let mut delivery = lapin::message::Delivery::mock(0, "".into(), queue.into(), false, data);
+        delivery.properties = BasicProperties::default().with_type(BATCH_TYPE.into());
+        BasicReturnMessage {
+            delivery,
+            reply_code: 312,
+            reply_text: "NO_ROUTE".into(),
+        }
     }
 }

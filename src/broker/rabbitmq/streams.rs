@@ -22,17 +22,19 @@ use lapin::{Channel, Consumer, Queue};
 use tracing::field::display;
 use uuid::Uuid;
 
-use super::headers::{QuestionHeaders, TurnIds, answer_turn};
+use super::answer_batches::BATCH_TYPE;
+use super::headers::{QuestionHeaders, TurnIds};
 use super::link::Link;
 use super::names::short;
 use super::settle::{Outcome, RabbitSettle, requeue_unread};
 use super::subscription::Subscription;
 use super::{Adoption, Answer, BrokerError, Delivery, Notice, Orphan, Question, unavailable};
 
-/// Answers RabbitMQ may push to a gateway before it acknowledges them, and how
-/// often it acknowledges (all at once). Together with the reply stream's buffer
-/// this bounds the answers held in the gateway's memory.
-const REPLY_PREFETCH: u16 = 1024;
+/// Messages of answers RabbitMQ may push to a gateway before it acknowledges them,
+/// and how often it acknowledges (all at once). Together with the reply stream's
+/// buffer and the size of a message (at most 64 KiB and one answer) this bounds
+/// the answers held in the gateway's memory.
+const REPLY_PREFETCH: u16 = 256;
 const REPLY_ACK_EVERY: u64 = 64;
 
 /// Declares a queue only this connection uses, gone when it closes (an empty
@@ -108,7 +110,8 @@ pub(super) struct Replies {
 }
 
 impl Subscription for Replies {
-    type Item = Answer;
+    /// The answers of one message: several when a worker joined them.
+    type Item = Vec<Answer>;
 
     fn subscribe(
         &self,
@@ -124,30 +127,45 @@ impl Subscription for Replies {
         .boxed()
     }
 
-    fn convert(&self, delivery: LapinDelivery, _: &Channel) -> BoxFuture<'static, Option<Answer>> {
+    fn convert(
+        &self,
+        delivery: LapinDelivery,
+        _: &Channel,
+    ) -> BoxFuture<'static, Option<Vec<Answer>>> {
         // Answers are transient: acknowledging only bounds what RabbitMQ pushes
         // ahead, so one acknowledgement covers many.
         let received = self.received.fetch_add(1, Ordering::Relaxed) + 1;
         let acker = received
             .is_multiple_of(REPLY_ACK_EVERY)
             .then(|| delivery.acker.clone());
-        let answer = serde_json::from_slice::<Answer>(&delivery.data);
-        let turn_id = answer_turn(delivery.properties.headers().as_ref());
+        let answers = read_answers(&delivery);
         async move {
             if let Some(acker) = acker
                 && let Err(error) = acker.ack(BasicAckOptions { multiple: true }).await
             {
                 tracing::debug!(%error, "could not acknowledge answers");
             }
-            match answer {
-                Ok(answer) => Some(answer),
+            match answers {
+                Ok(answers) => Some(answers),
                 Err(error) => {
-                    tracing::warn!(%error, turn_id = turn_id.map(display), "dropped a malformed answer");
+                    // Its turns see the gap, or their end missing, and fail.
+                    tracing::warn!(%error, "dropped a malformed message of answers");
                     None
                 }
             }
         }
         .boxed()
+    }
+}
+
+/// The answers a message holds: a JSON array when its `type` says it is a batch
+/// ([`BATCH_TYPE`]), a lone answer otherwise.
+fn read_answers(delivery: &LapinDelivery) -> serde_json::Result<Vec<Answer>> {
+    let kind = delivery.properties.kind().as_ref();
+    if kind.is_some_and(|kind| kind.as_str() == BATCH_TYPE) {
+        serde_json::from_slice(&delivery.data)
+    } else {
+        serde_json::from_slice(&delivery.data).map(|answer| vec![answer])
     }
 }
 
