@@ -12,7 +12,9 @@ use futures_util::stream::BoxStream;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::agent_pool::{AgentPool, PoolSettings, PoolStatus, PoolStatusWatch, WatchPoolStatus};
+use super::agent_pool::{
+    AgentPool, PoolSettings, PoolStatus, PoolStatusWatch, WatchPoolStatus, WorkerThreads,
+};
 use super::stats::{ActorDirectory, Tracked};
 use crate::agent::{Agent, AgentEvent, AgentRequest, AgentStream};
 use crate::broker::embedded::EmbeddedBroker;
@@ -208,6 +210,7 @@ impl Rig {
         };
         let pool = AgentPool::new(
             settings,
+            WorkerThreads::current(),
             Arc::new(ScriptedAgent),
             broker.clone(),
             counters.clone(),

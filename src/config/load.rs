@@ -124,6 +124,9 @@ impl Config {
         if !(1..=4096).contains(&self.workers.count) {
             return Err(invalid("workers.count", "must be between 1 and 4096"));
         }
+        if self.workers.threads > 256 {
+            return Err(invalid("workers.threads", "must be between 0 and 256"));
+        }
         if self.session.max_sessions == 0 {
             return Err(invalid("session.max_sessions", "must be at least 1"));
         }

@@ -135,6 +135,8 @@ impl BrokerConfig {
 pub struct WorkersConfig {
     /// AgentWorker actors per worker process.
     pub count: usize,
+    /// Threads the workers are spread over; 0: one per core.
+    pub threads: usize,
     /// How long a worker may hold answer text to send it together with what follows.
     /// 0: text that is already there goes out together, nothing waits.
     pub chunk_window_ms: Millis<0, 1_000>,
@@ -146,12 +148,21 @@ impl Default for WorkersConfig {
             // A turn waiting on the model costs almost nothing: the default must
             // not be what caps a machine (docs/benchmarks.md §13).
             count: 1024,
+            threads: 0,
             chunk_window_ms: Millis::new(0),
         }
     }
 }
 
 impl WorkersConfig {
+    /// The threads to spread the workers over (`threads`, or one per core).
+    pub fn threads(&self) -> usize {
+        match self.threads {
+            0 => crate::actors::agent_pool::one_per_core(),
+            threads => threads,
+        }
+    }
+
     pub fn chunk_window(&self) -> Duration {
         self.chunk_window_ms.duration()
     }

@@ -10,27 +10,30 @@
 //!   operations routes), and each runs the `SessionActor`s its requests start: a
 //!   session's frames, history and turn queue stay on the thread that owns its
 //!   socket, with no hop per frame.
-//! - **The System arbiter** runs everything started here: the `SessionRegistry`,
-//!   the `BrokerActor`, the `AgentPool` and its `AgentWorker`s with their turns'
-//!   tasks — so the model client's HTTP requests and SSE parsing, the publishing
-//!   of answers, and their routing back to sessions. RabbitMQ's socket I/O runs on
-//!   lapin's own thread; its reconnecting and consuming tasks run here. The
-//!   built-in demo model, when `llm.base_url` is empty, adds one HTTP worker thread.
+//! - **The turn threads** (`parlor-turns-N`, one per core, `workers.threads`) run
+//!   the `AgentWorker`s, dealt round-robin, with their turns' tasks: the model
+//!   client's requests and stream parsing (each thread has its own connection
+//!   pool, so a connection's I/O stays on the thread that reads it), the knowledge
+//!   searches' hand-off, the publishing of answers.
+//! - **The System arbiter** runs the rest of what is started here: the
+//!   `SessionRegistry`, the `BrokerActor` that routes answers back to sessions, and
+//!   the `AgentPool` that hands questions to workers. RabbitMQ's socket I/O runs on
+//!   lapin's own thread; its reconnecting and consuming tasks, and the task that
+//!   joins answers into messages, run here. The built-in demo model, when
+//!   `llm.base_url` is empty, adds one HTTP worker thread.
 //! - **`parlor worker`** serves only its operations routes, on one HTTP worker
 //!   thread: they are asked for now and then, and the cores are for the turns.
 //! - **`parlor agent`** serves A2A on one HTTP worker thread per core; each task
 //!   runs as a Tokio task on the thread of the request that started it.
 //!
-//! Why: the actors started here serve every session, so they live on one arbiter,
-//! and the System's exists before the HTTP server starts and outlives it while
-//! the process drains. Each crossing between the two sides is one message (a
-//! question out, an answer in), never a lock. Moving the pool and its workers to
-//! an arbiter of their own, so that model I/O leaves the System thread, was
-//! measured on two cores (`parlor loadtest`, ws, 1,000 sessions × 20 turns at
-//! concurrency 100, mock model without delays): 8,800–10,900 turns/s against
-//! 9,800–11,400 on the System arbiter, and no change below saturation. A third
-//! busy thread only competes with the HTTP workers for the cores, so the pool
-//! stays here.
+//! Why: a turn is the work that grows with the load, so it must use every core —
+//! with the workers on the System arbiter, that one thread did half of the
+//! process's work at saturation, and a bigger machine gained little. The actors
+//! that serve every session stay on one arbiter, which exists before the HTTP
+//! server starts and outlives it while the process drains. Each crossing between
+//! threads is one message (a question out, an answer in), never a lock. Measured
+//! in docs/benchmarks.md §14: at saturation on two cores no thread does more than
+//! a fifth of the work, at the same turns per second as before.
 
 mod agent;
 mod gateway_state;
@@ -46,7 +49,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use self::gateway_state::gateway_state;
 use self::http_server::HttpService;
-use crate::actors::agent_pool::{AgentPool, PoolSettings, PoolStatusWatch, WatchPoolStatus};
+use crate::actors::agent_pool::{
+    AgentPool, PoolSettings, PoolStatusWatch, WatchPoolStatus, WorkerThreads,
+};
 use crate::actors::stats::{ActorDirectory, Tracked};
 use crate::agent::Agent;
 use crate::agent::mcp::McpServers;
@@ -330,6 +335,7 @@ fn start_pool(
 ) -> Tracked<AgentPool> {
     AgentPool::new(
         pool_settings(config),
+        WorkerThreads::start(config.workers.threads()),
         agent,
         broker,
         bookkeeping.counters.clone(),

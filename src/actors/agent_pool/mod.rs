@@ -27,14 +27,18 @@ use crate::counters::Counters;
 
 mod early_cancels;
 mod failures;
+mod threads;
 
 use early_cancels::EarlyCancels;
 use failures::TurnAddress;
+pub use threads::{WorkerThreads, one_per_core};
 
 pub struct AgentPool {
     agent: Arc<dyn Agent>,
     broker: Arc<dyn Broker>,
     workers: Vec<WorkerRecord>,
+    /// Where the workers run.
+    threads: WorkerThreads,
     settings: PoolSettings,
     questions: Taking,
     cancelled_early: EarlyCancels,
@@ -91,6 +95,7 @@ struct WorkerRecord {
 impl AgentPool {
     pub fn new(
         settings: PoolSettings,
+        threads: WorkerThreads,
         agent: Arc<dyn Agent>,
         broker: Arc<dyn Broker>,
         counters: Arc<Counters>,
@@ -107,6 +112,7 @@ impl AgentPool {
             agent,
             broker,
             workers: Vec::with_capacity(settings.workers),
+            threads,
             settings,
             questions: Taking::NotYet,
             cancelled_early: EarlyCancels::default(),
@@ -133,7 +139,7 @@ impl AgentPool {
         Tracked::new(self.start(), stats)
     }
 
-    fn start_worker(&self, index: usize) -> Tracked<AgentWorker> {
+    fn start_worker(&mut self, index: usize) -> Tracked<AgentWorker> {
         let stats = ActorStats::new("agent_worker", index.to_string());
         self.directory.register(&stats);
         let worker = AgentWorker::new(
@@ -142,7 +148,8 @@ impl AgentPool {
             self.settings.chunk_window,
             self.settings.max_answer_bytes,
         );
-        Tracked::new(worker.start(), stats)
+        let thread = self.threads.for_worker(index);
+        Tracked::new(AgentWorker::start_in_arbiter(&thread, |_| worker), stats)
     }
 
     fn busy(&self) -> usize {
@@ -224,17 +231,20 @@ impl AgentPool {
         let generation = record.generation;
         let run = record.worker.send(RunTurn { delivery, span });
         let taken = Instant::now();
-        ctx.spawn(run.into_actor(self).map(move |result, pool, ctx| {
-            match result {
-                Ok(outcome) => {
-                    pool.counters.turn_run(outcome, taken.elapsed());
-                    pool.turn_ended(index, generation, turn_id, outcome);
-                }
-                Err(_) => pool.replace_dead_worker(index, generation, ctx),
-            }
-            pool.publish_status();
-            pool.take_if_free(ctx);
-        }));
+        // A task of its own waits for the turn's end, not a future of this actor:
+        // actix polls every future an actor holds whenever it wakes, and the pool
+        // would poll hundreds of running turns for each question it hands out.
+        let pool = ctx.address();
+        actix::spawn(async move {
+            let outcome = run.await.ok();
+            pool.do_send(TurnFinished {
+                index,
+                generation,
+                turn_id,
+                outcome,
+                took: taken.elapsed(),
+            });
+        });
         self.publish_status();
     }
 
@@ -278,6 +288,40 @@ impl Actor for AgentPool {
                 },
             ),
         );
+    }
+}
+
+/// A worker's turn is over: it ended with `outcome`, or (`None`) its worker died.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct TurnFinished {
+    index: usize,
+    generation: u64,
+    turn_id: Uuid,
+    outcome: Option<TurnOutcome>,
+    took: Duration,
+}
+
+impl Handler<TurnFinished> for AgentPool {
+    type Result = ();
+
+    fn handle(&mut self, finished: TurnFinished, ctx: &mut Self::Context) {
+        let TurnFinished {
+            index,
+            generation,
+            turn_id,
+            outcome,
+            took,
+        } = finished;
+        match outcome {
+            Some(outcome) => {
+                self.counters.turn_run(outcome, took);
+                self.turn_ended(index, generation, turn_id, outcome);
+            }
+            None => self.replace_dead_worker(index, generation, ctx),
+        }
+        self.publish_status();
+        self.take_if_free(ctx);
     }
 }
 

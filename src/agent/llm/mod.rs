@@ -60,6 +60,7 @@ use futures_util::stream::{self, BoxStream, Stream, StreamExt};
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderValue};
 use serde::{Deserialize, Serialize};
+use thread_local::ThreadLocal;
 use tokio::time::Instant;
 
 mod chunk;
@@ -162,14 +163,18 @@ impl ChatModel for LlmClient {
 }
 
 /// A client for one OpenAI-compatible model. Cheap to clone: clones share the
-/// connection pool and the configuration.
+/// connection pools and the configuration.
 #[derive(Clone)]
 pub struct LlmClient {
-    http: reqwest::Client,
     inner: Arc<Inner>,
 }
 
 struct Inner {
+    /// One connection pool per thread that asks. A connection's I/O runs on the
+    /// runtime that opened it; shared between threads, each chunk of an answer
+    /// would cross from that thread to the asking one. Every thread that runs
+    /// turns has its own runtime, so each gets connections of its own.
+    http: ThreadLocal<reqwest::Client>,
     config: LlmConfig,
     /// `{base_url}/chat/completions`.
     endpoint: String,
@@ -197,12 +202,9 @@ impl LlmClient {
                 "llm.base_url names the built-in demo model, which is not running".into(),
             ));
         };
-        let http = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout())
-            .build()
-            .map_err(|e| {
-                AgentError::Unavailable(format!("cannot build the HTTP client: {}", describe(&e)))
-            })?;
+        // Built once here so that a configuration it cannot take fails now.
+        let http = ThreadLocal::new();
+        http.get_or_try(|| http_client(config))?;
         let endpoint = format!(
             "{}/chat/completions",
             base_url.as_str().trim_end_matches('/')
@@ -219,8 +221,8 @@ impl LlmClient {
             }
         };
         Ok(Self {
-            http,
             inner: Arc::new(Inner {
+                http,
                 config: config.clone(),
                 endpoint,
                 authorization,
@@ -344,8 +346,11 @@ impl LlmClient {
     }
 
     async fn send(&self, body: Bytes) -> reqwest::Result<reqwest::Response> {
-        let mut request = self
-            .http
+        let config = &self.inner.config;
+        let http = self.inner.http.get_or(|| {
+            http_client(config).expect("the same configuration built a client at the start")
+        });
+        let mut request = http
             .post(&self.inner.endpoint)
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "text/event-stream")
@@ -355,6 +360,15 @@ impl LlmClient {
         }
         request.send().await
     }
+}
+
+fn http_client(config: &LlmConfig) -> Result<reqwest::Client, AgentError> {
+    reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout())
+        .build()
+        .map_err(|e| {
+            AgentError::Unavailable(format!("cannot build the HTTP client: {}", describe(&e)))
+        })
 }
 
 /// A failed attempt that may be retried.
