@@ -215,7 +215,9 @@ async fn a_stopping_worker_gives_its_turn_to_another() {
     let mut first_worker = deployment.worker();
     let mut client = Client::connect(&gateway).await;
 
-    let text = "word ".repeat(20);
+    // Three seconds of answer: long enough to outlast the second worker's start
+    // (it builds its knowledge index) on a busy machine.
+    let text = "word ".repeat(60);
     let text = text.trim();
     let turn_id = mid_answer(&mut client, text).await;
     let _second_worker = deployment.worker();
