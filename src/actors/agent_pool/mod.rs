@@ -1,8 +1,9 @@
 //! `AgentPool`: consumes questions and hands each to an [`AgentWorker`] with a free
 //! turn slot, the least loaded first. It takes a question from the broker only
 //! when some worker has a free slot, so the broker's queue — not this process's
-//! memory — absorbs bursts. It supervises its workers: one that dies is replaced,
-//! and every turn it held ends with an `error`.
+//! memory — absorbs bursts. Its workers run on [`WorkerThreads`], one per core by
+//! default, so turns use every core. It supervises them: one that dies is
+//! replaced on the same thread, and every turn it held ends with an `error`.
 //!
 //! One record bounds the work: the turns each worker runs, by id. A question is
 //! pulled while some worker's count is under `turns_per_worker`, one pull at a
@@ -15,7 +16,6 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use serde::Serialize;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -27,10 +27,12 @@ use crate::counters::Counters;
 
 mod early_cancels;
 mod failures;
+mod status;
 mod threads;
 
 use early_cancels::EarlyCancels;
 use failures::TurnAddress;
+pub use status::{GetPoolStatus, PoolStatus, PoolStatusWatch, WatchPoolStatus};
 pub use threads::{WorkerThreads, one_per_core};
 
 pub struct AgentPool {
@@ -152,10 +154,6 @@ impl AgentPool {
         Tracked::new(AgentWorker::start_in_arbiter(&thread, |_| worker), stats)
     }
 
-    fn busy(&self) -> usize {
-        self.workers.iter().map(|record| record.turns.len()).sum()
-    }
-
     /// The worker with a free slot that runs the fewest turns.
     fn least_loaded(&self) -> Option<usize> {
         self.workers
@@ -164,20 +162,6 @@ impl AgentPool {
             .filter(|(_, record)| record.turns.len() < self.settings.turns_per_worker)
             .min_by_key(|(_, record)| record.turns.len())
             .map(|(index, _)| index)
-    }
-
-    fn publish_status(&self) {
-        let status = PoolStatus {
-            size: self.settings.turn_slots(),
-            busy: self.busy(),
-            taking: matches!(self.questions, Taking::Idle(_) | Taking::Pulling(_)),
-        };
-        self.counters.pool_status(status.size, status.busy);
-        self.status.send_if_modified(|current| {
-            let changed = *current != status;
-            *current = status;
-            changed
-        });
     }
 
     /// Pulls the next question if a worker has a free slot and none is pulled yet.
@@ -381,44 +365,6 @@ impl Handler<GiveBackRunning> for AgentPool {
         {
             record.worker.do_send(GiveBackAll);
         }
-    }
-}
-
-/// The pool's size and load, for `/admin/stats` and readiness.
-#[derive(Message)]
-#[rtype(result = "PoolStatus")]
-pub struct GetPoolStatus;
-
-/// Turn slots: `size` turns can run at once, `busy` run now; `taking` while the
-/// pool takes questions from the broker (it started consuming and was not stopped).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, MessageResponse)]
-pub struct PoolStatus {
-    pub size: usize,
-    pub busy: usize,
-    pub taking: bool,
-}
-
-impl Handler<GetPoolStatus> for AgentPool {
-    type Result = PoolStatus;
-
-    fn handle(&mut self, _: GetPoolStatus, _: &mut Self::Context) -> Self::Result {
-        *self.status.borrow()
-    }
-}
-
-/// The pool's status as it changes, for whoever waits for its turns to end.
-#[derive(Message)]
-#[rtype(result = "PoolStatusWatch")]
-pub struct WatchPoolStatus;
-
-#[derive(MessageResponse)]
-pub struct PoolStatusWatch(pub watch::Receiver<PoolStatus>);
-
-impl Handler<WatchPoolStatus> for AgentPool {
-    type Result = PoolStatusWatch;
-
-    fn handle(&mut self, _: WatchPoolStatus, _: &mut Self::Context) -> Self::Result {
-        PoolStatusWatch(self.status.subscribe())
     }
 }
 
