@@ -51,6 +51,8 @@ fn defaults_need_no_file() {
     assert_eq!(config.broker.url, BrokerEngine::Embedded);
     assert_eq!(config.broker.question_queue, "question_queue");
     assert_eq!(config.workers.count, 1024);
+    assert_eq!(config.workers.threads, 0, "one per core");
+    assert!(config.workers.threads() >= 1);
     assert_eq!(config.agent.url, AgentLocation::InProcess);
     assert_eq!(config.llm.base_url, ModelEndpoint::Demo);
     assert_eq!(config.session.idle_timeout(), Duration::from_secs(300));
@@ -99,6 +101,8 @@ fn agent_bind_is_where_parlor_agent_listens() {
 fn invalid_counts_name_the_key() {
     let error = toml_error("[workers]\ncount = 0\n");
     assert!(error.contains("workers.count"), "{error}");
+    let error = toml_error("[workers]\nthreads = 257\n");
+    assert!(error.contains("workers.threads"), "{error}");
     let error = toml_error("[agent]\nmax_tool_rounds = 17\n");
     assert!(
         error.contains("agent.max_tool_rounds: must be between 0 and 16"),
