@@ -168,6 +168,15 @@ impl Browser {
         input.send_keys("\u{E007}").await.unwrap();
     }
 
+    /// Waits until the page shows `count` answers, the last one with some text.
+    async fn answer_streaming(&self, count: usize) {
+        self.wait_until(&format!(
+            "document.querySelectorAll('.message.assistant').length === {count} \
+             && {LAST_ANSWER}.querySelector('.answer').innerText.length > 0"
+        ))
+        .await;
+    }
+
     /// How many answers the page shows, once every turn has ended.
     async fn answers_when_done(&self, count: usize) {
         self.wait_until(&format!(
@@ -263,12 +272,7 @@ async fn a_person_chats_stops_searches_and_comes_back_in_a_browser() {
     // Stop cuts the model's stream.
     let long_question = ["word"; 120].join(" ");
     browser.ask(&long_question).await;
-    browser
-        .wait_until(&format!(
-            "document.querySelectorAll('.message.assistant').length === 2 \
-             && {LAST_ANSWER}.querySelector('.answer').innerText.length > 0"
-        ))
-        .await;
+    browser.answer_streaming(2).await;
     browser.click("stop").await;
     browser.answers_when_done(2).await;
     let note = browser
@@ -344,12 +348,7 @@ async fn a_person_chats_stops_searches_and_comes_back_in_a_browser() {
 
     // A reload in the middle of an answer follows it to its end.
     browser.ask(&long_question).await;
-    browser
-        .wait_until(&format!(
-            "document.querySelectorAll('.message.assistant').length === 4 \
-             && {LAST_ANSWER}.querySelector('.answer').innerText.length > 0"
-        ))
-        .await;
+    browser.answer_streaming(4).await;
     page.refresh().await.unwrap();
     browser.answers_when_done(4).await;
     let continued = browser
