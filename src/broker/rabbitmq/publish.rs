@@ -263,6 +263,8 @@ fn turns_of(message: &BasicReturnMessage) -> Vec<(Uuid, String)> {
         .into_iter()
         .map(|turn| (turn, queue.clone()))
         .collect();
+    // A batch names a turn once per answer; each turn is reported once.
+    turns.sort_unstable();
     turns.dedup();
     turns
 }
@@ -328,16 +330,15 @@ mod tests {
         let other = Uuid::new_v4();
         let body = serde_json::json!([
             {"session_id": Uuid::nil(), "turn_id": turn, "attempt": 1, "body": {"type": "chunk", "seq": 0, "text": "a"}},
-            {"session_id": Uuid::nil(), "turn_id": turn, "attempt": 1, "body": {"type": "chunk", "seq": 1, "text": "b"}},
             {"session_id": Uuid::nil(), "turn_id": other, "attempt": 1, "body": {"type": "done", "finish_reason": "stop"}},
+            {"session_id": Uuid::nil(), "turn_id": turn, "attempt": 1, "body": {"type": "chunk", "seq": 1, "text": "b"}},
         ]);
         let returned = returned_batch("reply", serde_json::to_vec(&body).unwrap());
         let (acked, turns) = undeliverable.note(Confirmation::Ack(Some(returned)));
         assert!(acked);
-        assert_eq!(
-            turns,
-            [(turn, "reply".to_owned()), (other, "reply".to_owned())]
-        );
+        let mut expected = [(turn, "reply".to_owned()), (other, "reply".to_owned())];
+        expected.sort_unstable();
+        assert_eq!(turns, expected);
         assert!(undeliverable.take(turn, "reply"));
         assert!(undeliverable.take(other, "reply"));
         assert!(!undeliverable.take(other, "reply"), "taken once");
