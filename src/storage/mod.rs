@@ -10,6 +10,7 @@
 //! by every engine, so both schemas read alike and no date library is needed.
 
 mod error;
+mod grouped;
 mod memory;
 mod postgres;
 mod recorder;

@@ -10,9 +10,10 @@ use std::time::Duration;
 use futures_util::future::{BoxFuture, FutureExt};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::grouped::{GroupedWrites, ROWS_PER_STATEMENT};
 use super::{
     SavedMessage, SessionRecord, Storage, StorageError, StoredMessage, StoredRole, StoredSession,
     Timestamp, TurnOutcome, Write, sql_limit,
@@ -115,62 +116,71 @@ impl PostgresStorage {
         }))
     }
 
-    /// The writes in one transaction: one statement each (the message's insert
-    /// bumps its session in the same statement), so a batch costs about one round
-    /// trip per write plus two.
+    /// The writes in one transaction, in a few statements ([`GroupedWrites`]).
     async fn apply_all(&self, writes: &[Write]) -> Result<(), StorageError> {
         let now = Timestamp::now().as_millis();
+        let writes = GroupedWrites::of(writes);
         let mut transaction = self.pool.begin().await?;
-        for write in writes {
-            match write {
-                Write::Session(session) => {
-                    sqlx::query(
-                        "INSERT INTO sessions (id, user_id, gateway, created_ms, updated_ms) \
-                         VALUES ($1, $2, $3, $4, $4) ON CONFLICT (id) DO NOTHING",
-                    )
-                    .bind(session.id)
-                    .bind(&session.user_id)
-                    .bind(&session.gateway)
-                    .bind(now)
-                    .execute(&mut *transaction)
-                    .await?;
-                }
-                Write::Message(session_id, message) => {
-                    // The update locks the session's row, so a purge cannot delete
-                    // it under the insert; GREATEST keeps the time from going back.
-                    let inserted = sqlx::query(
-                        "WITH bumped AS (UPDATE sessions SET updated_ms = GREATEST(updated_ms, $1) \
-                         WHERE id = $2 RETURNING id) \
-                         INSERT INTO messages (session_id, turn_id, role, content, created_ms) \
-                         SELECT id, $3, $4, $5, $1 FROM bumped",
-                    )
-                    .bind(now)
-                    .bind(session_id)
-                    .bind(message.turn_id)
-                    .bind(message.role.as_str())
-                    .bind(&message.content)
-                    .execute(&mut *transaction)
-                    .await?;
-                    if inserted.rows_affected() == 0 {
-                        return Err(StorageError::NotFound);
-                    }
-                }
-                Write::TurnEnd {
-                    session_id,
-                    turn_id,
-                    outcome,
-                } => {
-                    sqlx::query(
-                        "UPDATE messages SET outcome = $1 \
-                         WHERE session_id = $2 AND turn_id = $3 AND role = 'user'",
-                    )
-                    .bind(outcome.as_str())
-                    .bind(session_id)
-                    .bind(turn_id)
-                    .execute(&mut *transaction)
-                    .await?;
-                }
+        for sessions in writes.sessions.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "INSERT INTO sessions (id, user_id, gateway, created_ms, updated_ms) ",
+            );
+            insert.push_values(sessions, |mut row, session| {
+                row.push_bind(session.id)
+                    .push_bind(&session.user_id)
+                    .push_bind(&session.gateway)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            insert.push(" ON CONFLICT (id) DO NOTHING");
+            // Statements of every row count would crowd out the prepared ones.
+            insert
+                .build()
+                .persistent(false)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        if !writes.sessions_written_to.is_empty() {
+            // The update locks the sessions' rows, so a purge cannot delete them
+            // under the inserts; GREATEST keeps their times from going back.
+            let bumped = sqlx::query(
+                "UPDATE sessions SET updated_ms = GREATEST(updated_ms, $1) WHERE id = ANY($2)",
+            )
+            .bind(now)
+            .bind(&writes.sessions_written_to)
+            .execute(&mut *transaction)
+            .await?;
+            if bumped.rows_affected() < writes.sessions_written_to.len() as u64 {
+                return Err(StorageError::NotFound);
             }
+        }
+        for messages in writes.messages.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Postgres>::new(
+                "INSERT INTO messages (session_id, turn_id, role, content, created_ms) ",
+            );
+            insert.push_values(messages, |mut row, (session_id, message)| {
+                row.push_bind(*session_id)
+                    .push_bind(message.turn_id)
+                    .push_bind(message.role.as_str())
+                    .push_bind(&message.content)
+                    .push_bind(now);
+            });
+            insert
+                .build()
+                .persistent(false)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        for (session_id, turn_id, outcome) in writes.outcomes {
+            sqlx::query(
+                "UPDATE messages SET outcome = $1 \
+                 WHERE session_id = $2 AND turn_id = $3 AND role = 'user'",
+            )
+            .bind(outcome.as_str())
+            .bind(session_id)
+            .bind(turn_id)
+            .execute(&mut *transaction)
+            .await?;
         }
         transaction.commit().await?;
         Ok(())

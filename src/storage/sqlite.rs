@@ -8,11 +8,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use futures_util::future::{BoxFuture, FutureExt};
-use sqlx::SqlitePool;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 use uuid::Uuid;
 
+use super::grouped::{GroupedWrites, ROWS_PER_STATEMENT};
 use super::{
     SavedMessage, SessionRecord, Storage, StorageError, StoredMessage, StoredRole, StoredSession,
     Timestamp, TurnOutcome, Write, sql_limit,
@@ -121,65 +122,76 @@ impl SqliteStorage {
     }
 
     /// The writes in one transaction, which takes the write lock at once: one
-    /// commit (one WAL append) for the whole batch.
+    /// commit (one WAL append) for the whole batch, in a few statements
+    /// ([`GroupedWrites`]).
     async fn apply_all(&self, writes: &[Write]) -> Result<(), StorageError> {
         let now = Timestamp::now().as_millis();
+        let writes = GroupedWrites::of(writes);
         let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        for write in writes {
-            match write {
-                Write::Session(session) => {
-                    sqlx::query(
-                        "INSERT INTO sessions (id, user_id, gateway, created_ms, updated_ms) \
-                         VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                    )
-                    .bind(session.id.hyphenated().to_string())
-                    .bind(&session.user_id)
-                    .bind(&session.gateway)
-                    .bind(now)
-                    .bind(now)
-                    .execute(&mut *transaction)
-                    .await?;
-                }
-                Write::Message(session_id, message) => {
-                    let id = session_id.hyphenated().to_string();
-                    let bumped = sqlx::query(
-                        "UPDATE sessions SET updated_ms = MAX(updated_ms, ?) WHERE id = ?",
-                    )
-                    .bind(now)
-                    .bind(&id)
-                    .execute(&mut *transaction)
-                    .await?;
-                    if bumped.rows_affected() == 0 {
-                        return Err(StorageError::NotFound);
-                    }
-                    sqlx::query(
-                        "INSERT INTO messages (session_id, turn_id, role, content, created_ms) \
-                         VALUES (?, ?, ?, ?, ?)",
-                    )
-                    .bind(&id)
-                    .bind(message.turn_id.hyphenated().to_string())
-                    .bind(message.role.as_str())
-                    .bind(&message.content)
-                    .bind(now)
-                    .execute(&mut *transaction)
-                    .await?;
-                }
-                Write::TurnEnd {
-                    session_id,
-                    turn_id,
-                    outcome,
-                } => {
-                    sqlx::query(
-                        "UPDATE messages SET outcome = ? \
-                         WHERE session_id = ? AND turn_id = ? AND role = 'user'",
-                    )
-                    .bind(outcome.as_str())
-                    .bind(session_id.hyphenated().to_string())
-                    .bind(turn_id.hyphenated().to_string())
-                    .execute(&mut *transaction)
-                    .await?;
-                }
+        for sessions in writes.sessions.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO sessions (id, user_id, gateway, created_ms, updated_ms) ",
+            );
+            insert.push_values(sessions, |mut row, session| {
+                row.push_bind(session.id.hyphenated().to_string())
+                    .push_bind(&session.user_id)
+                    .push_bind(&session.gateway)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            insert.push(" ON CONFLICT (id) DO NOTHING");
+            // Statements of every row count would crowd out the cached ones.
+            insert
+                .build()
+                .persistent(false)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        for sessions in writes.sessions_written_to.chunks(ROWS_PER_STATEMENT) {
+            let mut bump =
+                QueryBuilder::<Sqlite>::new("UPDATE sessions SET updated_ms = MAX(updated_ms, ");
+            bump.push_bind(now).push(") WHERE id IN (");
+            let mut ids = bump.separated(", ");
+            for id in sessions {
+                ids.push_bind(id.hyphenated().to_string());
             }
+            bump.push(")");
+            let bumped = bump
+                .build()
+                .persistent(false)
+                .execute(&mut *transaction)
+                .await?;
+            if bumped.rows_affected() < sessions.len() as u64 {
+                return Err(StorageError::NotFound);
+            }
+        }
+        for messages in writes.messages.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO messages (session_id, turn_id, role, content, created_ms) ",
+            );
+            insert.push_values(messages, |mut row, (session_id, message)| {
+                row.push_bind(session_id.hyphenated().to_string())
+                    .push_bind(message.turn_id.hyphenated().to_string())
+                    .push_bind(message.role.as_str())
+                    .push_bind(&message.content)
+                    .push_bind(now);
+            });
+            insert
+                .build()
+                .persistent(false)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        for (session_id, turn_id, outcome) in writes.outcomes {
+            sqlx::query(
+                "UPDATE messages SET outcome = ? \
+                 WHERE session_id = ? AND turn_id = ? AND role = 'user'",
+            )
+            .bind(outcome.as_str())
+            .bind(session_id.hyphenated().to_string())
+            .bind(turn_id.hyphenated().to_string())
+            .execute(&mut *transaction)
+            .await?;
         }
         transaction.commit().await?;
         Ok(())

@@ -28,6 +28,7 @@ pub async fn run(storage: Arc<dyn Storage>) {
     within(concurrent_appends_are_all_kept(storage)).await;
     within(an_unknown_session_is_not_found(storage)).await;
     within(a_batch_is_applied_in_order(storage)).await;
+    within(a_big_mixed_batch_keeps_each_conversation_in_order(storage)).await;
     within(questions_are_pending_until_their_turn_ends(storage)).await;
     within(an_adopted_question_is_pending_once(storage)).await;
     within(async { storage.ping().await.unwrap() }).await;
@@ -64,6 +65,51 @@ async fn a_batch_is_applied_in_order(storage: &dyn Storage) {
     ));
     if storage.kind() != "memory" {
         assert_eq!(contents(load(storage, id, 10).await), ["q", "a"]);
+    }
+}
+
+/// Engines may store a batch in statements of many rows (sessions, then messages,
+/// then outcomes); what each conversation holds, and its order, must not show it.
+async fn a_big_mixed_batch_keeps_each_conversation_in_order(storage: &dyn Storage) {
+    let sessions: Vec<Uuid> = (0..3).map(|_| Uuid::new_v4()).collect();
+    let mut batch = Vec::new();
+    let mut expected = vec![Vec::new(); sessions.len()];
+    // 3 × 300 turns: more rows than one statement of any engine takes.
+    for turn in 0..300 {
+        for (index, &id) in sessions.iter().enumerate() {
+            if turn == index * 100 {
+                batch.push(Write::Session(SessionRecord {
+                    id,
+                    user_id: None,
+                    gateway: None,
+                }));
+            }
+            if turn < index * 100 {
+                continue;
+            }
+            let turn_id = Uuid::new_v4();
+            batch.push(Write::Message(
+                id,
+                StoredMessage::user(turn_id, format!("q{turn}")),
+            ));
+            if turn % 7 == 0 {
+                batch.push(Write::TurnEnd {
+                    session_id: id,
+                    turn_id,
+                    outcome: TurnOutcome::Dropped,
+                });
+                continue;
+            }
+            batch.push(Write::Message(
+                id,
+                StoredMessage::assistant(turn_id, format!("a{turn}")),
+            ));
+            expected[index].extend([format!("q{turn}"), format!("a{turn}")]);
+        }
+    }
+    storage.apply(&batch).await.unwrap();
+    for (index, &id) in sessions.iter().enumerate() {
+        assert_eq!(contents(&load(storage, id, 1000).await), expected[index]);
     }
 }
 
