@@ -60,6 +60,9 @@ impl SqliteStorage {
             // the file's consistency.
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
+            // A statement of many rows keeps a journal of its own to undo it alone;
+            // in a file, that was an open, writes and a close per statement.
+            .pragma("temp_store", "memory")
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(POOL_SIZE)
