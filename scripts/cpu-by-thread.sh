@@ -6,10 +6,10 @@
 # Starts the mock model (50 ms to the first token, 10 ms per word) and `parlor
 # serve` (in an empty directory, so no config.toml; NAME=VALUE pairs are added to
 # its environment), warms up, then runs the same load against the model alone and
-# through serve: SESSIONS sessions (default 4000) × 2 turns, 300 in flight (WORDS=N
-# adds N words to each question, and so to each answer). Prints
-# both load reports, the CPU ticks serve and the mock spent on the second run, and
-# serve's CPU by thread (from /proc/<pid>/task/*/stat). Linux only.
+# through serve: SESSIONS sessions (default 4000) × 2 turns, 300 in flight
+# (IN_FLIGHT=N for N; WORDS=N adds N words to each question, and so to each
+# answer). Prints both load reports, the CPU ticks serve and the mock spent on the
+# second run, and serve's CPU by thread (from /proc/<pid>/task/*/stat). Linux only.
 set -euo pipefail
 B=${B:-target/release/parlor}
 B=$(realpath "$B")
@@ -35,7 +35,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-load() { "$B" loadtest "$@" --sessions "$SESSIONS" --turns 2 --concurrency 300 --message-words "${WORDS:-0}" 2>&1 | grep -E "turns/s|chunks/s|ttft|errors"; }
+load() { "$B" loadtest "$@" --sessions "$SESSIONS" --turns 2 --concurrency "${IN_FLIGHT:-300}" --message-words "${WORDS:-0}" 2>&1 | grep -E "turns/s|chunks/s|ttft|errors"; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 threads() { for task in /proc/"$1"/task/*; do echo "$(tr ' ' _ <"$task/comm")/${task##*/} $(ticks "$1/task/${task##*/}")"; done | sort; }
 

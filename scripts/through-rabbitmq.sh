@@ -7,7 +7,7 @@
 # Needs RabbitMQ on 127.0.0.1:5672 (guest/guest) and rabbitmqctl; uses queues of
 # its own (`parlor-bench…`) and deletes them. Starts the mock model (TTFT_MS to the first token, TOKEN_MS per
 # word), a worker and a gateway (each in an empty directory), warms up, then runs
-# SESSIONS sessions (default 3000) × 2 turns, 300 in flight, against the model alone
+# SESSIONS sessions (default 3000) × 2 turns, 300 in flight (IN_FLIGHT=N for N), against the model alone
 # and through the gateway (WORDS=N adds N words to each question, and so to each
 # answer). Prints both load reports and the CPU ticks each process (and RabbitMQ)
 # spent on the second run. Linux only.
@@ -44,7 +44,7 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-load() { "$B" loadtest "$@" --sessions "$SESSIONS" --turns 2 --concurrency 300 --message-words "${WORDS:-0}" 2>&1 | grep -E "turns/s|chunks/s|ttft|errors"; }
+load() { "$B" loadtest "$@" --sessions "$SESSIONS" --turns 2 --concurrency "${IN_FLIGHT:-300}" --message-words "${WORDS:-0}" 2>&1 | grep -E "turns/s|chunks/s|ttft|errors"; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 "$B" loadtest --mode ws --url ws://127.0.0.1:18310/ws --sessions 300 --turns 2 --concurrency 300 >/dev/null 2>&1
