@@ -27,6 +27,9 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
+/// What the logging thread gathers before writing, at most.
+const LOG_BUFFER_BYTES: usize = 64 * 1024;
+
 /// Silences lapin's dump of returned messages (see [`init`]).
 const QUIET_RETURNS: &str = "lapin::returned_messages=error";
 
@@ -36,7 +39,12 @@ pub fn init() -> WorkerGuard {
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("parlor-log")
-        .finish(std::io::stderr());
+        // The thread flushes whenever it has written every line waiting: a burst
+        // of lines is one write, not one each.
+        .finish(std::io::BufWriter::with_capacity(
+            LOG_BUFFER_BYTES,
+            std::io::stderr(),
+        ));
     let filter = EnvFilter::try_from_default_env()
         // rmcp logs every connection's handshake, with the whole server info, at
         // INFO; parlor logs its own line per MCP connection.

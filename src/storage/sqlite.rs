@@ -29,6 +29,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Conversations in a SQLite file.
 pub struct SqliteStorage {
     pool: SqlitePool,
+    /// One connection for the writer's batches ([`Storage::apply`]): its page
+    /// cache stays warm from one batch to the next, where batches dealt over the
+    /// pool's connections read back from the file the pages another one changed.
+    batches: SqlitePool,
 }
 
 type SessionRow = (String, Option<String>, Option<String>, i64, i64);
@@ -64,13 +68,22 @@ impl SqliteStorage {
             // in a file, that was an open, writes and a close per statement.
             .pragma("temp_store", "memory")
             .busy_timeout(BUSY_TIMEOUT);
+        // A file does not go stale as a network connection does: no test query
+        // before each use.
         let pool = SqlitePoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(BUSY_TIMEOUT)
-            .connect_with(options)
+            .test_before_acquire(false)
+            .connect_with(options.clone())
             .await?;
         MIGRATIONS.run(&pool).await?;
-        Ok(Self { pool })
+        let batches = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(BUSY_TIMEOUT)
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
+        Ok(Self { pool, batches })
     }
 
     async fn load(
@@ -130,7 +143,7 @@ impl SqliteStorage {
     async fn apply_all(&self, writes: &[Write]) -> Result<(), StorageError> {
         let now = Timestamp::now().as_millis();
         let writes = GroupedWrites::of(writes);
-        let mut transaction = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut transaction = self.batches.begin_with("BEGIN IMMEDIATE").await?;
         for sessions in writes.sessions.chunks(ROWS_PER_STATEMENT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO sessions (id, user_id, gateway, created_ms, updated_ms) ",
