@@ -19,8 +19,9 @@
 //!   `SessionRegistry`, the `BrokerActor` that routes answers back to sessions, and
 //!   the `AgentPool` that hands questions to workers. RabbitMQ's socket I/O runs on
 //!   lapin's own thread; its reconnecting and consuming tasks, and the task that
-//!   joins answers into messages, run here. The built-in demo model, when
-//!   `llm.base_url` is empty, adds one HTTP worker thread.
+//!   joins answers into messages, run here; so does the conversation `Recorder`,
+//!   whose SQLite statements run on sqlx's thread per connection. The built-in
+//!   demo model, when `llm.base_url` is empty, adds one HTTP worker thread.
 //! - **`parlor worker`** serves only its operations routes, on one HTTP worker
 //!   thread: they are asked for now and then, and the cores are for the turns.
 //! - **`parlor agent`** serves A2A on one HTTP worker thread per core; each task
