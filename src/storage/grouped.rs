@@ -1,8 +1,7 @@
 //! A batch of writes regrouped by kind, so that an engine stores it in a few
 //! statements (one per kind and [`ROWS_PER_STATEMENT`] rows) instead of one or two
-//! per write. With SQLite every statement is a round trip to its worker thread;
-//! at a few thousand turns a second those round trips were a fifth of a gateway's
-//! CPU.
+//! per write: each statement is a round trip (to SQLite's worker thread, or to
+//! PostgreSQL over the network), parsed and run on its own.
 //!
 //! Regrouping changes the order writes are applied in, but not what they leave:
 //! - sessions go first: a session that exists sooner only lets its messages in,
