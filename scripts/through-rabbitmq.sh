@@ -5,12 +5,13 @@
 #   scripts/through-rabbitmq.sh TTFT_MS TOKEN_MS [SESSIONS]
 #
 # Needs RabbitMQ on 127.0.0.1:5672 (guest/guest) and rabbitmqctl; uses queues of
-# its own (`parlor-bench…`) and deletes them. Starts the mock model (TTFT_MS to the first token, TOKEN_MS per
-# word), a worker and a gateway (each in an empty directory), warms up, then runs
-# SESSIONS sessions (default 3000) × 2 turns, 300 in flight (IN_FLIGHT=N for N), against the model alone
-# and through the gateway (WORDS=N adds N words to each question, and so to each
-# answer). Prints both load reports and the CPU ticks each process (and RabbitMQ)
-# spent on the second run. Linux only.
+# its own (`parlor-bench…`) and deletes them. Starts the mock model (TTFT_MS to the
+# first token, TOKEN_MS per word), a worker and a gateway (each in an empty
+# directory), warms up, then runs SESSIONS sessions (default 3000) × 2 turns, 300 in
+# flight (IN_FLIGHT=N for N), against the model alone and through the gateway
+# (WORDS=N adds N words to each question, and so to each answer). Prints both load
+# reports and the CPU ticks each process (and RabbitMQ) spent on the second run.
+# Linux only.
 set -euo pipefail
 B=${B:-target/release/parlor}
 B=$(realpath "$B")
