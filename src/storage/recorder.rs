@@ -131,7 +131,7 @@ async fn write_in_order(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut flushes = Vec::new();
-    let mut last_batch = Instant::now() - BATCH_INTERVAL;
+    let mut last_batch: Option<Instant> = None;
     loop {
         let job = match tokio::time::timeout(PING_INTERVAL, jobs.recv()).await {
             Ok(Some(job)) => job,
@@ -141,11 +141,12 @@ async fn write_in_order(
                 continue;
             }
         };
-        let next_batch = last_batch + BATCH_INTERVAL;
-        if Instant::now() < next_batch {
+        if let Some(next_batch) = last_batch.map(|last| last + BATCH_INTERVAL)
+            && Instant::now() < next_batch
+        {
             tokio::time::sleep_until(next_batch).await;
         }
-        last_batch = Instant::now();
+        last_batch = Some(Instant::now());
         let mut next = Some(job);
         while let Some(job) = next.take() {
             match job {
