@@ -20,7 +20,7 @@ use super::{SessionRecord, StoredMessage, TurnOutcome, Write};
 pub const ROWS_PER_STATEMENT: usize = 256;
 
 /// One batch's writes, by kind.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Default)]
 pub struct GroupedWrites<'a> {
     pub sessions: Vec<&'a SessionRecord>,
     /// Each with its session, in the order they were written.
