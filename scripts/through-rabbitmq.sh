@@ -10,7 +10,8 @@
 # directory), warms up, then runs SESSIONS sessions (default 3000) × 2 turns, 300 in
 # flight (IN_FLIGHT=N for N), against the model alone and through the gateway
 # (WORDS=N adds N words to each question, and so to each answer). Prints both load
-# reports and the CPU ticks each process (and RabbitMQ) spent on the second run.
+# reports with the load tester's own CPU time, and the CPU ticks each process (and
+# RabbitMQ) spent on the second run.
 # Linux only.
 set -euo pipefail
 B=${B:-target/release/parlor}
@@ -45,7 +46,10 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-load() { "$B" loadtest "$@" --sessions "$SESSIONS" --turns 2 --concurrency "${IN_FLIGHT:-300}" --message-words "${WORDS:-0}" 2>&1 | grep -E "turns/s|chunks/s|ttft|errors"; }
+load() {
+    local TIMEFORMAT='  load tester CPU %U s user + %S s system, over %R s'
+    { time "$B" loadtest "$@" --sessions "$SESSIONS" --turns 2 --concurrency "${IN_FLIGHT:-300}" --message-words "${WORDS:-0}" 2>&1 | grep -E "turns/s|chunks/s|ttft|errors"; } 2>&1
+}
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 "$B" loadtest --mode ws --url ws://127.0.0.1:18310/ws --sessions 300 --turns 2 --concurrency 300 >/dev/null 2>&1
