@@ -13,7 +13,7 @@ pub mod raw_ws;
 pub mod sse;
 mod ws_client;
 
-#[allow(unused_imports)] // as above: not every test file takes both
+#[allow(unused_imports)] // as with the rest of this module, each test file uses a part
 pub use ws_client::{Client, Turn};
 
 use std::io::{BufRead, BufReader};
