@@ -8,8 +8,9 @@
 # its environment), warms up, then runs the same load against the model alone and
 # through serve: SESSIONS sessions (default 4000) × 2 turns, 300 in flight
 # (IN_FLIGHT=N for N; WORDS=N adds N words to each question, and so to each
-# answer). Prints both load reports, the CPU ticks serve and the mock spent on the
-# second run, and serve's CPU by thread (from /proc/<pid>/task/*/stat). Linux only.
+# answer). Prints both load reports with the load tester's own CPU time, the CPU
+# ticks serve and the mock spent on the second run, and serve's CPU by thread (from
+# /proc/<pid>/task/*/stat). Linux only.
 set -euo pipefail
 B=${B:-target/release/parlor}
 B=$(realpath "$B")
@@ -35,8 +36,8 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-load() { "$B" loadtest "$@" --sessions "$SESSIONS" --turns 2 --concurrency "${IN_FLIGHT:-300}" --message-words "${WORDS:-0}" 2>&1 | grep -E "turns/s|chunks/s|ttft|errors"; }
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# shellcheck source=load.sh
+source "$(dirname "$0")/load.sh"
 threads() { for task in /proc/"$1"/task/*; do echo "$(tr ' ' _ <"$task/comm")/${task##*/} $(ticks "$1/task/${task##*/}")"; done | sort; }
 
 "$B" loadtest --mode ws --url "ws://127.0.0.1:$SERVE_PORT/ws" --sessions 600 --turns 2 --concurrency 300 >/dev/null 2>&1

@@ -46,11 +46,8 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 
-load() {
-    local TIMEFORMAT='  load tester CPU %U s user + %S s system, over %R s'
-    { time "$B" loadtest "$@" --sessions "$SESSIONS" --turns 2 --concurrency "${IN_FLIGHT:-300}" --message-words "${WORDS:-0}" 2>&1 | grep -E "turns/s|chunks/s|ttft|errors"; } 2>&1
-}
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# shellcheck source=load.sh
+source "$(dirname "$0")/load.sh"
 
 "$B" loadtest --mode ws --url ws://127.0.0.1:18310/ws --sessions 300 --turns 2 --concurrency 300 >/dev/null 2>&1
 echo "== the model alone"
