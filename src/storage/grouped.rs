@@ -60,14 +60,6 @@ mod tests {
     use super::*;
     use crate::storage::StoredRole;
 
-    fn message(turn_id: Uuid, role: StoredRole, content: &str) -> StoredMessage {
-        StoredMessage {
-            turn_id,
-            role,
-            content: content.into(),
-        }
-    }
-
     #[test]
     fn writes_are_grouped_by_kind_keeping_the_order_of_each() {
         let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
@@ -79,15 +71,18 @@ mod tests {
         };
         let writes = vec![
             Write::Session(session(first)),
-            Write::Message(first, message(turn_a, StoredRole::User, "a?")),
+            Write::Message(first, StoredMessage::new(turn_a, StoredRole::User, "a?")),
             Write::Session(session(second)),
-            Write::Message(second, message(turn_b, StoredRole::User, "b?")),
+            Write::Message(second, StoredMessage::new(turn_b, StoredRole::User, "b?")),
             Write::TurnEnd {
                 session_id: second,
                 turn_id: turn_b,
                 outcome: TurnOutcome::Dropped,
             },
-            Write::Message(first, message(turn_a, StoredRole::Assistant, "a.")),
+            Write::Message(
+                first,
+                StoredMessage::new(turn_a, StoredRole::Assistant, "a."),
+            ),
         ];
         let grouped = GroupedWrites::of(&writes);
 

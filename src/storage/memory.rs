@@ -3,7 +3,7 @@
 //! For tests and benchmarks, so it is deliberately unbounded: nothing is evicted
 //! but by retention ([`Storage::purge_older_than`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use futures_util::future::{BoxFuture, FutureExt, ready};
@@ -25,6 +25,20 @@ struct MemorySession {
     created: Timestamp,
     updated: Timestamp,
     messages: Vec<MemoryMessage>,
+    /// The messages' [`StoredMessage::write_id`]s: each is stored once.
+    write_ids: HashSet<Uuid>,
+}
+
+impl MemorySession {
+    fn new(record: SessionRecord, now: Timestamp) -> Self {
+        Self {
+            record,
+            created: now,
+            updated: now,
+            messages: Vec::new(),
+            write_ids: HashSet::new(),
+        }
+    }
 }
 
 struct MemoryMessage {
@@ -56,12 +70,7 @@ impl Storage for MemoryStorage {
         let now = Timestamp::now();
         self.sessions()
             .entry(session.id)
-            .or_insert_with(|| MemorySession {
-                record: session,
-                created: now,
-                updated: now,
-                messages: Vec::new(),
-            });
+            .or_insert_with(|| MemorySession::new(session, now));
         ready(Ok(())).boxed()
     }
 
@@ -71,7 +80,10 @@ impl Storage for MemoryStorage {
         message: StoredMessage,
     ) -> BoxFuture<'_, Result<(), StorageError>> {
         let result = match self.sessions().get_mut(&session_id) {
+            // Stored before: its batch is being stored again.
+            Some(session) if session.write_ids.contains(&message.write_id) => Ok(()),
             Some(session) => {
+                session.write_ids.insert(message.write_id);
                 let now = Timestamp::now();
                 if message.role == StoredRole::Assistant {
                     // An answer ends its question's turn.
@@ -106,15 +118,13 @@ impl Storage for MemoryStorage {
     ) -> BoxFuture<'_, Result<(), StorageError>> {
         let now = Timestamp::now();
         let mut sessions = self.sessions();
-        let session = sessions.entry(session_id).or_insert_with(|| MemorySession {
-            record: SessionRecord {
+        let session = sessions.entry(session_id).or_insert_with(|| {
+            let record = SessionRecord {
                 id: session_id,
                 user_id: None,
                 gateway: None,
-            },
-            created: now,
-            updated: now,
-            messages: Vec::new(),
+            };
+            MemorySession::new(record, now)
         });
         if !(session.messages.iter()).any(|message| message.saved.turn_id == turn_id) {
             session.updated = session.updated.max(now);

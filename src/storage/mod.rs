@@ -198,23 +198,30 @@ pub struct StoredMessage {
     pub turn_id: Uuid,
     pub role: StoredRole,
     pub content: String,
+    /// Names this write. A database connection that drops during a commit leaves
+    /// the batch's outcome unknown, and the writer stores the batch again; the
+    /// engines keep one message per id, so a batch that had gone through is not
+    /// stored twice. Time-ordered (UUIDv7), so the engines' index of these ids
+    /// grows at its end.
+    pub write_id: Uuid,
 }
 
 impl StoredMessage {
-    pub fn user(turn_id: Uuid, content: impl Into<String>) -> Self {
+    pub fn new(turn_id: Uuid, role: StoredRole, content: impl Into<String>) -> Self {
         Self {
             turn_id,
-            role: StoredRole::User,
+            role,
             content: content.into(),
+            write_id: Uuid::now_v7(),
         }
     }
 
+    pub fn user(turn_id: Uuid, content: impl Into<String>) -> Self {
+        Self::new(turn_id, StoredRole::User, content)
+    }
+
     pub fn assistant(turn_id: Uuid, content: impl Into<String>) -> Self {
-        Self {
-            turn_id,
-            role: StoredRole::Assistant,
-            content: content.into(),
-        }
+        Self::new(turn_id, StoredRole::Assistant, content)
     }
 }
 

@@ -183,15 +183,18 @@ impl SqliteStorage {
         }
         for messages in writes.messages.chunks(ROWS_PER_STATEMENT) {
             let mut insert = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO messages (session_id, turn_id, role, content, created_ms) ",
+                "INSERT INTO messages (session_id, turn_id, role, content, created_ms, write_id) ",
             );
             insert.push_values(messages, |mut row, (session_id, message)| {
                 row.push_bind(session_id.hyphenated().to_string())
                     .push_bind(message.turn_id.hyphenated().to_string())
                     .push_bind(message.role.as_str())
                     .push_bind(&message.content)
-                    .push_bind(now);
+                    .push_bind(now)
+                    .push_bind(message.write_id.hyphenated().to_string());
             });
+            // A message this batch stored before, when the batch is stored again.
+            insert.push(" ON CONFLICT (write_id) DO NOTHING");
             insert
                 .build()
                 .persistent(false)

@@ -29,6 +29,7 @@ pub async fn run(storage: Arc<dyn Storage>) {
     within(an_unknown_session_is_not_found(storage)).await;
     within(a_batch_is_applied_in_order(storage)).await;
     within(a_big_mixed_batch_keeps_each_conversation_in_order(storage)).await;
+    within(a_batch_stored_again_stores_its_messages_once(storage)).await;
     within(questions_are_pending_until_their_turn_ends(storage)).await;
     within(an_adopted_question_is_pending_once(storage)).await;
     within(async { storage.ping().await.unwrap() }).await;
@@ -111,6 +112,33 @@ async fn a_big_mixed_batch_keeps_each_conversation_in_order(storage: &dyn Storag
     for (index, &id) in sessions.iter().enumerate() {
         assert_eq!(contents(&load(storage, id, 1000).await), expected[index]);
     }
+}
+
+/// A connection that drops during a commit leaves the writer not knowing whether its
+/// batch went through, so it stores the batch again: that must not store any of its
+/// messages twice. The same words written anew are a message of their own.
+async fn a_batch_stored_again_stores_its_messages_once(storage: &dyn Storage) {
+    let (id, turn) = (Uuid::new_v4(), Uuid::new_v4());
+    let batch = [
+        Write::Session(SessionRecord {
+            id,
+            user_id: None,
+            gateway: None,
+        }),
+        Write::Message(id, StoredMessage::user(turn, "q")),
+        Write::Message(id, StoredMessage::assistant(turn, "a")),
+    ];
+    storage.apply(&batch).await.unwrap();
+    storage.apply(&batch).await.unwrap();
+    assert_eq!(contents(&load(storage, id, 10).await), ["q", "a"]);
+
+    let again = Uuid::new_v4();
+    let batch = [
+        Write::Message(id, StoredMessage::user(again, "q")),
+        Write::Message(id, StoredMessage::assistant(again, "a")),
+    ];
+    storage.apply(&batch).await.unwrap();
+    assert_eq!(contents(&load(storage, id, 10).await), ["q", "a", "q", "a"]);
 }
 
 async fn questions_are_pending_until_their_turn_ends(storage: &dyn Storage) {

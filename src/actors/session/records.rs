@@ -54,11 +54,7 @@ impl SessionActor {
                 (StoredRole::Assistant, Some(turn)) => turn,
                 _ => *turn_id.insert(Uuid::new_v4()),
             };
-            let stored = StoredMessage {
-                turn_id: turn,
-                role,
-                content: message.content.clone(),
-            };
+            let stored = StoredMessage::new(turn, role, message.content.clone());
             self.deps.recorder.record(Write::Message(self.id, stored));
             if role == StoredRole::User {
                 self.record_outcome(turn, TurnOutcome::Kept);
